@@ -1,0 +1,237 @@
+//! The `Backend` contract every store implements (tantivy, Elasticsearch), and the
+//! request/response types the CLI and the ingest pipeline exchange with it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Result;
+
+/// One validated, redacted booking event ready to index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexDoc {
+    /// The stable document id (32 hex characters).
+    pub id: String,
+    /// Event time, milliseconds since the Unix epoch (UTC).
+    pub ts_millis: i64,
+    /// The event as it will be stored and returned (canonical `ts` and `type`).
+    pub doc: Map<String, Value>,
+    /// True when the id cannot already be in the committed index: it derives from the
+    /// position in a source that no commit has ever mentioned. Lets a backend skip the
+    /// duplicate lookup in the committed index.
+    pub unseen_source: bool,
+}
+
+/// What happened to one document of a batch. A backend answers one outcome per
+/// document, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written (durable once [`Backend::flush`] returns).
+    Indexed,
+    /// A document with the same id is already indexed.
+    Duplicate,
+    /// The backend refuses this document for good; it goes to the dead-letter store.
+    Rejected { reason: String },
+    /// Not written and not refused (e.g. retries exhausted): the source is not complete
+    /// and must be retried later.
+    Failed { reason: String },
+}
+
+/// Where a source stands, as recorded in the backend beside its documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// Some of its documents may be committed; reading it did not finish yet.
+    InProgress,
+    /// Every record is accounted for (indexed, duplicate or dead-lettered).
+    Completed,
+    /// Reading stopped early; the records read before the failure are indexed.
+    Failed,
+}
+
+/// The per-source audit and checkpoint record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Stable checkpoint key of the source identity.
+    pub key: String,
+    /// Human-readable source (`/path` or `s3://bucket/key?versionId=...`).
+    pub source: String,
+    pub status: SourceStatus,
+    pub records: u64,
+    pub indexed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub failure: Option<String>,
+    /// Earliest and latest event time seen (RFC 3339), if any record was valid.
+    pub first_event: Option<String>,
+    pub last_event: Option<String>,
+    /// When this record was written (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Sort order for hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortSpec {
+    pub field: String,
+    pub descending: bool,
+}
+
+impl SortSpec {
+    /// Parses `FIELD` (ascending) or `-FIELD` (descending).
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix('-') {
+            Some(field) => SortSpec { field: field.to_string(), descending: true },
+            None => SortSpec { field: text.trim_start_matches('+').to_string(), descending: false },
+        }
+    }
+}
+
+/// A search as the CLI asks it, the same for every backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    /// Lucene-style query; empty means all events.
+    pub query: String,
+    /// Inclusive lower bound on event time (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound on event time (epoch ms).
+    pub until_ms: Option<i64>,
+    pub limit: usize,
+    /// `None` sorts by event time, newest first.
+    pub sort: Option<SortSpec>,
+    pub aggs: Vec<AggSpec>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest { query: String::new(), since_ms: None, until_ms: None, limit: 20, sort: None, aggs: vec![] }
+    }
+}
+
+/// One hit: the id and the stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(flatten)]
+    pub source: Map<String, Value>,
+}
+
+/// What a search returns, shaped like DESIGN.md's `--format json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResponse {
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    /// Keyed by the aggregation's spec text, each shaped as Elasticsearch returns it.
+    pub aggregations: Map<String, Value>,
+}
+
+/// The storage contract. Implementations are synchronous; an async client owns its
+/// runtime.
+pub trait Backend: Send {
+    /// Short name for messages (`tantivy`, `elasticsearch`).
+    fn name(&self) -> &'static str;
+    /// Creates the index (or template) if needed. Idempotent.
+    fn ensure_ready(&mut self) -> Result<()>;
+    /// The recorded state of a source, if any commit mentioned it.
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>>;
+    /// Writes a batch; one outcome per document, in order.
+    fn index_batch(&mut self, docs: Vec<IndexDoc>) -> Result<Vec<Outcome>>;
+    /// Records a source's state; made durable by the next [`Backend::flush`], in the
+    /// same commit as the documents written before it.
+    fn record_source(&mut self, record: &SourceRecord) -> Result<()>;
+    /// Makes everything written so far durable and visible to searches.
+    fn flush(&mut self) -> Result<()>;
+    /// Runs a search with hits and aggregations.
+    fn search(&self, request: &SearchRequest) -> Result<SearchResponse>;
+    /// Counts matching events.
+    fn count(&self, request: &SearchRequest) -> Result<u64>;
+    /// Every recorded source, newest first.
+    fn sources(&self) -> Result<Vec<SourceRecord>>;
+}
+
+/// One `--agg SPEC`: the text the user wrote and the Elasticsearch-shaped request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggSpec {
+    pub spec: String,
+    pub request: Value,
+}
+
+/// Default number of buckets of a terms aggregation.
+pub const DEFAULT_TERMS_SIZE: u64 = 10;
+
+impl AggSpec {
+    /// Parses `terms:FIELD[:SIZE]`, `date_histogram:FIELD:INTERVAL` (`30s`, `1m`, `1h`,
+    /// `1d`) or `stats:FIELD`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let err = |message: &str| crate::Error::Aggregation { spec: spec.to_string(), message: message.to_string() };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let request = match parts.as_slice() {
+            ["terms", field] => serde_json::json!({"terms": {"field": field, "size": DEFAULT_TERMS_SIZE}}),
+            ["terms", field, size] => {
+                let size: u64 = size.parse().map_err(|_| err("SIZE must be a positive integer, as in terms:venue:20"))?;
+                if size == 0 {
+                    return Err(err("SIZE must be at least 1"));
+                }
+                serde_json::json!({"terms": {"field": field, "size": size}})
+            }
+            ["date_histogram", field, interval] => {
+                if !valid_interval(interval) {
+                    return Err(err("INTERVAL must be a number and a unit of s, m, h or d, as in 1h"));
+                }
+                serde_json::json!({"date_histogram": {"field": field, "fixed_interval": interval, "min_doc_count": 1}})
+            }
+            ["stats", field] => serde_json::json!({"stats": {"field": field}}),
+            _ => return Err(err("expected terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL or stats:FIELD")),
+        };
+        if parts.get(1).is_some_and(|f| f.is_empty()) {
+            return Err(err("FIELD is empty"));
+        }
+        Ok(AggSpec { spec: spec.to_string(), request })
+    }
+
+    /// The aggregation kind (`terms`, `date_histogram`, `stats`).
+    pub fn kind(&self) -> &str {
+        self.request.as_object().and_then(|m| m.keys().next()).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn valid_interval(interval: &str) -> bool {
+    let unit_at = interval.len().saturating_sub(1);
+    let (number, unit) = interval.split_at(unit_at);
+    matches!(unit, "s" | "m" | "h" | "d") && number.parse::<u32>().is_ok_and(|n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agg_specs_become_elasticsearch_shaped_requests() {
+        let table = [
+            ("terms:type", r#"{"terms":{"field":"type","size":10}}"#),
+            ("terms:venue:3", r#"{"terms":{"field":"venue","size":3}}"#),
+            (
+                "date_histogram:ts:1h",
+                r#"{"date_histogram":{"field":"ts","fixed_interval":"1h","min_doc_count":1}}"#,
+            ),
+            ("stats:amount", r#"{"stats":{"field":"amount"}}"#),
+        ];
+        for (spec, expected) in table {
+            let parsed = AggSpec::parse(spec).unwrap();
+            assert_eq!(parsed.request.to_string(), expected, "{spec}");
+        }
+    }
+
+    #[test]
+    fn malformed_agg_specs_are_refused_with_a_hint() {
+        for spec in ["terms", "terms:type:x", "terms:type:0", "date_histogram:ts", "date_histogram:ts:1w", "avg:amount", "stats:"] {
+            let err = AggSpec::parse(spec).unwrap_err().to_string();
+            assert!(err.contains(spec), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn sort_specs_read_a_leading_minus_as_descending() {
+        assert_eq!(SortSpec::parse("-amount"), SortSpec { field: "amount".into(), descending: true });
+        assert_eq!(SortSpec::parse("ts"), SortSpec { field: "ts".into(), descending: false });
+    }
+}

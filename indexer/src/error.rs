@@ -1,0 +1,23 @@
+//! The indexer crate's error type.
+
+/// What went wrong talking to a backend. Operational errors stop a run (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("index at {path} is locked by another writer; wait for it to finish or remove a stale lock after checking no tix-logs process runs")]
+    Locked { path: String },
+    #[error("tantivy index {path}: {message}")]
+    Tantivy { path: String, message: String },
+    #[error("invalid query {query:?}: {message}")]
+    Query { query: String, message: String },
+    #[error("invalid aggregation {spec:?}: {message}")]
+    Aggregation { spec: String, message: String },
+    #[error("backend unreachable: {0}")]
+    Unreachable(String),
+    #[error("backend refused credentials: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,258 @@
+//! What an indexed booking event is: the one field list that the tantivy schema, the
+//! Elasticsearch mapping and the CLI all derive from.
+//!
+//! Known fields are indexed with a fixed type. Everything else a service sends is kept
+//! under [`EXTRA`] in tantivy (a JSON field with exact-match strings, like Elasticsearch's
+//! dynamic `keyword` mapping) so `client.app:ios` works on both backends.
+
+use serde_json::{Map, Value};
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    OwnedValue, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+};
+use tantivy::{DateTime, TantivyDocument};
+
+/// How a known field is indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Event time: a date with millisecond precision, sortable and aggregatable.
+    Time,
+    /// Exact match, untokenized (`keyword` in Elasticsearch). `fast` fields support
+    /// terms aggregations and sorting.
+    Keyword { fast: bool },
+    /// A finite number: range queries, sorting, stats.
+    Number,
+    /// Full text (`message`).
+    Text,
+    /// An object of exact-match sub-fields (`payment.method`).
+    Object,
+}
+
+/// One field of an indexed booking event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: FieldKind,
+}
+
+/// The event time field as the CLI and queries name it.
+pub const TS: &str = "ts";
+/// The event time field in Elasticsearch (what Kibana expects); `ts` is an alias of it.
+pub const ES_TIMESTAMP: &str = "@timestamp";
+/// The event type field.
+pub const TYPE: &str = "type";
+/// The document id field (tantivy) and metadata name (Elasticsearch).
+pub const ID: &str = "_id";
+/// The stored, redacted event as JSON, returned in hits.
+pub const SOURCE: &str = "_source";
+/// The tantivy JSON field holding unknown fields.
+pub const EXTRA: &str = "_extra";
+/// Distinguishes events from bookkeeping documents (source checkpoints) in tantivy.
+pub const DOC_KIND: &str = "_kind";
+/// The checkpoint key of a source marker document.
+pub const SOURCE_KEY: &str = "_source_key";
+/// The full-text field searched by bare words in a query.
+pub const MESSAGE: &str = "message";
+
+/// `DOC_KIND` value of booking events.
+pub const KIND_EVENT: &str = "event";
+/// `DOC_KIND` value of source checkpoint records.
+pub const KIND_SOURCE: &str = "source";
+
+/// The known fields of a booking event, in the order DESIGN.md lists them.
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec { name: TS, kind: FieldKind::Time },
+    FieldSpec { name: TYPE, kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "event_id", kind: FieldKind::Keyword { fast: false } },
+    FieldSpec { name: "service", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "level", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "booking_id", kind: FieldKind::Keyword { fast: false } },
+    FieldSpec { name: "customer_id", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "show_id", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "venue", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "seat", kind: FieldKind::Keyword { fast: false } },
+    FieldSpec { name: "status", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "currency", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "region", kind: FieldKind::Keyword { fast: true } },
+    FieldSpec { name: "trace_id", kind: FieldKind::Keyword { fast: false } },
+    FieldSpec { name: "payment", kind: FieldKind::Object },
+    FieldSpec { name: "amount", kind: FieldKind::Number },
+    FieldSpec { name: "latency_ms", kind: FieldKind::Number },
+    FieldSpec { name: MESSAGE, kind: FieldKind::Text },
+];
+
+/// Sub-fields of `payment` that DESIGN.md types as exact-match strings.
+pub const PAYMENT_KEYWORDS: &[&str] = &["method", "status"];
+
+/// Looks a known field up by name.
+pub fn field_spec(name: &str) -> Option<&'static FieldSpec> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+/// Whether `name` (as written in a query, possibly dotted) starts with a known field.
+pub fn is_known_path(name: &str) -> bool {
+    let head = name.split('.').next().unwrap_or(name);
+    field_spec(head).is_some() || name == ES_TIMESTAMP
+}
+
+/// The tantivy schema built from [`FIELDS`], with handles to every field.
+#[derive(Clone)]
+pub struct TantivySchema {
+    pub schema: Schema,
+    pub id: Field,
+    pub source: Field,
+    pub extra: Field,
+    pub kind: Field,
+    pub source_key: Field,
+    pub ts: Field,
+    /// Handles of the known fields, parallel to [`FIELDS`].
+    pub known: Vec<(FieldSpec, Field)>,
+}
+
+impl std::fmt::Debug for TantivySchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivySchema").finish_non_exhaustive()
+    }
+}
+
+/// Builds the tantivy schema of an event index.
+pub fn tantivy_schema() -> TantivySchema {
+    let mut builder = Schema::builder();
+    let id = builder.add_text_field(ID, STRING | STORED);
+    let source = builder.add_text_field(SOURCE, STORED);
+    let kind = builder.add_text_field(DOC_KIND, STRING);
+    let source_key = builder.add_text_field(SOURCE_KEY, STRING);
+    let raw_json = JsonObjectOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic),
+        )
+        .set_fast("raw");
+    let extra = builder.add_json_field(EXTRA, raw_json.clone());
+    let mut known = Vec::with_capacity(FIELDS.len());
+    for spec in FIELDS {
+        let field = match spec.kind {
+            FieldKind::Time => builder.add_date_field(
+                spec.name,
+                DateOptions::default()
+                    .set_indexed()
+                    .set_fast()
+                    .set_precision(DateTimePrecision::Milliseconds),
+            ),
+            FieldKind::Keyword { fast: true } => builder.add_text_field(spec.name, STRING | FAST),
+            FieldKind::Keyword { fast: false } => builder.add_text_field(spec.name, STRING),
+            FieldKind::Number => builder.add_f64_field(
+                spec.name,
+                NumericOptions::default().set_indexed().set_fast(),
+            ),
+            FieldKind::Text => builder.add_text_field(
+                spec.name,
+                TextOptions::default().set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer("default")
+                        .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                ),
+            ),
+            FieldKind::Object => builder.add_json_field(spec.name, raw_json.clone()),
+        };
+        known.push((*spec, field));
+    }
+    let schema = builder.build();
+    let ts = schema.get_field(TS).expect("ts is in FIELDS");
+    TantivySchema { schema, id, source, extra, kind, source_key, ts, known }
+}
+
+impl TantivySchema {
+    /// Maps a validated, redacted event to a tantivy document. `ts_millis` is the event
+    /// time the validator computed; `doc` is stored whole as `_source`.
+    pub fn event_document(&self, id: &str, ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
+        let mut out = TantivyDocument::new();
+        out.add_text(self.id, id);
+        out.add_text(self.kind, KIND_EVENT);
+        out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
+        let mut extra: Option<Map<String, Value>> = None;
+        for (key, value) in doc {
+            match self.known.iter().find(|(spec, _)| spec.name == key) {
+                Some((spec, field)) => add_known(&mut out, spec.kind, *field, value),
+                None => {
+                    extra.get_or_insert_with(Map::new).insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(extra) = extra {
+            out.add_field_value(self.extra, &OwnedValue::from(extra));
+        }
+        out.add_text(self.source, serde_json::to_string(doc).unwrap_or_default());
+        out
+    }
+
+    /// A document for bare JSON without validation (the benchmark's reference
+    /// indexer): reads `ts` as RFC 3339 and skips values of the wrong type.
+    pub fn document_from_json(&self, id: &str, doc: &Map<String, Value>) -> TantivyDocument {
+        let ts_millis = doc
+            .get(TS)
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0);
+        self.event_document(id, ts_millis, doc)
+    }
+}
+
+fn add_known(out: &mut TantivyDocument, kind: FieldKind, field: Field, value: &Value) {
+    match (kind, value) {
+        // The time was already added from the validated millis.
+        (FieldKind::Time, _) => {}
+        (FieldKind::Keyword { .. }, Value::String(s)) => out.add_text(field, s),
+        (FieldKind::Keyword { .. }, Value::Array(items)) => {
+            for item in items.iter().filter_map(Value::as_str) {
+                out.add_text(field, item);
+            }
+        }
+        (FieldKind::Number, Value::Number(n)) => {
+            if let Some(f) = n.as_f64() {
+                out.add_f64(field, f);
+            }
+        }
+        (FieldKind::Text, Value::String(s)) => out.add_text(field, s),
+        (FieldKind::Object, Value::Object(map)) => {
+            out.add_field_value(field, &OwnedValue::from(map.clone()));
+        }
+        // Validation guarantees types for events; bare JSON of the wrong type is skipped.
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_field_is_in_the_tantivy_schema() {
+        let schema = tantivy_schema();
+        for spec in FIELDS {
+            assert!(schema.schema.get_field(spec.name).is_ok(), "{} missing", spec.name);
+        }
+        assert_eq!(schema.known.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn unknown_fields_go_to_the_extra_json_field() {
+        let schema = tantivy_schema();
+        let doc: Map<String, Value> = serde_json::from_str(
+            r#"{"ts":"2024-02-05T10:00:00.000Z","type":"booking.confirmed","client":{"app":"ios"}}"#,
+        )
+        .unwrap();
+        let out = schema.event_document("abc", 1_707_127_200_000, &doc);
+        let json = tantivy::schema::document::Document::to_json(&out, &schema.schema);
+        assert!(json.contains(r#""_extra":[{"client":{"app":"ios"}}]"#), "{json}");
+    }
+
+    #[test]
+    fn dotted_names_resolve_to_known_heads() {
+        assert!(is_known_path("payment.method"));
+        assert!(is_known_path("ts"));
+        assert!(!is_known_path("client.app"));
+    }
+}

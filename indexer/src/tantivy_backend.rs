@@ -1,0 +1,460 @@
+//! The embedded default backend: a tantivy index in a local directory.
+//!
+//! Events and source checkpoints live in the same index (told apart by `_kind`), so a
+//! source's checkpoint is committed atomically with its documents: a crash leaves either
+//! both or neither. Duplicates are found by id: ids written since the last commit are
+//! kept in memory, earlier ones are looked up in the committed segments' term
+//! dictionaries.
+
+use std::collections::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+use serde_json::{Map, Value};
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::{AggContextParams, AggregationCollector};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+use tantivy::schema::{IndexRecordOption, Value as _};
+use tantivy::{
+    DateTime, DocAddress, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy,
+    Searcher, TantivyDocument, TantivyError, Term,
+};
+
+use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
+use crate::{Error, Result};
+
+/// Tuning of the tantivy writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TantivyConfig {
+    /// Indexing threads. Default: the number of CPUs, at most 4.
+    pub threads: usize,
+    /// Total indexing memory budget across threads, in bytes. Default 128 MB.
+    pub heap_bytes: usize,
+}
+
+impl Default for TantivyConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        TantivyConfig { threads: cpus.clamp(1, 4), heap_bytes: 128 << 20 }
+    }
+}
+
+/// A tantivy index opened for searching, or for writing as well.
+pub struct TantivyBackend {
+    path: PathBuf,
+    index: Index,
+    schema: TantivySchema,
+    reader: IndexReader,
+    writer: Option<IndexWriter>,
+    config: TantivyConfig,
+    /// Ids added since the last commit (not yet visible to the searcher).
+    pending_ids: FxHashSet<u128>,
+    /// Source records to write with the next commit.
+    pending_sources: Vec<SourceRecord>,
+    /// `_id` term dictionaries of the committed segments.
+    committed_ids: Vec<Arc<InvertedIndexReader>>,
+}
+
+impl std::fmt::Debug for TantivyBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyBackend").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl TantivyBackend {
+    /// Opens (creating if needed) the index at `path` and takes its writer lock.
+    pub fn open_for_writing(path: &Path, config: TantivyConfig) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| tantivy_error(path, e))?;
+        let mut backend = Self::open_index(path, true)?;
+        backend.config = config;
+        let writer = backend
+            .index
+            .writer_with_num_threads(config.threads.max(1), config.heap_bytes.max(config.threads.max(1) * (16 << 20)))
+            .map_err(|e| match e {
+                TantivyError::LockFailure(..) => Error::Locked { path: path.display().to_string() },
+                other => tantivy_error(path, other),
+            })?;
+        backend.writer = Some(writer);
+        Ok(backend)
+    }
+
+    /// Opens an existing index for searching only.
+    pub fn open_for_reading(path: &Path) -> Result<Self> {
+        if !path.join("meta.json").exists() {
+            return Err(Error::Tantivy {
+                path: path.display().to_string(),
+                message: "no index here yet; run `tix-logs ingest` first or pass --index".into(),
+            });
+        }
+        Self::open_index(path, false)
+    }
+
+    fn open_index(path: &Path, create: bool) -> Result<Self> {
+        let schema = tantivy_schema();
+        let directory = MmapDirectory::open(path).map_err(|e| tantivy_error(path, e))?;
+        let index = if create {
+            Index::open_or_create(directory, schema.schema.clone())
+        } else {
+            Index::open(directory)
+        }
+        .map_err(|e| match e {
+            TantivyError::SchemaError(message) => Error::Tantivy {
+                path: path.display().to_string(),
+                message: format!("{message}; the index was made by another version of tix-logs, re-ingest into a new --index"),
+            },
+            other => tantivy_error(path, other),
+        })?;
+        if index.schema() != schema.schema {
+            return Err(Error::Tantivy {
+                path: path.display().to_string(),
+                message: "the index was made by another version of tix-logs; re-ingest into a new --index".into(),
+            });
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| tantivy_error(path, e))?;
+        let mut backend = TantivyBackend {
+            path: path.to_path_buf(),
+            index,
+            schema,
+            reader,
+            writer: None,
+            config: TantivyConfig::default(),
+            pending_ids: FxHashSet::default(),
+            pending_sources: Vec::new(),
+            committed_ids: Vec::new(),
+        };
+        backend.refresh_committed()?;
+        Ok(backend)
+    }
+
+    /// The directory of the index.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer configuration in use.
+    pub fn config(&self) -> TantivyConfig {
+        self.config
+    }
+
+    /// Waits for background merges so the index is left tidy. Uncommitted work is lost.
+    pub fn close(mut self) -> Result<()> {
+        if let Some(writer) = self.writer.take() {
+            writer.wait_merging_threads().map_err(|e| tantivy_error(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn refresh_committed(&mut self) -> Result<()> {
+        let searcher = self.reader.searcher();
+        let mut readers = Vec::new();
+        for segment in searcher.segment_readers() {
+            readers.push(segment.inverted_index(self.schema.id).map_err(|e| tantivy_error(&self.path, e))?);
+        }
+        self.committed_ids = readers;
+        Ok(())
+    }
+
+    fn is_committed(&self, id: &str) -> Result<bool> {
+        let term = Term::from_field_text(self.schema.id, id);
+        for inverted in &self.committed_ids {
+            if inverted.get_term_info(&term).map_err(|e| tantivy_error(&self.path, e))?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn writer(&self) -> Result<&IndexWriter> {
+        self.writer.as_ref().ok_or_else(|| Error::Other(format!("index {} is open for reading only", self.path.display())))
+    }
+
+    /// Builds the query of a search request: the user's query, events only, time range.
+    fn build_query(&self, request: &SearchRequest) -> Result<Box<dyn Query>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Must,
+            Box::new(TermQuery::new(Term::from_field_text(self.schema.kind, KIND_EVENT), IndexRecordOption::Basic)),
+        )];
+        let trimmed = request.query.trim();
+        if !trimmed.is_empty() && trimmed != "*" {
+            clauses.push((Occur::Must, self.parse_user_query(trimmed)?));
+        }
+        if request.since_ms.is_some() || request.until_ms.is_some() {
+            let lower = request
+                .since_ms
+                .map(|ms| Bound::Included(Term::from_field_date(self.schema.ts, DateTime::from_timestamp_millis(ms))))
+                .unwrap_or(Bound::Unbounded);
+            let upper = request
+                .until_ms
+                .map(|ms| Bound::Excluded(Term::from_field_date(self.schema.ts, DateTime::from_timestamp_millis(ms))))
+                .unwrap_or(Bound::Unbounded);
+            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    fn parse_user_query(&self, query: &str) -> Result<Box<dyn Query>> {
+        let query_error = |message: String| Error::Query { query: query.to_string(), message };
+        let ast = tantivy::query_grammar::parse_query(query)
+            .map_err(|_| query_error("syntax error; quote values with spaces (venue:\"Olympic Hall\") and write ranges as amount:[10 TO 20]".into()))?;
+        let ast = rewrite_ast(ast);
+        let message = self.index.schema().get_field(schema::MESSAGE).map_err(|e| query_error(e.to_string()))?;
+        let parser = QueryParser::for_index(&self.index, vec![message]);
+        parser.build_query_from_user_input_ast(ast).map_err(|e| query_error(e.to_string()))
+    }
+
+    fn fetch_hits(&self, searcher: &Searcher, query: &dyn Query, request: &SearchRequest) -> Result<Vec<Hit>> {
+        if request.limit == 0 {
+            return Ok(vec![]);
+        }
+        let sort = request.sort.clone().unwrap_or(crate::backend::SortSpec { field: schema::TS.into(), descending: true });
+        let order = if sort.descending { Order::Desc } else { Order::Asc };
+        let top = TopDocs::with_limit(request.limit);
+        let field = if sort.field == schema::ES_TIMESTAMP { schema::TS.to_string() } else { sort.field.clone() };
+        let addresses: Vec<DocAddress> = match schema::field_spec(&field).map(|s| s.kind) {
+            Some(FieldKind::Time) => collect(searcher, query, top.order_by_fast_field::<DateTime>(field, order)),
+            Some(FieldKind::Number) => collect(searcher, query, top.order_by_fast_field::<f64>(field, order)),
+            Some(FieldKind::Keyword { fast: true }) => collect(searcher, query, top.order_by_string_fast_field(field, order)),
+            _ => {
+                let sortable: Vec<&str> = schema::FIELDS
+                    .iter()
+                    .filter(|f| matches!(f.kind, FieldKind::Time | FieldKind::Number | FieldKind::Keyword { fast: true }))
+                    .map(|f| f.name)
+                    .collect();
+                return Err(Error::Query {
+                    query: request.query.clone(),
+                    message: format!("cannot sort by {:?}; sortable fields: {}", sort.field, sortable.join(", ")),
+                })
+            }
+        }
+        .map_err(|e| tantivy_error(&self.path, e))?;
+        let mut hits = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address).map_err(|e| tantivy_error(&self.path, e))?;
+            let id = doc.get_first(self.schema.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let source = doc
+                .get_first(self.schema.source)
+                .and_then(|v| v.as_str())
+                .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+                .unwrap_or_default();
+            hits.push(Hit { id, source });
+        }
+        Ok(hits)
+    }
+
+    fn aggregate(&self, searcher: &Searcher, query: &dyn Query, request: &SearchRequest) -> Result<Map<String, Value>> {
+        let mut tantivy_request = Map::new();
+        for agg in &request.aggs {
+            tantivy_request.insert(agg.spec.clone(), rewrite_agg_field(&agg.request));
+        }
+        let aggs: Aggregations = serde_json::from_value(Value::Object(tantivy_request)).map_err(|e| Error::Aggregation {
+            spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
+            message: e.to_string(),
+        })?;
+        let collector = AggregationCollector::from_aggs(aggs, AggContextParams::new(Default::default(), self.index.tokenizers().clone()));
+        let results = searcher.search(query, &collector).map_err(|e| Error::Aggregation {
+            spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
+            message: e.to_string(),
+        })?;
+        match serde_json::to_value(&results) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) | Err(_) => Err(Error::Other("aggregation result did not serialize as an object".into())),
+        }
+    }
+
+    fn source_docs(&self, query: &dyn Query) -> Result<Vec<SourceRecord>> {
+        let searcher = self.reader.searcher();
+        let count = searcher.search(query, &Count).map_err(|e| tantivy_error(&self.path, e))?;
+        if count == 0 {
+            return Ok(vec![]);
+        }
+        let addresses = searcher
+            .search(query, &TopDocs::with_limit(count).order_by_score())
+            .map_err(|e| tantivy_error(&self.path, e))?;
+        let mut records = Vec::with_capacity(count);
+        for (_, address) in addresses {
+            let doc: TantivyDocument = searcher.doc(address).map_err(|e| tantivy_error(&self.path, e))?;
+            if let Some(record) = doc
+                .get_first(self.schema.source)
+                .and_then(|v| v.as_str())
+                .and_then(|s| serde_json::from_str::<SourceRecord>(s).ok())
+            {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+}
+
+fn collect<K>(searcher: &Searcher, query: &dyn Query, collector: impl tantivy::collector::Collector<Fruit = Vec<(K, DocAddress)>>) -> tantivy::Result<Vec<DocAddress>> {
+    Ok(searcher.search(query, &collector)?.into_iter().map(|(_, address)| address).collect())
+}
+
+impl Backend for TantivyBackend {
+    fn name(&self) -> &'static str {
+        "tantivy"
+    }
+
+    fn ensure_ready(&mut self) -> Result<()> {
+        // The index was created (or opened) by `open_for_writing`.
+        self.writer().map(|_| ())
+    }
+
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
+        if let Some(pending) = self.pending_sources.iter().rev().find(|r| r.key == key) {
+            return Ok(Some(pending.clone()));
+        }
+        let query = TermQuery::new(Term::from_field_text(self.schema.source_key, key), IndexRecordOption::Basic);
+        Ok(self.source_docs(&query)?.into_iter().next())
+    }
+
+    fn index_batch(&mut self, docs: Vec<IndexDoc>) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(docs.len());
+        let check_committed = !self.committed_ids.is_empty();
+        for doc in docs {
+            let key = id_key(&doc.id);
+            // Ids derived from the position in a never-seen source are unique by
+            // construction; everything else is checked against this run and the index.
+            if !doc.unseen_source {
+                if self.pending_ids.contains(&key) || (check_committed && self.is_committed(&doc.id)?) {
+                    outcomes.push(Outcome::Duplicate);
+                    continue;
+                }
+                self.pending_ids.insert(key);
+            }
+            let document = self.schema.event_document(&doc.id, doc.ts_millis, &doc.doc);
+            self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
+            outcomes.push(Outcome::Indexed);
+        }
+        Ok(outcomes)
+    }
+
+    fn record_source(&mut self, record: &SourceRecord) -> Result<()> {
+        self.writer()?;
+        self.pending_sources.retain(|r| r.key != record.key);
+        self.pending_sources.push(record.clone());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let sources = std::mem::take(&mut self.pending_sources);
+        let writer = self.writer.as_mut().ok_or_else(|| Error::Other("index is open for reading only".into()))?;
+        for record in &sources {
+            writer.delete_term(Term::from_field_text(self.schema.source_key, &record.key));
+            let mut doc = TantivyDocument::new();
+            doc.add_text(self.schema.kind, KIND_SOURCE);
+            doc.add_text(self.schema.source_key, &record.key);
+            doc.add_text(self.schema.source, serde_json::to_string(record).unwrap_or_default());
+            writer.add_document(doc).map_err(|e| tantivy_error(&self.path, e))?;
+        }
+        writer.commit().map_err(|e| tantivy_error(&self.path, e))?;
+        self.reader.reload().map_err(|e| tantivy_error(&self.path, e))?;
+        self.pending_ids.clear();
+        self.refresh_committed()
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let searcher = self.reader.searcher();
+        let query = self.build_query(request)?;
+        let total = searcher.search(&query, &Count).map_err(|e| tantivy_error(&self.path, e))? as u64;
+        let hits = self.fetch_hits(&searcher, &query, request)?;
+        let aggregations = if request.aggs.is_empty() { Map::new() } else { self.aggregate(&searcher, &query, request)? };
+        Ok(SearchResponse { total, hits, aggregations })
+    }
+
+    fn count(&self, request: &SearchRequest) -> Result<u64> {
+        let query = self.build_query(request)?;
+        Ok(self.reader.searcher().search(&query, &Count).map_err(|e| tantivy_error(&self.path, e))? as u64)
+    }
+
+    fn sources(&self) -> Result<Vec<SourceRecord>> {
+        let query = TermQuery::new(Term::from_field_text(self.schema.kind, KIND_SOURCE), IndexRecordOption::Basic);
+        let mut records = self.source_docs(&query)?;
+        records.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.source.cmp(&b.source)));
+        Ok(records)
+    }
+}
+
+/// Ids are 32 hex characters; anything else is hashed so the set stays one integer per id.
+fn id_key(id: &str) -> u128 {
+    u128::from_str_radix(id, 16).unwrap_or_else(|_| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        u128::from(hasher.finish()) | (1 << 127)
+    })
+}
+
+/// Maps field names as analysts write them to the tantivy schema: unknown fields live
+/// under `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC.
+fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(children) => {
+            UserInputAst::Clause(children.into_iter().map(|(occur, child)| (occur, rewrite_ast(child))).collect())
+        }
+        UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child)), boost),
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(rewrite_leaf(*leaf))),
+    }
+}
+
+fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
+    match leaf {
+        UserInputLeaf::Literal(mut literal) => {
+            literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
+            UserInputLeaf::Literal(literal)
+        }
+        UserInputLeaf::Range { field, lower, upper } => {
+            let field = field.map(|f| tantivy_field_name(&f));
+            let is_ts = field.as_deref() == Some(schema::TS);
+            let fix = |bound: UserInputBound| if is_ts { widen_date_bound(bound) } else { bound };
+            UserInputLeaf::Range { field, lower: fix(lower), upper: fix(upper) }
+        }
+        UserInputLeaf::Set { field, elements } => UserInputLeaf::Set { field: field.map(|f| tantivy_field_name(&f)), elements },
+        UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: tantivy_field_name(&field) },
+        UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern },
+        other => other,
+    }
+}
+
+fn widen_date_bound(bound: UserInputBound) -> UserInputBound {
+    let widen = |s: String| if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') { format!("{s}T00:00:00Z") } else { s };
+    match bound {
+        UserInputBound::Inclusive(s) => UserInputBound::Inclusive(widen(s)),
+        UserInputBound::Exclusive(s) => UserInputBound::Exclusive(widen(s)),
+        UserInputBound::Unbounded => UserInputBound::Unbounded,
+    }
+}
+
+/// The tantivy field path for a field name as written in a query or aggregation.
+pub fn tantivy_field_name(name: &str) -> String {
+    if name == schema::ES_TIMESTAMP {
+        return schema::TS.to_string();
+    }
+    if name == schema::ID || schema::is_known_path(name) {
+        name.to_string()
+    } else {
+        format!("{}.{}", schema::EXTRA, name)
+    }
+}
+
+fn rewrite_agg_field(request: &Value) -> Value {
+    let mut request = request.clone();
+    if let Some(body) = request.as_object_mut().and_then(|m| m.values_mut().next()).and_then(Value::as_object_mut) {
+        if let Some(Value::String(field)) = body.get("field").cloned() {
+            body.insert("field".into(), Value::String(tantivy_field_name(&field)));
+        }
+    }
+    request
+}
+
+fn tantivy_error(path: &Path, error: impl std::fmt::Display) -> Error {
+    Error::Tantivy { path: path.display().to_string(), message: error.to_string() }
+}

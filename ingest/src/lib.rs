@@ -1,0 +1,17 @@
+//! tix-logs ingestion: turn booking-log objects into indexed events without losing or
+//! doubling a record.
+//!
+//! The pure core (decompression, framing, validation, redaction, ids) is synchronous and
+//! I/O-free apart from the `Read` it is handed; sources, the dead-letter store and the
+//! pipeline that drives a [`indexer::Backend`] sit at the edges.
+
+pub mod decode;
+pub mod error;
+pub mod framing;
+pub mod id;
+pub mod limits;
+pub mod redact;
+pub mod validate;
+
+pub use error::{Error, ObjectFailure, RejectKind, Rejection, Result};
+pub use limits::Limits;
