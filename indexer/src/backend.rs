@@ -134,7 +134,7 @@ pub trait Backend: Send {
     /// The recorded state of a source, if any commit mentioned it.
     fn source_record(&self, key: &str) -> Result<Option<SourceRecord>>;
     /// Writes a batch; one outcome per document, in order.
-    fn index_batch(&mut self, docs: Vec<IndexDoc>) -> Result<Vec<Outcome>>;
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>>;
     /// Records a source's state; made durable by the next [`Backend::flush`], in the
     /// same commit as the documents written before it.
     fn record_source(&mut self, record: &SourceRecord) -> Result<()>;

@@ -2,6 +2,7 @@
 //! contract ([`backend`]) and its implementations ([`tantivy_backend`]).
 
 pub mod backend;
+pub mod conformance;
 pub mod error;
 pub mod schema;
 pub mod tantivy_backend;

@@ -316,7 +316,7 @@ impl Backend for TantivyBackend {
         Ok(self.source_docs(&query)?.into_iter().next())
     }
 
-    fn index_batch(&mut self, docs: Vec<IndexDoc>) -> Result<Vec<Outcome>> {
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
@@ -398,7 +398,12 @@ fn id_key(id: &str) -> u128 {
 fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
     match ast {
         UserInputAst::Clause(children) => {
-            UserInputAst::Clause(children.into_iter().map(|(occur, child)| (occur, rewrite_ast(child))).collect())
+            let mut children: Vec<_> = children.into_iter().map(|(occur, child)| (occur, rewrite_ast(child))).collect();
+            // Like Elasticsearch, a clause of only negations means "everything except".
+            if !children.is_empty() && children.iter().all(|(occur, _)| *occur == Some(Occur::MustNot)) {
+                children.push((Some(Occur::Should), UserInputAst::Leaf(Box::new(UserInputLeaf::All))));
+            }
+            UserInputAst::Clause(children)
         }
         UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child)), boost),
         UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(rewrite_leaf(*leaf))),

@@ -1,1 +1,53 @@
-fn main() {}
+//! `tix-logs`: ingest booking logs into a searchable store and query them.
+//!
+//! The binary only orchestrates: flags are read here, the work is done by the `ingest`
+//! and `indexer` crates. Exit codes: 0 success, 1 some object failed, 2 usage or
+//! operational error.
+
+mod cli;
+mod ingest_cmd;
+mod progress;
+mod render;
+mod search_cmd;
+mod timespec;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        cli::Command::Ingest(args) => ingest_cmd::run(args),
+        cli::Command::Search(args) => search_cmd::run(args),
+        cli::Command::Audit(args) => search_cmd::audit(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "tix-logs: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

@@ -1,0 +1,138 @@
+//! Command-line flags of `tix-logs`, as DESIGN.md's CLI section fixes them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "tix-logs", version, about = "Ingest booking-event logs and search them", long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); TIX_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read log objects (files, directories, stdin) into the index.
+    #[command(after_help = INGEST_EXAMPLES)]
+    Ingest(IngestArgs),
+    /// Search indexed events: hits, counts and aggregations.
+    #[command(after_help = SEARCH_EXAMPLES)]
+    Search(SearchArgs),
+    /// List what happened to each source: records, indexed, duplicates, rejected, failures.
+    Audit(AuditArgs),
+}
+
+const INGEST_EXAMPLES: &str = "Examples:
+  tix-logs ingest ./logs/                         # a directory, recursively
+  tix-logs ingest day.ndjson.gz day.json.zst      # gzip, zstd or plain; NDJSON, arrays, {\"Records\":[...]}
+  zcat big.gz | tix-logs ingest -                 # stdin
+  tix-logs ingest --json ./logs/ | jq .indexed    # one JSON summary on stdout
+
+Exit status: 0 every object completed, 1 some object failed, 2 usage or operational error.
+Rejected records go to the dead-letter directory, one NDJSON entry each, with the reason.";
+
+const SEARCH_EXAMPLES: &str = "Examples:
+  tix-logs search 'type:booking.cancelled AND venue:\"Olympic Hall\"' --since 2024-02-01 --limit 20
+  tix-logs search 'amount:[100000 TO 200000]' --count
+  tix-logs search 'NOT level:info' --since 2h
+  tix-logs search 'booking_id:BK-20240205-000123' --format json
+  tix-logs search --agg terms:type --agg date_histogram:ts:1h --limit 0
+  tix-logs search 'payment.method:card' --agg stats:amount --fields ts,type,amount
+
+Query syntax: field:value, field:\"a phrase\", ranges field:[A TO B] / {A TO B}, AND, OR, NOT, (...);
+bare words search `message`. Unknown fields are searchable by their path (client.app:ios).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Tantivy,
+    Elasticsearch,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Index directory of the tantivy backend.
+    #[arg(long, env = "TIX_INDEX", default_value = "./tix-index")]
+    pub index: PathBuf,
+    /// Where events are stored.
+    #[arg(long, env = "TIX_BACKEND", value_enum, default_value = "tantivy")]
+    pub backend: BackendKind,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Dead-letter directory for rejected records and failed objects.
+    #[arg(long, default_value = "./tix-dead-letter")]
+    pub dead_letter: PathBuf,
+    /// Print one JSON summary on stdout instead of a progress bar and a readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Files, directories (recursively) or `-` for stdin.
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Indexing threads of the tantivy writer (default: CPUs, at most 4).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Indexing memory budget of the tantivy writer, in MB.
+    #[arg(long, default_value_t = 128)]
+    pub heap_mb: usize,
+    /// Longest record accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
+    /// Deepest JSON nesting accepted in a record.
+    #[arg(long, default_value_t = 64)]
+    pub max_depth: usize,
+    /// Most decompressed bytes read from one object.
+    #[arg(long, default_value_t = 4 << 30)]
+    pub max_decompressed_bytes: u64,
+    /// Highest compression ratio accepted (decompression-bomb guard).
+    #[arg(long, default_value_t = 250)]
+    pub max_ratio: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Lucene-style query; empty means every event.
+    #[arg(value_name = "QUERY", default_value = "")]
+    pub query: String,
+    /// Events at or after this time: RFC 3339, a date, or a span back from now (2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Most hits to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Sort by FIELD ascending or -FIELD descending (default: -ts, newest first).
+    #[arg(long, allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// Columns of table and CSV output, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Option<Vec<String>>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Print the number of matching events alone.
+    #[arg(long)]
+    pub count: bool,
+    /// terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL (1m, 1h, 1d) or stats:FIELD; repeatable.
+    #[arg(long = "agg", value_name = "SPEC")]
+    pub aggs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}

@@ -1,0 +1,63 @@
+//! Parses `--since`/`--until` values: RFC 3339, a date, or a span back from now.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// Milliseconds since the epoch for `text`, relative spans counted back from `now`.
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
+            return Ok(midnight.and_utc().timestamp_millis());
+        }
+    }
+    if let Some(span) = parse_span_ms(text) {
+        return Ok(now.timestamp_millis() - span);
+    }
+    Err(format!(
+        "cannot read time {text:?}: use RFC 3339 (2024-02-05T10:00:00Z), a date (2024-02-05) or a span back from now (30m, 2h, 7d)"
+    ))
+}
+
+fn parse_span_ms(text: &str) -> Option<i64> {
+    let unit_at = text.len().checked_sub(1)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: i64 = number.parse().ok().filter(|n| *n >= 0)?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_as_rfc3339_dates_or_spans() {
+        let now = DateTime::parse_from_rfc3339("2024-02-05T12:00:00Z").unwrap().with_timezone(&Utc);
+        let table = [
+            ("2024-02-05T10:00:00Z", 1_707_127_200_000),
+            ("2024-02-05T11:00:00+01:00", 1_707_127_200_000),
+            ("2024-02-05", 1_707_091_200_000),
+            ("2h", 1_707_127_200_000),
+            ("1d", 1_707_048_000_000),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_time(text, now), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn unreadable_times_are_refused_with_the_accepted_forms() {
+        let err = parse_time("yesterday", Utc::now()).unwrap_err();
+        assert!(err.contains("RFC 3339") && err.contains("yesterday"), "{err}");
+    }
+}
