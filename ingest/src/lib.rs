@@ -5,12 +5,15 @@
 //! I/O-free apart from the `Read` it is handed; sources, the dead-letter store and the
 //! pipeline that drives a [`indexer::Backend`] sit at the edges.
 
+pub mod dead_letter;
 pub mod decode;
 pub mod error;
 pub mod framing;
 pub mod id;
 pub mod limits;
+pub mod pipeline;
 pub mod redact;
+pub mod source;
 pub mod validate;
 
 pub use error::{Error, ObjectFailure, RejectKind, Rejection, Result};

@@ -1,0 +1,543 @@
+//! The no-loss pipeline: every record of every source ends as indexed, duplicate or
+//! rejected (dead-lettered), and every source as completed, skipped or failed.
+//!
+//! A reader thread decompresses, frames, validates, redacts and derives ids; the calling
+//! thread writes batches to the backend and the dead-letter store. Checkpoints: a source
+//! is recorded in the backend in the same commit as its last documents, after its
+//! dead-letter file is durable, so replaying any source after any crash converges to the
+//! same index and the same dead-letter store.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexer::{Backend, IndexDoc, Outcome, SourceRecord, SourceStatus};
+use serde::Serialize;
+
+use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore, MAX_RAW_BYTES};
+use crate::error::{ObjectFailure, RejectKind, Rejection, Result};
+use crate::framing::{FrameBody, RecordReader};
+use crate::id::{doc_id_for_event_id, doc_id_for_position, SourceIdentity};
+use crate::limits::Limits;
+use crate::redact::Redactor;
+use crate::source::{CountingReader, SourceObject};
+use crate::validate::{format_ts, parse_and_validate};
+
+/// How the pipeline batches and commits.
+#[derive(Clone)]
+pub struct PipelineConfig {
+    pub limits: Limits,
+    /// Most records per backend batch.
+    pub batch_records: usize,
+    /// Most bytes of source JSON per backend batch.
+    pub batch_bytes: usize,
+    /// Commit at least this often (documents written since the last commit)...
+    pub commit_every_docs: usize,
+    /// ...or this often (time since the last commit), checked between batches.
+    pub commit_every: Duration,
+    pub redactor: Arc<Redactor>,
+    /// Checked between batches: when it returns true, the current source stops and is
+    /// reported failed (so it is redelivered), and no new source starts.
+    pub should_stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("limits", &self.limits)
+            .field("batch_records", &self.batch_records)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("commit_every_docs", &self.commit_every_docs)
+            .field("commit_every", &self.commit_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineConfig {
+    pub fn new(redactor: Redactor) -> Self {
+        PipelineConfig {
+            limits: Limits::default(),
+            batch_records: 1_000,
+            batch_bytes: 5 << 20,
+            commit_every_docs: 1_000_000,
+            commit_every: Duration::from_secs(30),
+            redactor: Arc::new(redactor),
+            should_stop: None,
+        }
+    }
+}
+
+/// How one source ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceOutcome {
+    Completed,
+    /// Already completed by an earlier run; not read again.
+    Skipped,
+    Failed,
+}
+
+/// What happened to one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub outcome: SourceOutcome,
+    pub records: u64,
+    pub indexed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Records neither indexed nor refused because the backend failed (retried later).
+    pub unfinished: u64,
+    pub bytes_read: u64,
+    pub failure: Option<String>,
+}
+
+/// Totals of a run, shaped as `tix-logs ingest --json` prints them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub objects: u64,
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    pub records: u64,
+    pub indexed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub records_unfinished: u64,
+    pub bytes_read: u64,
+    pub elapsed_ms: u64,
+}
+
+impl RunSummary {
+    pub fn add(&mut self, report: &SourceReport) {
+        self.objects += 1;
+        match report.outcome {
+            SourceOutcome::Skipped => self.objects_skipped += 1,
+            SourceOutcome::Failed => self.objects_failed += 1,
+            SourceOutcome::Completed => {}
+        }
+        self.records += report.records;
+        self.indexed += report.indexed;
+        self.duplicates += report.duplicates;
+        self.rejected += report.rejected;
+        self.records_unfinished += report.unfinished;
+        self.bytes_read += report.bytes_read;
+    }
+}
+
+/// Receives progress while a source is read (for progress bars).
+pub trait Progress: Send + Sync {
+    fn source_started(&self, _name: &str, _size: Option<u64>, _bytes_read: Arc<AtomicU64>) {}
+    fn source_finished(&self, _report: &SourceReport) {}
+}
+
+/// A progress sink that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What the reader thread hands over: items in source order.
+enum Item {
+    Doc { doc: IndexDoc, ordinal: u64, offset: u64, raw_len: usize },
+    Rejected { ordinal: u64, offset: u64, rejection: Rejection, raw: String },
+    Failed(ObjectFailure),
+}
+
+/// Drives sources through to a backend and a dead-letter store.
+pub struct Pipeline<'a> {
+    backend: &'a mut dyn Backend,
+    dead_letter: &'a mut dyn DeadLetterStore,
+    config: PipelineConfig,
+    progress: Arc<dyn Progress>,
+    docs_since_commit: usize,
+    last_commit: Instant,
+    started: Instant,
+    summary: RunSummary,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(backend: &'a mut dyn Backend, dead_letter: &'a mut dyn DeadLetterStore, config: PipelineConfig) -> Self {
+        Pipeline {
+            backend,
+            dead_letter,
+            config,
+            progress: Arc::new(NoProgress),
+            docs_since_commit: 0,
+            last_commit: Instant::now(),
+            started: Instant::now(),
+            summary: RunSummary::default(),
+        }
+    }
+
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Whether the stop condition (e.g. the Lambda deadline) has been reached.
+    pub fn stop_requested(&self) -> bool {
+        self.config.should_stop.as_ref().is_some_and(|stop| stop())
+    }
+
+    /// Ingests one source to its end (or its failure). Operational errors (backend
+    /// unreachable, dead-letter store unwritable) abort with `Err`.
+    pub fn ingest(&mut self, source: &dyn SourceObject) -> Result<SourceReport> {
+        let identity = source.identity().clone();
+        let name = identity.display_name();
+        let key = identity.checkpoint_key();
+        let prior = self.backend.source_record(&key)?;
+        if prior.as_ref().is_some_and(|r| r.status == SourceStatus::Completed) {
+            let report = SourceReport {
+                source: name,
+                outcome: SourceOutcome::Skipped,
+                records: 0,
+                indexed: 0,
+                duplicates: 0,
+                rejected: 0,
+                unfinished: 0,
+                bytes_read: 0,
+                failure: None,
+            };
+            self.summary.add(&report);
+            self.progress.source_finished(&report);
+            return Ok(report);
+        }
+        let unseen_source = prior.is_none();
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        self.progress.source_started(&name, source.size_hint(), bytes_read.clone());
+        let mut state = SourceState::new(&name);
+        let mut dead_letter = self.dead_letter.begin(&identity)?;
+
+        match source.open() {
+            Err(error) => {
+                state.fail(ObjectFailure::decode(format!("cannot open: {error}"), None));
+            }
+            Ok(reader) => {
+                let reader = CountingReader::new(reader, bytes_read.clone());
+                self.drive(reader, &identity, unseen_source, &key, &mut state, dead_letter.as_mut())?;
+            }
+        }
+        if let Some(failure) = &state.failure {
+            dead_letter.write(&DeadLetterEntry {
+                source: name.clone(),
+                record: None,
+                offset: failure.offset,
+                reason: failure.reason.clone(),
+                kind: failure.kind,
+                raw: String::new(),
+                at: now_rfc3339(),
+            })?;
+        }
+        dead_letter.finish()?;
+        let report = state.report(bytes_read.load(Ordering::Relaxed));
+        self.backend.record_source(&state.record(&key, &report))?;
+        self.summary.add(&report);
+        self.maybe_commit()?;
+        self.progress.source_finished(&report);
+        Ok(report)
+    }
+
+    /// Commits everything written; call once at the end of a run.
+    pub fn finish(mut self) -> Result<RunSummary> {
+        self.backend.flush()?;
+        self.summary.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        Ok(self.summary)
+    }
+
+    /// Totals so far.
+    pub fn summary(&self) -> &RunSummary {
+        &self.summary
+    }
+
+    fn maybe_commit(&mut self) -> Result<()> {
+        if self.docs_since_commit >= self.config.commit_every_docs || self.last_commit.elapsed() >= self.config.commit_every {
+            self.backend.flush()?;
+            self.docs_since_commit = 0;
+            self.last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn drive(
+        &mut self,
+        reader: impl Read + Send + 'static,
+        identity: &SourceIdentity,
+        unseen_source: bool,
+        key: &str,
+        state: &mut SourceState,
+        dead_letter: &mut dyn DeadLetterFile,
+    ) -> Result<()> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (receiver, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone(), cancel.clone())
+            .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
+        let result = self.consume(&receiver, key, state, dead_letter);
+        // Stop the reader (if we stopped early) and drain so it can exit.
+        cancel.store(true, Ordering::Relaxed);
+        while receiver.recv().is_ok() {}
+        let _ = handle.join();
+        result
+    }
+
+    fn consume(
+        &mut self,
+        receiver: &Receiver<Vec<Item>>,
+        key: &str,
+        state: &mut SourceState,
+        dead_letter: &mut dyn DeadLetterFile,
+    ) -> Result<()> {
+        while let Ok(items) = receiver.recv() {
+            if self.stop_requested() {
+                state.fail(ObjectFailure::limit("stopped before the end of the object (deadline); it will be retried", None));
+                return Ok(());
+            }
+            let mut docs = Vec::with_capacity(items.len());
+            let mut coordinates = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Item::Doc { doc, ordinal, offset, raw_len } => {
+                        state.records += 1;
+                        state.see_time(doc.ts_millis);
+                        coordinates.push((ordinal, offset, raw_len));
+                        docs.push(doc);
+                    }
+                    Item::Rejected { ordinal, offset, rejection, raw } => {
+                        state.records += 1;
+                        state.rejected += 1;
+                        dead_letter.write(&DeadLetterEntry {
+                            source: state.name.clone(),
+                            record: Some(ordinal),
+                            offset: Some(offset),
+                            reason: rejection.reason,
+                            kind: rejection.kind,
+                            raw,
+                            at: now_rfc3339(),
+                        })?;
+                    }
+                    Item::Failed(failure) => state.fail(failure),
+                }
+            }
+            if docs.is_empty() {
+                continue;
+            }
+            let outcomes = self.backend.index_batch(&docs)?;
+            if outcomes.len() != docs.len() {
+                return Err(crate::Error::Backend(indexer::Error::Other(format!(
+                    "{} answered {} outcomes for {} documents",
+                    self.backend.name(),
+                    outcomes.len(),
+                    docs.len()
+                ))));
+            }
+            for ((outcome, (ordinal, offset, _)), doc) in outcomes.into_iter().zip(coordinates).zip(&docs) {
+                match outcome {
+                    Outcome::Indexed => {
+                        state.indexed += 1;
+                        self.docs_since_commit += 1;
+                    }
+                    Outcome::Duplicate => state.duplicates += 1,
+                    Outcome::Rejected { reason } => {
+                        state.rejected += 1;
+                        let raw = serde_json::to_string(&doc.doc).unwrap_or_default();
+                        dead_letter.write(&DeadLetterEntry {
+                            source: state.name.clone(),
+                            record: Some(ordinal),
+                            offset: Some(offset),
+                            reason,
+                            kind: RejectKind::Backend,
+                            raw: truncate(raw, MAX_RAW_BYTES),
+                            at: now_rfc3339(),
+                        })?;
+                    }
+                    Outcome::Failed { reason } => {
+                        state.unfinished += 1;
+                        if state.failure.is_none() {
+                            state.fail(ObjectFailure { kind: RejectKind::Backend, reason: format!("backend did not take every record: {reason}"), offset: Some(offset) });
+                        }
+                    }
+                }
+            }
+            if self.docs_since_commit >= self.config.commit_every_docs {
+                // A mid-source commit: record the source as in progress in the same
+                // commit, so a later run knows its positional ids may already exist.
+                let report = state.report(0);
+                let mut record = state.record(key, &report);
+                record.status = SourceStatus::InProgress;
+                self.backend.record_source(&record)?;
+                self.backend.flush()?;
+                self.docs_since_commit = 0;
+                self.last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the source being read.
+struct SourceState {
+    name: String,
+    records: u64,
+    indexed: u64,
+    duplicates: u64,
+    rejected: u64,
+    unfinished: u64,
+    failure: Option<ObjectFailure>,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+impl SourceState {
+    fn new(name: &str) -> Self {
+        SourceState {
+            name: name.to_string(),
+            records: 0,
+            indexed: 0,
+            duplicates: 0,
+            rejected: 0,
+            unfinished: 0,
+            failure: None,
+            first_ms: None,
+            last_ms: None,
+        }
+    }
+
+    fn fail(&mut self, failure: ObjectFailure) {
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+        }
+    }
+
+    fn see_time(&mut self, ms: i64) {
+        self.first_ms = Some(self.first_ms.map_or(ms, |f| f.min(ms)));
+        self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
+    }
+
+    fn report(&self, bytes_read: u64) -> SourceReport {
+        SourceReport {
+            source: self.name.clone(),
+            outcome: if self.failure.is_some() { SourceOutcome::Failed } else { SourceOutcome::Completed },
+            records: self.records,
+            indexed: self.indexed,
+            duplicates: self.duplicates,
+            rejected: self.rejected,
+            unfinished: self.unfinished,
+            bytes_read,
+            failure: self.failure.as_ref().map(|f| f.reason.clone()),
+        }
+    }
+
+    fn record(&self, key: &str, report: &SourceReport) -> SourceRecord {
+        SourceRecord {
+            key: key.to_string(),
+            source: self.name.clone(),
+            status: if self.failure.is_some() { SourceStatus::Failed } else { SourceStatus::Completed },
+            records: report.records,
+            indexed: report.indexed,
+            duplicates: report.duplicates,
+            rejected: report.rejected,
+            failure: report.failure.clone(),
+            first_event: self.first_ms.map(format_ts),
+            last_event: self.last_ms.map(format_ts),
+            updated_at: now_rfc3339(),
+        }
+    }
+}
+
+/// Starts the reader thread: decompress, frame, validate, redact, id; batches of items
+/// go through a small bounded channel so memory stays bounded by a few batches.
+fn spawn_reader(
+    reader: impl Read + Send + 'static,
+    identity: SourceIdentity,
+    unseen_source: bool,
+    config: PipelineConfig,
+    cancel: Arc<AtomicBool>,
+) -> std::io::Result<(Receiver<Vec<Item>>, std::thread::JoinHandle<()>)> {
+    let (sender, receiver) = sync_channel::<Vec<Item>>(4);
+    let handle = std::thread::Builder::new()
+        .name("tix-reader".into())
+        .spawn(move || {
+            let limits = config.limits;
+            let mut records = match crate::decode::decompress(reader, &limits) {
+                Ok((_, decoded)) => RecordReader::new(decoded, limits),
+                Err(error) => {
+                    let _ = sender.send(vec![Item::Failed(crate::decode::object_failure(&error, 0))]);
+                    return;
+                }
+            };
+            let mut batch = Vec::with_capacity(config.batch_records);
+            let mut batch_bytes = 0usize;
+            while let Some(frame) = records.next_frame() {
+                let item = match frame {
+                    Err(failure) => Item::Failed(failure),
+                    Ok(frame) => match frame.body {
+                        FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
+                            ordinal: frame.ordinal,
+                            offset: frame.offset,
+                            rejection,
+                            raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
+                        },
+                        FrameBody::Record(raw) => match parse_and_validate(&raw, &limits) {
+                            Err(rejection) => Item::Rejected {
+                                ordinal: frame.ordinal,
+                                offset: frame.offset,
+                                rejection,
+                                raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
+                            },
+                            Ok(mut event) => {
+                                config.redactor.redact_event(&mut event.doc);
+                                let (id, positional) = match &event.event_id {
+                                    Some(event_id) => (doc_id_for_event_id(event_id), false),
+                                    None => (doc_id_for_position(&identity, frame.ordinal), true),
+                                };
+                                Item::Doc {
+                                    doc: IndexDoc {
+                                        id: id.to_string(),
+                                        ts_millis: event.ts_millis,
+                                        doc: event.doc,
+                                        unseen_source: positional && unseen_source,
+                                    },
+                                    ordinal: frame.ordinal,
+                                    offset: frame.offset,
+                                    raw_len: raw.len(),
+                                }
+                            }
+                        },
+                    },
+                };
+                batch_bytes += match &item {
+                    Item::Doc { raw_len, .. } => *raw_len,
+                    _ => 0,
+                };
+                let is_failure = matches!(item, Item::Failed(_));
+                batch.push(item);
+                if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
+                    if sender.send(std::mem::take(&mut batch)).is_err() || cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    batch_bytes = 0;
+                }
+                if is_failure {
+                    return;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = sender.send(batch);
+            }
+        })?;
+    Ok((receiver, handle))
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

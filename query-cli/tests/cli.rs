@@ -1,0 +1,342 @@
+//! The real `tix-logs` binary run in a temporary directory: ingest, search, audit, exit
+//! codes, and the no-loss rule counted from the index and the dead-letter files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
+    cmd.env_remove("TIX_INDEX").env_remove("TIX_BACKEND").env("TIX_PII_KEY", "test-key-for-cli-tests");
+    cmd
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/samples")
+}
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Workspace { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn index(&self) -> String {
+        self.path("index").display().to_string()
+    }
+    fn dead_letter(&self) -> PathBuf {
+        self.path("dl")
+    }
+    fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+    fn ingest(&self, sources: &[&Path]) -> (i32, Value, String) {
+        let mut cmd = bin();
+        cmd.current_dir(self.dir.path()).args(["ingest", "--json", "--index", &self.index(), "--dead-letter"]);
+        cmd.arg(self.dead_letter());
+        cmd.args(sources);
+        let out = cmd.output().expect("run tix-logs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let summary = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), summary, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+    fn search(&self, args: &[&str]) -> Output {
+        bin().current_dir(self.dir.path()).args(["search", "--index", &self.index()]).args(args).output().expect("run")
+    }
+    fn count(&self, query: &str) -> u64 {
+        let out = self.search(&[query, "--count"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
+    }
+    fn dead_letters(&self) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let Ok(listing) = std::fs::read_dir(self.dead_letter()) else { return entries };
+        for entry in listing.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "ndjson") {
+                let text = std::fs::read_to_string(entry.path()).expect("read dead letter");
+                entries.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("dead-letter line is JSON")));
+            }
+        }
+        entries
+    }
+    /// records = indexed + duplicates + rejected, with indexed counted in the index and
+    /// rejected counted in the dead-letter store (failed-object entries excluded).
+    fn assert_conservation(&self, summary: &Value, indexed_before: u64) {
+        let get = |k: &str| summary[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {summary}"));
+        assert_eq!(get("records"), get("indexed") + get("duplicates") + get("rejected"), "{summary}");
+        assert_eq!(self.count(""), indexed_before + get("indexed"), "index count vs summary {summary}");
+        let rejected_in_store = self.dead_letters().iter().filter(|e| !e["record"].is_null()).count() as u64;
+        assert!(rejected_in_store >= get("rejected"), "dead-letter store holds {rejected_in_store}, summary {summary}");
+    }
+}
+
+const GOOD: &str = r#"{"ts":"2024-02-05T10:00:00Z","type":"booking.requested","event_id":"e-1","booking_id":"BK-20240205-000001","venue":"Olympic Hall","amount":12000,"message":"requested by anna@example.com"}
+{"ts":"2024-02-05T10:00:01Z","type":"seat.locked","event_id":"e-2","booking_id":"BK-20240205-000001","venue":"Olympic Hall","seat":["A-1","A-2"]}
+{"ts":1707127202000,"type":"payment.authorized","booking_id":"BK-20240205-000001","payment":{"method":"card","card":"4111 1111 1111 1111"},"amount":12000}
+
+{"ts":"2024-02-05T10:00:03Z","type":"booking.confirmed","booking_id":"BK-20240205-000001","venue":"Olympic Hall","client":{"app":"ios"}}
+"#;
+
+const BAD: &str = r#"{"type":"booking.requested"}
+{"ts":"2024-02-05T10:00:00Z","type":"booking.requested","amount":"12.50"}
+[1,2,3]
+not json at all
+"#;
+
+#[test]
+fn ingest_then_search_conserves_every_record() {
+    let ws = Workspace::new();
+    let mut content = GOOD.as_bytes().to_vec();
+    content.extend_from_slice(BAD.as_bytes());
+    let file = ws.write("mixed.ndjson", &content);
+    let (code, summary, stderr) = ws.ingest(&[&file]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["records"], 8, "{summary}");
+    assert_eq!(summary["indexed"], 4);
+    assert_eq!(summary["rejected"], 4);
+    assert_eq!(summary["objects"], 1);
+    ws.assert_conservation(&summary, 0);
+    let reasons: Vec<String> = ws.dead_letters().iter().map(|e| e["reason"].as_str().unwrap_or("").to_string()).collect();
+    assert!(reasons.iter().any(|r| r.contains("ts")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("amount")), "{reasons:?}");
+    for entry in ws.dead_letters() {
+        assert!(entry["source"].as_str().unwrap_or("").ends_with("mixed.ndjson"), "{entry}");
+        assert!(entry["record"].as_u64().is_some() && entry["offset"].as_u64().is_some(), "{entry}");
+        assert!(["validation", "decode", "limit"].contains(&entry["kind"].as_str().unwrap_or("")), "{entry}");
+    }
+}
+
+#[test]
+fn ingesting_the_same_files_twice_changes_nothing() {
+    let ws = Workspace::new();
+    let file = ws.write("good.ndjson", GOOD.as_bytes());
+    let (code, first, _) = ws.ingest(&[&file]);
+    assert_eq!(code, 0);
+    let (code, second, _) = ws.ingest(&[&file]);
+    assert_eq!(code, 0);
+    assert_eq!(second["objects_skipped"], 1, "{second}");
+    assert_eq!(second["indexed"], 0);
+    assert_eq!(ws.count(""), first["indexed"].as_u64().unwrap());
+}
+
+#[test]
+fn events_resent_under_another_name_with_the_same_event_id_are_duplicates() {
+    let ws = Workspace::new();
+    let first = ws.write("a.ndjson", GOOD.as_bytes());
+    let second = ws.write("b.ndjson", GOOD.lines().take(2).collect::<Vec<_>>().join("\n").as_bytes());
+    let (_, summary, _) = ws.ingest(&[&first]);
+    let before = ws.count("");
+    let (code, summary2, _) = ws.ingest(&[&second]);
+    assert_eq!(code, 0);
+    assert_eq!(summary2["duplicates"], 2, "{summary2}");
+    assert_eq!(summary2["indexed"], 0);
+    assert_eq!(ws.count(""), before);
+    assert_eq!(before, summary["indexed"].as_u64().unwrap());
+}
+
+#[test]
+fn a_truncated_gzip_is_a_failed_object_with_exit_1_and_its_good_records_kept() {
+    let ws = Workspace::new();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..2000 {
+        writeln!(encoder, r#"{{"ts":"2024-02-05T10:00:00Z","type":"booking.requested","booking_id":"BK-{i}"}}"#).unwrap();
+    }
+    let gz = encoder.finish().unwrap();
+    let file = ws.write("cut.ndjson.gz", &gz[..gz.len() * 2 / 3]);
+    let (code, summary, _) = ws.ingest(&[&file]);
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["objects_failed"], 1);
+    let indexed = summary["indexed"].as_u64().unwrap();
+    assert!(indexed > 0 && indexed < 2000, "{summary}");
+    assert_eq!(ws.count(""), indexed);
+    let object_entries: Vec<Value> = ws.dead_letters().into_iter().filter(|e| e["record"].is_null()).collect();
+    assert_eq!(object_entries.len(), 1, "{object_entries:?}");
+    assert!(object_entries[0]["reason"].as_str().unwrap().contains("truncated"), "{object_entries:?}");
+    // A retry is safe: nothing is doubled.
+    let (code, again, _) = ws.ingest(&[&file]);
+    assert_eq!(code, 1);
+    assert_eq!(again["duplicates"].as_u64().unwrap() + again["indexed"].as_u64().unwrap(), indexed, "{again}");
+    assert_eq!(ws.count(""), indexed);
+    assert_eq!(ws.dead_letters().len(), 1, "the object's entry is replaced, not doubled");
+}
+
+#[test]
+fn a_gzip_bomb_fails_fast_without_exhausting_memory() {
+    let ws = Workspace::new();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..2048 {
+        encoder.write_all(&zeros).unwrap(); // 2 GiB of spaces
+    }
+    let file = ws.write("bomb.ndjson.gz", &encoder.finish().unwrap());
+    let started = std::time::Instant::now();
+    let (code, summary, _) = ws.ingest(&[&file]);
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["objects_failed"], 1);
+    let entry = ws.dead_letters().into_iter().find(|e| e["record"].is_null()).expect("object entry");
+    assert_eq!(entry["kind"], "limit", "{entry}");
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    assert!(children_peak_rss_bytes() < 400 << 20, "peak RSS of child processes: {} bytes", children_peak_rss_bytes());
+}
+
+/// Peak RSS of the child processes this test binary has waited for (an upper bound for
+/// each of them), from getrusage(RUSAGE_CHILDREN).
+fn children_peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    if rc == 0 {
+        usage.ru_maxrss.max(0) as u64 * 1024
+    } else {
+        0
+    }
+}
+
+#[test]
+fn no_card_number_or_email_reaches_the_index_or_the_dead_letter_store() {
+    let ws = Workspace::new();
+    let mut content = GOOD.as_bytes().to_vec();
+    content.extend_from_slice(br#"{"type":"x","note":"card 5500-0000-0000-0004 mail bob@example.org"}"#);
+    content.push(b'\n');
+    let file = ws.write("pii.ndjson", &content);
+    ws.ingest(&[&file]);
+    let out = ws.search(&["--format", "ndjson", "--limit", "1000"]);
+    let indexed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(indexed.contains("1111"), "last four digits are kept: {indexed}");
+    let dead = ws.dead_letters().iter().map(|e| e.to_string()).collect::<String>();
+    for text in [&indexed, &dead] {
+        for secret in ["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "anna@example.com", "bob@example.org"] {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+    }
+}
+
+#[test]
+fn search_formats_serve_people_and_scripts() {
+    let ws = Workspace::new();
+    let file = ws.write("good.ndjson", GOOD.as_bytes());
+    ws.ingest(&[&file]);
+    let out = ws.search(&["booking_id:BK-20240205-000001", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(json["total"], 4);
+    assert_eq!(json["hits"].as_array().unwrap().len(), 4);
+    assert!(json["hits"][0]["_id"].as_str().is_some_and(|id| id.len() == 32), "{json}");
+
+    let out = ws.search(&["--agg", "terms:type", "--agg", "date_histogram:ts:1m", "--limit", "0"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("terms:type") && table.contains("booking.requested") && table.contains('█'), "{table}");
+    assert!(table.contains("2024-02-05T10:00:00"), "{table}");
+
+    let out = ws.search(&["--agg", "stats:amount", "--format", "json", "--limit", "0"]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["aggregations"]["stats:amount"]["count"], 2, "{json}");
+
+    let out = ws.search(&["venue:\"Olympic Hall\"", "--format", "csv", "--fields", "booking_id,venue,seat"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("booking_id,venue,seat\n"), "{csv}");
+    assert!(csv.contains("\"A-1, A-2\""), "{csv}");
+
+    assert_eq!(ws.count("client.app:ios"), 1);
+    assert_eq!(ws.count("NOT type:seat.locked"), 3);
+    let out = ws.search(&["amount:[1 TO", "--count"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed query is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid query"));
+}
+
+#[test]
+fn since_and_until_bound_the_search() {
+    let ws = Workspace::new();
+    let file = ws.write("good.ndjson", GOOD.as_bytes());
+    ws.ingest(&[&file]);
+    let out = ws.search(&["--since", "2024-02-05T10:00:01Z", "--until", "2024-02-05T10:00:03Z", "--count"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    let out = ws.search(&["--since", "yesterday-ish", "--count"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_second_ingest_on_a_locked_index_exits_2_with_a_clear_message() {
+    let ws = Workspace::new();
+    let mut first = bin()
+        .args(["ingest", "--json", "--index", &ws.index(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lock_seen = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ws.path("index").join("meta.json").exists()
+    });
+    assert!(lock_seen, "the first ingest opened the index");
+    let file = ws.write("good.ndjson", GOOD.as_bytes());
+    let (code, _, stderr) = ws.ingest(&[&file]);
+    drop(first.stdin.take());
+    let _ = first.wait();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("locked"), "{stderr}");
+}
+
+#[test]
+fn stdin_is_a_source() {
+    let ws = Workspace::new();
+    let mut child = bin()
+        .args(["ingest", "--json", "--index", &ws.index(), "--dead-letter"])
+        .arg(ws.dead_letter())
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(GOOD.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["indexed"], 4, "{summary}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin().args(["ingest"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["search", "--index", "/nonexistent/index", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tix-logs ingest"));
+    let out = bin().args(["search", "--agg", "avg:amount"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn audit_lists_each_source_with_its_outcome() {
+    let ws = Workspace::new();
+    let good = ws.write("good.ndjson", GOOD.as_bytes());
+    let bad = ws.write("bad.ndjson", BAD.as_bytes());
+    ws.ingest(&[&good, &bad]);
+    let out = bin().args(["audit", "--index", &ws.index(), "--format", "json"]).output().unwrap();
+    let records: Vec<Value> = serde_json::from_slice(&out.stdout).expect("audit json");
+    assert_eq!(records.len(), 2);
+    let bad_record = records.iter().find(|r| r["source"].as_str().unwrap().ends_with("bad.ndjson")).unwrap();
+    assert_eq!(bad_record["rejected"], 4);
+    assert_eq!(bad_record["status"], "completed");
+}
+
+#[test]
+fn committed_samples_ingest_with_conservation() {
+    let dir = samples();
+    if !dir.exists() {
+        panic!("fixtures/samples is missing");
+    }
+    let ws = Workspace::new();
+    let (code, summary, stderr) = ws.ingest(&[&dir.join("logs")]);
+    assert!(code == 0 || code == 1, "{stderr}");
+    ws.assert_conservation(&summary, 0);
+}
