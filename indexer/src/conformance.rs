@@ -53,7 +53,9 @@ pub fn sample_docs() -> Vec<IndexDoc> {
                 json!(if i % 4 == 0 { format!("seat lock expired for booking {i}") } else { format!("payment processed in {i} ms") }),
             );
             doc.insert("client".into(), json!({"app": if i % 2 == 0 { "ios" } else { "web" }, "version": "5.2.1"}));
-            IndexDoc { id: format!("{:032x}", 0xC0FFEE_u128 * 1_000 + i as u128), ts_millis, doc, unseen_source: false }
+            // Ids derive from event_id as the ingester derives them.
+            let id = crate::ids::event_doc_id_hex(&format!("evt-{i:04}"));
+            IndexDoc { id, ts_millis, doc, unseen_source: false }
         })
         .collect()
 }

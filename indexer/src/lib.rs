@@ -1,12 +1,15 @@
 //! tix-logs indexer: what an indexed booking event is ([`schema`]), the [`Backend`]
-//! contract ([`backend`]) and its implementations ([`tantivy_backend`]).
+//! contract ([`backend`]) and its implementations ([`tantivy_backend`], [`elasticsearch`]).
 
 pub mod backend;
 pub mod conformance;
+pub mod elasticsearch;
 pub mod error;
+pub mod ids;
 pub mod schema;
 pub mod tantivy_backend;
 
 pub use backend::{AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus};
+pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use error::{Error, Result};
 pub use tantivy_backend::{TantivyBackend, TantivyConfig};

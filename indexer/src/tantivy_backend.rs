@@ -413,7 +413,12 @@ fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
 fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
     match leaf {
         UserInputLeaf::Literal(mut literal) => {
-            literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
+            if literal.field_name.as_deref() == Some(schema::EVENT_ID) && !literal.prefix {
+                literal.field_name = Some(schema::ID.to_string());
+                literal.phrase = crate::ids::event_doc_id_hex(&literal.phrase);
+            } else {
+                literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
+            }
             UserInputLeaf::Literal(literal)
         }
         UserInputLeaf::Range { field, lower, upper } => {
@@ -422,6 +427,10 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
             let fix = |bound: UserInputBound| if is_ts { widen_date_bound(bound) } else { bound };
             UserInputLeaf::Range { field, lower: fix(lower), upper: fix(upper) }
         }
+        UserInputLeaf::Set { field, elements } if field.as_deref() == Some(schema::EVENT_ID) => UserInputLeaf::Set {
+            field: Some(schema::ID.to_string()),
+            elements: elements.iter().map(|e| crate::ids::event_doc_id_hex(e)).collect(),
+        },
         UserInputLeaf::Set { field, elements } => UserInputLeaf::Set { field: field.map(|f| tantivy_field_name(&f)), elements },
         UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: tantivy_field_name(&field) },
         UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern },

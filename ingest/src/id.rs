@@ -21,7 +21,6 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-const EVENT_DOMAIN: &[u8] = b"tix-logs/v1/event\0";
 const POSITION_DOMAIN: &[u8] = b"tix-logs/v1/position\0";
 const SOURCE_DOMAIN: &[u8] = b"tix-logs/v1/source\0";
 
@@ -190,10 +189,8 @@ fn digest_id(h: Sha256) -> DocId {
 /// Id of an event that carries an `event_id`: the same event re-uploaded anywhere is
 /// one document.
 pub fn doc_id_for_event_id(event_id: &str) -> DocId {
-    let mut h = Sha256::new();
-    h.update(EVENT_DOMAIN);
-    put_str(&mut h, event_id);
-    digest_id(h)
+    // Defined in the indexer, which answers `event_id:X` queries through `_id`.
+    DocId(indexer::ids::event_doc_id(event_id))
 }
 
 /// Id of an event without `event_id`: its source and its ordinal in that source (as the

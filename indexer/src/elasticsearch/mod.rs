@@ -1,0 +1,725 @@
+//! The production backend: an Elasticsearch cluster, reached with the official
+//! `elasticsearch` crate's [`Transport`].
+//!
+//! The [`Backend`] contract is synchronous, so the backend owns a small tokio runtime (one
+//! worker thread for the requests in flight) and blocks on it; call it from a plain thread
+//! (or `spawn_blocking`), never from inside another runtime's task (that is refused with
+//! an error instead of a panic), and drop it outside async code too.
+//!
+//! Everything that can be decided without I/O lives in pure submodules with their own
+//! tests: [`config`] (settings, secrets), [`mapping`] (index names, template),
+//! [`bulk`] (request encoding, response classification, the retry state machine) and
+//! [`query`] (search translation). This module only moves bytes and sleeps.
+//!
+//! Layout on the cluster: events in daily indices `PREFIX-YYYY.MM.DD` made from the
+//! index template `PREFIX`; one checkpoint document per source in `PREFIX-sources`.
+
+pub mod bulk;
+pub mod config;
+pub mod mapping;
+pub mod query;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::Method;
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+
+pub use config::{EsAuth, EsConfig, RetryPolicy, Secret, DEFAULT_INDEX_PREFIX};
+
+use crate::backend::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::{Error, Result};
+use bulk::{Action, BulkEncoder, BulkJob, EncodedBatch, Verdict};
+
+const NDJSON: &str = "application/x-ndjson";
+const JSON: &str = "application/json";
+/// Retries of a query or setup call: a person is waiting, so an unreachable cluster is
+/// reported within about a second rather than after the whole bulk retry budget.
+const CALL_RETRIES: u32 = 3;
+
+/// An Elasticsearch cluster as a [`Backend`].
+pub struct ElasticsearchBackend {
+    runtime: Runtime,
+    client: Client,
+    config: EsConfig,
+    /// Checkpoint records to write with the next flush (after the documents before them).
+    pending_sources: Vec<SourceRecord>,
+}
+
+impl std::fmt::Debug for ElasticsearchBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport's own Debug would print the credentials: never include it.
+        f.debug_struct("ElasticsearchBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cloneable part shared with in-flight bulk tasks.
+#[derive(Clone)]
+struct Client {
+    transport: Transport,
+    prefix: Arc<str>,
+    retry: RetryPolicy,
+}
+
+impl ElasticsearchBackend {
+    /// Builds the client (no request is sent yet: [`Backend::ensure_ready`] is the first).
+    pub fn connect(config: EsConfig) -> Result<Self> {
+        let mut config = config;
+        config.validate()?;
+        let url = config.parsed_url()?;
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url.clone()))
+            .timeout(config.request_timeout);
+        builder = match &config.auth {
+            EsAuth::None => builder,
+            EsAuth::ApiKey(key) => match key.expose().split_once(':') {
+                Some((id, secret)) => {
+                    builder.auth(Credentials::ApiKey(id.to_string(), secret.to_string()))
+                }
+                None => builder.auth(Credentials::EncodedApiKey(key.expose().to_string())),
+            },
+            EsAuth::Basic { username, password } => builder.auth(Credentials::Basic(
+                username.clone(),
+                password.expose().to_string(),
+            )),
+        };
+        if let Some(path) = &config.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Other(format!("TIX_ES_CA_CERT {}: {e}", path.display())))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                Error::Other(format!(
+                    "TIX_ES_CA_CERT {}: not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            // Full validation: the private CA is trusted in addition to the public roots,
+            // and host names are still checked. There is deliberately no way to turn
+            // verification off.
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        }
+        // A proxy from the environment must not intercept a cluster on this machine.
+        if url.host_str().is_some_and(is_loopback_host) {
+            builder = builder.disable_proxy();
+        }
+        let transport = builder
+            .build()
+            .map_err(|e| Error::Other(format!("building the Elasticsearch client: {e}")))?;
+        // One worker thread runs the in-flight requests while the calling thread (inside
+        // `block_on`) encodes the next body, so encoding and sending overlap.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tix-es-client")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("starting the Elasticsearch client runtime: {e}")))?;
+        let client = Client {
+            transport,
+            prefix: Arc::from(config.index_prefix.as_str()),
+            retry: config.retry,
+        };
+        Ok(ElasticsearchBackend {
+            runtime,
+            client,
+            config,
+            pending_sources: Vec::new(),
+        })
+    }
+
+    /// The settings in use (secrets redacted in its `Debug`).
+    pub fn config(&self) -> &EsConfig {
+        &self.config
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Other(
+                "the Elasticsearch backend blocks: call it from spawn_blocking or a plain thread, not from async code".into(),
+            ));
+        }
+        Ok(self.runtime.block_on(future))
+    }
+
+    /// Deletes every index under the prefix and the template (test clean-up). Index
+    /// names are listed first because clusters refuse wildcard deletes by default.
+    pub fn delete_everything(&self) -> Result<()> {
+        let client = self.client.clone();
+        self.block_on(async move {
+            let deadline = client.deadline();
+            let pattern = mapping::all_pattern(&client.prefix);
+            let (status, listed) = client
+                .json_call(
+                    Method::Get,
+                    &format!("_cat/indices/{pattern}"),
+                    &[("format", "json"), ("h", "index")],
+                    None,
+                    deadline,
+                )
+                .await?;
+            if status == 200 {
+                let names: Vec<&str> = listed
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|i| i.get("index").and_then(Value::as_str))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for chunk in names.chunks(50) {
+                    let (status, body) = client
+                        .json_call(Method::Delete, &chunk.join(","), &[], None, deadline)
+                        .await?;
+                    if status != 200 && status != 404 {
+                        return Err(Error::Other(format!(
+                            "deleting indices: HTTP {status}: {body}"
+                        )));
+                    }
+                }
+            }
+            let template = format!("_index_template/{}", mapping::template_name(&client.prefix));
+            client
+                .json_call(Method::Delete, &template, &[], None, deadline)
+                .await?;
+            Ok(())
+        })?
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Percent-encodes one URL path segment (checkpoint keys are hex, but a path must never
+/// be built from unescaped data).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.retry.budget
+    }
+
+    /// One HTTP exchange. Transport failures (connect, reset, timeout, unreadable body)
+    /// come back as `Err` with a description that holds no credentials: the URL never
+    /// carries any (see [`EsConfig::validate`]) and headers are not printed.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<(Bytes, &'static str)>,
+    ) -> std::result::Result<(u16, Bytes), String> {
+        let mut headers = HeaderMap::new();
+        let body = body.map(|(bytes, content_type)| {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            bytes
+        });
+        let response = self
+            .transport
+            .send(method, path, headers, Some(query), body, None)
+            .await
+            .map_err(|e| describe_transport_error(&e))?;
+        let status = response.status_code().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the response: {}", describe_transport_error(&e)))?;
+        Ok((status, bytes))
+    }
+
+    /// A JSON request retried on transport errors, 429, 502, 503 and 504 within the budget.
+    /// 401/403 become [`Error::Auth`]; other statuses are returned to the caller.
+    async fn json_call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<(u16, Value)> {
+        let bytes = body
+            .map(|b| Bytes::from(serde_json::to_vec(b).expect("a JSON value always serializes")));
+        let mut retries = 0u32;
+        loop {
+            let result = self
+                .send(method, path, query, bytes.clone().map(|b| (b, JSON)))
+                .await;
+            let retry_reason = match result {
+                Ok((status @ (401 | 403), body)) => return Err(auth_error(status, &body)),
+                Ok((status @ (429 | 502 | 503 | 504), body)) => (
+                    status,
+                    format!("HTTP {status}: {}", bulk::error_reason(&body)),
+                ),
+                Ok((status, body)) => {
+                    return Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+                }
+                Err(e) => (0, e),
+            };
+            retries += 1;
+            let delay = bulk::backoff_delay(&self.retry, retries, rand::random());
+            if retries > self.retry.max_retries.min(CALL_RETRIES)
+                || Instant::now() + delay > deadline
+            {
+                return Err(match retry_reason {
+                    (0, reason) => Error::Unreachable(format!("{path}: {reason}")),
+                    (_, reason) => {
+                        Error::Other(format!("{path}: gave up after {retries} tries: {reason}"))
+                    }
+                });
+            }
+            tracing::debug!(path, retries, reason = %retry_reason.1, "retrying Elasticsearch request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends one encoded batch to `_bulk` until every item has an outcome.
+    async fn run_bulk(
+        self,
+        batch: EncodedBatch,
+        deadline: Instant,
+    ) -> Result<Vec<(usize, Outcome)>> {
+        let mut job = BulkJob::new(batch.items.len());
+        while let Some(attempt) = job.next_attempt() {
+            let body = batch.body_for(&attempt.items);
+            let verdict = {
+                let ids: Vec<&str> = attempt
+                    .items
+                    .iter()
+                    .map(|&i| batch.items[i].id.as_str())
+                    .collect();
+                match self
+                    .send(
+                        Method::Post,
+                        "_bulk",
+                        &[("filter_path", bulk::BULK_FILTER_PATH)],
+                        Some((body, NDJSON)),
+                    )
+                    .await
+                {
+                    Ok((status, bytes)) => {
+                        bulk::classify_response(status, &bytes, batch.action, &ids)
+                    }
+                    Err(reason) => Verdict::RetryAll(reason),
+                }
+            };
+            match job.record(attempt, verdict) {
+                Err(reason) => return Err(auth_message(reason)),
+                Ok(None) => {}
+                Ok(Some(retry)) => {
+                    if retry.retries > self.retry.max_retries {
+                        let why = format!(
+                            "Elasticsearch: gave up after {} retries",
+                            self.retry.max_retries
+                        );
+                        tracing::warn!(
+                            items = retry.items.len(),
+                            reason = retry.last_error.as_deref().unwrap_or(""),
+                            "{why}"
+                        );
+                        job.give_up(retry, &why);
+                        continue;
+                    }
+                    let delay = bulk::backoff_delay(&self.retry, retry.retries, rand::random());
+                    if Instant::now() + delay > deadline {
+                        let why = format!(
+                            "Elasticsearch: retry budget of {:?} exhausted",
+                            self.retry.budget
+                        );
+                        tracing::warn!(
+                            items = retry.items.len(),
+                            reason = retry.last_error.as_deref().unwrap_or(""),
+                            "{why}"
+                        );
+                        job.give_up(retry, &why);
+                        continue;
+                    }
+                    tracing::debug!(
+                        items = retry.items.len(),
+                        retries = retry.retries,
+                        reason = retry.last_error.as_deref().unwrap_or(""),
+                        "retrying bulk items"
+                    );
+                    tokio::time::sleep(delay).await;
+                    job.retry(retry);
+                }
+            }
+        }
+        Ok(job
+            .finish()
+            .into_iter()
+            .zip(&batch.items)
+            .map(|(outcome, item)| (item.doc, outcome))
+            .collect())
+    }
+}
+
+fn describe_transport_error(error: &elasticsearch::Error) -> String {
+    let mut text = if error.is_timeout() {
+        format!("timed out: {error}")
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn auth_error(status: u16, body: &[u8]) -> Error {
+    auth_message(format!("HTTP {status}: {}", bulk::error_reason(body)))
+}
+
+fn auth_message(reason: String) -> Error {
+    Error::Auth(format!(
+        "Elasticsearch refused the request ({reason}); check TIX_ES_API_KEY or TIX_ES_USERNAME/TIX_ES_PASSWORD and the key's privileges"
+    ))
+}
+
+impl Backend for ElasticsearchBackend {
+    fn name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    /// Installs the index template (idempotent: PUT replaces it) and creates the
+    /// checkpoint index if it does not exist yet.
+    fn ensure_ready(&mut self) -> Result<()> {
+        let client = self.client.clone();
+        self.block_on(async move {
+            let deadline = client.deadline();
+            let path = format!("_index_template/{}", mapping::template_name(&client.prefix));
+            let (mut status, mut body) = client
+                .json_call(
+                    Method::Put,
+                    &path,
+                    &[],
+                    Some(&mapping::index_template(&client.prefix, true)),
+                    deadline,
+                )
+                .await?;
+            if status == 400 && body.to_string().contains("ignore_dynamic_beyond_limit") {
+                // Clusters before 8.14 do not know the setting: install without it (new
+                // fields past the cap are then refused rather than left unindexed).
+                (status, body) = client
+                    .json_call(
+                        Method::Put,
+                        &path,
+                        &[],
+                        Some(&mapping::index_template(&client.prefix, false)),
+                        deadline,
+                    )
+                    .await?;
+            }
+            if status != 200 {
+                return Err(Error::Other(format!(
+                    "installing index template {path}: HTTP {status}: {}",
+                    reason_of(&body)
+                )));
+            }
+            let sources = mapping::sources_index(&client.prefix);
+            let (status, body) = client
+                .json_call(
+                    Method::Put,
+                    &sources,
+                    &[],
+                    Some(&mapping::sources_index_body()),
+                    deadline,
+                )
+                .await?;
+            let exists = body.pointer("/error/type").and_then(Value::as_str)
+                == Some("resource_already_exists_exception");
+            if status != 200 && !exists {
+                return Err(Error::Other(format!(
+                    "creating index {sources}: HTTP {status}: {}",
+                    reason_of(&body)
+                )));
+            }
+            Ok(())
+        })?
+    }
+
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
+        if let Some(pending) = self.pending_sources.iter().rev().find(|r| r.key == key) {
+            return Ok(Some(pending.clone()));
+        }
+        let client = self.client.clone();
+        let path = format!(
+            "{}/_doc/{}",
+            mapping::sources_index(&client.prefix),
+            path_segment(key)
+        );
+        self.block_on(async move {
+            let (status, body) = client
+                .json_call(Method::Get, &path, &[], None, client.deadline())
+                .await?;
+            match status {
+                200 if body.get("found") == Some(&Value::Bool(true)) => {
+                    parse_source_record(&body["_source"]).map(Some)
+                }
+                200 | 404 => Ok(None),
+                _ => Err(Error::Other(format!(
+                    "reading checkpoint {path}: HTTP {status}: {}",
+                    reason_of(&body)
+                ))),
+            }
+        })?
+    }
+
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>> {
+        if docs.is_empty() {
+            return Ok(vec![]);
+        }
+        let client = self.client.clone();
+        let encoder = BulkEncoder {
+            prefix: self.config.index_prefix.clone(),
+            max_bytes: self.config.batch_bytes,
+            max_docs: self.config.batch_docs,
+        };
+        let max_in_flight = self.config.max_in_flight.max(1);
+        self.block_on(async move {
+            let deadline = client.deadline();
+            let mut outcomes: Vec<Option<Outcome>> = vec![None; docs.len()];
+            let mut in_flight = JoinSet::new();
+            let mut next = 0;
+            loop {
+                // Encode lazily: at most `max_in_flight` bodies exist at once, whatever
+                // the size of `docs`.
+                while in_flight.len() < max_in_flight && next < docs.len() {
+                    let (batch, after) = encoder.encode_next(docs, next);
+                    next = after;
+                    in_flight.spawn(client.clone().run_bulk(batch, deadline));
+                }
+                match in_flight.join_next().await {
+                    None => break,
+                    Some(Ok(Ok(results))) => {
+                        for (doc, outcome) in results {
+                            outcomes[doc] = Some(outcome);
+                        }
+                    }
+                    // Dropping the set aborts the other requests: the run stops.
+                    Some(Ok(Err(error))) => return Err(error),
+                    Some(Err(join)) => {
+                        return Err(Error::Other(format!("bulk request task failed: {join}")))
+                    }
+                }
+            }
+            Ok(outcomes
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or(Outcome::Failed {
+                        reason: "bulk item never sent".into(),
+                    })
+                })
+                .collect())
+        })?
+    }
+
+    fn record_source(&mut self, record: &SourceRecord) -> Result<()> {
+        self.pending_sources.retain(|r| r.key != record.key);
+        self.pending_sources.push(record.clone());
+        Ok(())
+    }
+
+    /// Writes pending checkpoints (after every document acknowledged before them, which
+    /// Elasticsearch has already made durable), then refreshes so searches see it all.
+    fn flush(&mut self) -> Result<()> {
+        let client = self.client.clone();
+        let index = mapping::sources_index(&client.prefix);
+        let entries: Vec<(String, String, Value)> = self
+            .pending_sources
+            .iter()
+            .map(|r| {
+                (
+                    index.clone(),
+                    r.key.clone(),
+                    serde_json::to_value(r).unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        self.block_on(async move {
+            let deadline = client.deadline();
+            if !entries.is_empty() {
+                let batch = bulk::encode_with(Action::Index, &entries);
+                for (_, outcome) in client.clone().run_bulk(batch, deadline).await? {
+                    match outcome {
+                        Outcome::Indexed => {}
+                        Outcome::Duplicate => {}
+                        Outcome::Rejected { reason } | Outcome::Failed { reason } => {
+                            return Err(Error::Other(format!(
+                                "writing source checkpoints to {index}: {reason}"
+                            )))
+                        }
+                    }
+                }
+            }
+            let path = format!("{}/_refresh", mapping::all_pattern(&client.prefix));
+            let (status, body) = client
+                .json_call(Method::Post, &path, &[], None, deadline)
+                .await?;
+            if status != 200 {
+                return Err(Error::Other(format!(
+                    "refreshing {path}: HTTP {status}: {}",
+                    reason_of(&body)
+                )));
+            }
+            Ok(())
+        })??;
+        self.pending_sources.clear();
+        Ok(())
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let client = self.client.clone();
+        let body = query::search_body(request);
+        let path = format!("{}/_search", mapping::events_pattern(&client.prefix));
+        self.block_on(async move {
+            let (status, response) = client
+                .json_call(Method::Post, &path, &[], Some(&body), client.deadline())
+                .await?;
+            match status {
+                200 => query::parse_search_response(&response, request),
+                400 => Err(query::search_error(request, reason_of(&response))),
+                _ => Err(Error::Other(format!(
+                    "search: HTTP {status}: {}",
+                    reason_of(&response)
+                ))),
+            }
+        })?
+    }
+
+    fn count(&self, request: &SearchRequest) -> Result<u64> {
+        let client = self.client.clone();
+        let body = query::count_body(request);
+        let path = format!("{}/_count", mapping::events_pattern(&client.prefix));
+        self.block_on(async move {
+            let (status, response) = client
+                .json_call(Method::Post, &path, &[], Some(&body), client.deadline())
+                .await?;
+            match status {
+                200 => query::parse_count_response(&response),
+                400 => Err(query::search_error(request, reason_of(&response))),
+                _ => Err(Error::Other(format!(
+                    "count: HTTP {status}: {}",
+                    reason_of(&response)
+                ))),
+            }
+        })?
+    }
+
+    /// Every checkpoint, paged with `search_after` so any number of sources is listed.
+    fn sources(&self) -> Result<Vec<SourceRecord>> {
+        let client = self.client.clone();
+        let path = format!("{}/_search", mapping::sources_index(&client.prefix));
+        let mut records = self.block_on(async move {
+            let deadline = client.deadline();
+            let mut records = Vec::new();
+            let mut after: Option<Value> = None;
+            loop {
+                let mut body =
+                    json!({"size": 1000, "sort": [{"key": "asc"}], "query": {"match_all": {}}});
+                if let Some(after) = &after {
+                    body["search_after"] = after.clone();
+                }
+                let (status, response) = client
+                    .json_call(Method::Post, &path, &[], Some(&body), deadline)
+                    .await?;
+                match status {
+                    200 => {}
+                    404 => return Ok(records),
+                    _ => {
+                        return Err(Error::Other(format!(
+                            "listing sources: HTTP {status}: {}",
+                            reason_of(&response)
+                        )))
+                    }
+                }
+                let hits = response
+                    .pointer("/hits/hits")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for hit in &hits {
+                    records.push(parse_source_record(&hit["_source"])?);
+                }
+                match hits.last().and_then(|h| h.get("sort")) {
+                    Some(sort) if hits.len() == 1000 => after = Some(sort.clone()),
+                    _ => return Ok(records),
+                }
+            }
+        })??;
+        records.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        Ok(records)
+    }
+}
+
+fn parse_source_record(source: &Value) -> Result<SourceRecord> {
+    serde_json::from_value(source.clone())
+        .map_err(|e| Error::Other(format!("unreadable source checkpoint: {e}")))
+}
+
+fn reason_of(body: &Value) -> String {
+    bulk::error_reason(body.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in ["localhost", "127.0.0.1", "127.8.9.1", "[::1]", "::1"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["es.example.com", "10.0.0.1", "192.168.1.2"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("0123abcdef"), "0123abcdef");
+        assert_eq!(path_segment("a/b c?#"), "a%2Fb%20c%3F%23");
+    }
+
+    #[test]
+    fn backend_debug_shows_no_secret() {
+        let mut config = EsConfig::new("http://127.0.0.1:9");
+        config.auth = EsAuth::Basic {
+            username: "elastic".into(),
+            password: Secret::new("s3cr3t-pass"),
+        };
+        let backend = ElasticsearchBackend::connect(config).unwrap();
+        let text = format!("{backend:?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("127.0.0.1:9"), "{text}");
+    }
+}
