@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 
 use anyhow::{bail, Context, Result};
-use indexer::{TantivyBackend, TantivyConfig};
+use indexer::{Backend, TantivyBackend, TantivyConfig};
 use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary, SourceOutcome, SourceReport};
 use ingest::redact::Redactor;
@@ -26,16 +26,17 @@ pub fn run(args: IngestArgs) -> Result<u8> {
             eprintln!("warning: TIX_PII_KEY is not set; PII tokens use the development key (fine for local tests, not for real data)");
         }
     }
-    let mut backend = match args.store.backend {
+    let mut backend: Box<dyn Backend> = match args.store.backend {
         BackendKind::Tantivy => {
             let mut config = TantivyConfig { heap_bytes: args.heap_mb << 20, ..TantivyConfig::default() };
             if let Some(threads) = args.threads {
                 config.threads = threads.max(1);
             }
-            TantivyBackend::open_for_writing(&args.store.index, config)?
+            Box::new(TantivyBackend::open_for_writing(&args.store.index, config)?)
         }
-        BackendKind::Elasticsearch => bail!("the elasticsearch backend is not available in this build yet; use --backend tantivy"),
+        BackendKind::Elasticsearch => crate::search_cmd::connect_elasticsearch()?,
     };
+    backend.ensure_ready().context("preparing the backend")?;
     let mut dead_letter = LocalDeadLetter::new(&args.dead_letter);
     let mut config = PipelineConfig::new(redactor);
     config.limits = Limits {
@@ -49,7 +50,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
     let mut reports: Vec<SourceReport> = Vec::new();
     let summary: RunSummary = {
-        let mut pipeline = Pipeline::new(&mut backend, &mut dead_letter, config).with_progress(progress.clone());
+        let mut pipeline = Pipeline::new(backend.as_mut(), &mut dead_letter, config).with_progress(progress.clone());
         for source in &sources {
             let report = pipeline
                 .ingest(source.as_ref())

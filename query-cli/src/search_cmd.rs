@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use indexer::{AggSpec, Backend, SearchRequest, SortSpec, TantivyBackend};
+use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SortSpec, TantivyBackend};
 
 use crate::cli::{AuditArgs, BackendKind, SearchArgs, StoreArgs};
 use crate::render::{self, Format};
@@ -12,8 +12,17 @@ use crate::timespec::parse_time;
 fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
     match store.backend {
         BackendKind::Tantivy => Ok(Box::new(TantivyBackend::open_for_reading(&store.index)?)),
-        BackendKind::Elasticsearch => bail!("the elasticsearch backend is not available in this build yet; use --backend tantivy"),
+        BackendKind::Elasticsearch => connect_elasticsearch(),
     }
+}
+
+/// The Elasticsearch backend from `TIX_ES_URL` and friends.
+pub fn connect_elasticsearch() -> Result<Box<dyn Backend>> {
+    if std::env::var_os("TIX_ES_URL").is_none() {
+        bail!("--backend elasticsearch needs TIX_ES_URL (e.g. http://127.0.0.1:9200; see README, \"Elasticsearch\")");
+    }
+    let config = EsConfig::from_env()?;
+    Ok(Box::new(ElasticsearchBackend::connect(config)?))
 }
 
 pub fn run(args: SearchArgs) -> Result<u8> {

@@ -340,3 +340,75 @@ fn committed_samples_ingest_with_conservation() {
     assert!(code == 0 || code == 1, "{stderr}");
     ws.assert_conservation(&summary, 0);
 }
+
+#[test]
+fn the_elasticsearch_backend_without_a_url_is_a_usage_error() {
+    let ws = Workspace::new();
+    let file = ws.write("good.ndjson", GOOD.as_bytes());
+    let out = bin().env_remove("TIX_ES_URL").args(["ingest", "--backend", "elasticsearch"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TIX_ES_URL"));
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(samples().join("EXPECTED.json")).expect("fixtures/samples/EXPECTED.json");
+    serde_json::from_str(&text).expect("EXPECTED.json is JSON")
+}
+
+#[test]
+fn every_bad_record_kind_in_the_messy_sample_is_dead_lettered_with_a_reason_naming_the_field() {
+    let ws = Workspace::new();
+    let (code, summary, stderr) = ws.ingest(&[&samples().join("logs/messy.ndjson")]);
+    assert_eq!(code, 0, "{stderr}");
+    let messy = &expected()["files"]["messy.ndjson"];
+    assert_eq!(summary["records"], messy["records"], "{summary}");
+    assert_eq!(summary["indexed"], messy["valid"], "{summary}");
+    assert_eq!(summary["rejected"], messy["rejected"], "{summary}");
+    ws.assert_conservation(&summary, 0);
+    let entries = ws.dead_letters();
+    for rejection in messy["rejections"].as_array().expect("rejections") {
+        let record = rejection["record"].as_u64().unwrap();
+        let entry = entries
+            .iter()
+            .find(|e| e["record"].as_u64() == Some(record))
+            .unwrap_or_else(|| panic!("record {record} ({}) is not in the dead-letter store", rejection["what"]));
+        assert_eq!(entry["kind"], rejection["kind"], "record {record}: {entry}");
+        if let Some(field) = rejection["field"].as_str() {
+            assert!(entry["reason"].as_str().unwrap_or("").contains(field), "record {record}: reason must name {field}: {entry}");
+        }
+        assert!(entry["raw"].as_str().map_or(0, str::len) <= 64 * 1024, "raw is capped");
+    }
+    // The good records around them are all searchable.
+    for valid in messy["valid_records"].as_array().unwrap() {
+        assert!(!entries.iter().any(|e| e["record"] == *valid), "valid record {valid} was rejected");
+    }
+}
+
+#[test]
+fn every_compression_and_framing_of_the_day_sample_gives_the_same_events() {
+    let expected = expected();
+    let day = &expected["files"]["day.ndjson"];
+    let mut totals = Vec::new();
+    for name in ["day.ndjson", "day.ndjson.gz", "day.ndjson.zst", "day-array.json", "day-records.json.gz", "day-multimember.ndjson.gz"] {
+        let ws = Workspace::new();
+        let (code, summary, stderr) = ws.ingest(&[&samples().join("logs").join(name)]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_eq!(summary["records"], day["records"], "{name}: {summary}");
+        assert_eq!(summary["indexed"], day["valid"], "{name}: {summary}");
+        ws.assert_conservation(&summary, 0);
+        let out = ws.search(&["--agg", "terms:type:20", "--limit", "0", "--format", "json"]);
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        totals.push(json["aggregations"]["terms:type:20"]["buckets"].clone());
+    }
+    assert!(totals.windows(2).all(|w| w[0] == w[1]), "every form gives the same type counts");
+}
+
+#[test]
+fn the_truncated_sample_keeps_the_records_before_the_cut() {
+    let ws = Workspace::new();
+    let (code, summary, _) = ws.ingest(&[&samples().join("logs/truncated.ndjson.gz")]);
+    assert_eq!(code, 1);
+    let truncated = &expected()["files"]["truncated.ndjson.gz"];
+    assert_eq!(summary["indexed"], truncated["complete_records_before_cut"], "{summary}");
+    assert_eq!(ws.count(""), truncated["complete_records_before_cut"].as_u64().unwrap());
+}
