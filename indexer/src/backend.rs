@@ -146,6 +146,11 @@ pub trait Backend: Send {
     fn count(&self, request: &SearchRequest) -> Result<u64>;
     /// Every recorded source, newest first.
     fn sources(&self) -> Result<Vec<SourceRecord>>;
+    /// Releases the backend cleanly (waits for background work). Uncommitted writes are
+    /// discarded: call [`Backend::flush`] first.
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One `--agg SPEC`: the text the user wrote and the Elasticsearch-shaped request.

@@ -35,12 +35,14 @@ pub struct TantivyConfig {
     pub threads: usize,
     /// Total indexing memory budget across threads, in bytes. Default 128 MB.
     pub heap_bytes: usize,
+    /// Segments with more documents than this are not merged further (0: no merges).
+    pub max_merge_docs: usize,
 }
 
 impl Default for TantivyConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        TantivyConfig { threads: cpus.clamp(1, 4), heap_bytes: 128 << 20 }
+        TantivyConfig { threads: cpus.clamp(1, 4), heap_bytes: 128 << 20, max_merge_docs: 100_000 }
     }
 }
 
@@ -79,6 +81,7 @@ impl TantivyBackend {
                 TantivyError::LockFailure(..) => Error::Locked { path: path.display().to_string() },
                 other => tantivy_error(path, other),
             })?;
+        writer.set_merge_policy(merge_policy(config.max_merge_docs));
         backend.writer = Some(writer);
         Ok(backend)
     }
@@ -146,7 +149,7 @@ impl TantivyBackend {
     }
 
     /// Waits for background merges so the index is left tidy. Uncommitted work is lost.
-    pub fn close(mut self) -> Result<()> {
+    pub fn wait_for_merges(mut self) -> Result<()> {
         if let Some(writer) = self.writer.take() {
             writer.wait_merging_threads().map_err(|e| tantivy_error(&self.path, e))?;
         }
@@ -294,6 +297,17 @@ impl TantivyBackend {
     }
 }
 
+/// Merges keep the segment count down for fast queries, but a merge maps its input
+/// segments into memory: capping the merged size caps that memory, whatever the input.
+fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy> {
+    if max_merge_docs == 0 {
+        return Box::new(tantivy::indexer::NoMergePolicy);
+    }
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_max_docs_before_merge(max_merge_docs);
+    Box::new(policy)
+}
+
 fn collect<K>(searcher: &Searcher, query: &dyn Query, collector: impl tantivy::collector::Collector<Fruit = Vec<(K, DocAddress)>>) -> tantivy::Result<Vec<DocAddress>> {
     Ok(searcher.search(query, &collector)?.into_iter().map(|(_, address)| address).collect())
 }
@@ -373,6 +387,10 @@ impl Backend for TantivyBackend {
     fn count(&self, request: &SearchRequest) -> Result<u64> {
         let query = self.build_query(request)?;
         Ok(self.reader.searcher().search(&query, &Count).map_err(|e| tantivy_error(&self.path, e))? as u64)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        (*self).wait_for_merges()
     }
 
     fn sources(&self) -> Result<Vec<SourceRecord>> {

@@ -1147,6 +1147,7 @@ fn tantivy_answer(request: &SearchRequest) -> SearchResponse {
         TantivyConfig {
             threads: 1,
             heap_bytes: 32 << 20,
+            ..TantivyConfig::default()
         },
     )
     .unwrap();

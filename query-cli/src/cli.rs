@@ -83,6 +83,10 @@ pub struct IngestArgs {
     /// Indexing memory budget of the tantivy writer, in MB.
     #[arg(long, default_value_t = 128)]
     pub heap_mb: usize,
+    /// Segments larger than this many documents are not merged further; merges map their
+    /// inputs into memory, so this caps ingest memory. 0 disables merging.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_merge_docs: usize,
     /// Longest record accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_record_bytes: usize,

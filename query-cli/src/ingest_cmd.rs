@@ -28,7 +28,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     }
     let mut backend: Box<dyn Backend> = match args.store.backend {
         BackendKind::Tantivy => {
-            let mut config = TantivyConfig { heap_bytes: args.heap_mb << 20, ..TantivyConfig::default() };
+            let mut config = TantivyConfig { heap_bytes: args.heap_mb << 20, max_merge_docs: args.max_merge_docs, ..TantivyConfig::default() };
             if let Some(threads) = args.threads {
                 config.threads = threads.max(1);
             }
