@@ -172,7 +172,8 @@ impl AggSpec {
         let request = match parts.as_slice() {
             ["terms", field] => serde_json::json!({"terms": {"field": field, "size": DEFAULT_TERMS_SIZE}}),
             ["terms", field, size] => {
-                let size: u64 = size.parse().map_err(|_| err("SIZE must be a positive integer, as in terms:venue:20"))?;
+                let size: u64 =
+                    size.parse().map_err(|_| err("SIZE must be a positive integer, as in terms:venue:20"))?;
                 if size == 0 {
                     return Err(err("SIZE must be at least 1"));
                 }
@@ -214,10 +215,7 @@ mod tests {
         let table = [
             ("terms:type", r#"{"terms":{"field":"type","size":10}}"#),
             ("terms:venue:3", r#"{"terms":{"field":"venue","size":3}}"#),
-            (
-                "date_histogram:ts:1h",
-                r#"{"date_histogram":{"field":"ts","fixed_interval":"1h","min_doc_count":1}}"#,
-            ),
+            ("date_histogram:ts:1h", r#"{"date_histogram":{"field":"ts","fixed_interval":"1h","min_doc_count":1}}"#),
             ("stats:amount", r#"{"stats":{"field":"amount"}}"#),
         ];
         for (spec, expected) in table {
@@ -228,7 +226,15 @@ mod tests {
 
     #[test]
     fn malformed_agg_specs_are_refused_with_a_hint() {
-        for spec in ["terms", "terms:type:x", "terms:type:0", "date_histogram:ts", "date_histogram:ts:1w", "avg:amount", "stats:"] {
+        for spec in [
+            "terms",
+            "terms:type:x",
+            "terms:type:0",
+            "date_histogram:ts",
+            "date_histogram:ts:1w",
+            "avg:amount",
+            "stats:",
+        ] {
             let err = AggSpec::parse(spec).unwrap_err().to_string();
             assert!(err.contains(spec), "{spec}: {err}");
         }

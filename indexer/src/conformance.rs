@@ -22,7 +22,14 @@ impl<F: Fn() -> Box<dyn Backend>> Factory for F {
 
 /// The fixed events of the suite: varied types, venues, amounts, times and shapes.
 pub fn sample_docs() -> Vec<IndexDoc> {
-    let types = ["booking.requested", "seat.locked", "booking.confirmed", "booking.cancelled", "payment.failed", "refund.issued"];
+    let types = [
+        "booking.requested",
+        "seat.locked",
+        "booking.confirmed",
+        "booking.cancelled",
+        "payment.failed",
+        "refund.issued",
+    ];
     let venues = ["Olympic Hall", "Riverside Arena", "Old Town Theatre"];
     let levels = ["info", "info", "warn", "error"];
     let methods = ["card", "paypal", "voucher"];
@@ -50,7 +57,11 @@ pub fn sample_docs() -> Vec<IndexDoc> {
             doc.insert("latency_ms".into(), json!(10.5 + i as f64));
             doc.insert(
                 "message".into(),
-                json!(if i % 4 == 0 { format!("seat lock expired for booking {i}") } else { format!("payment processed in {i} ms") }),
+                json!(if i % 4 == 0 {
+                    format!("seat lock expired for booking {i}")
+                } else {
+                    format!("payment processed in {i} ms")
+                }),
             );
             doc.insert("client".into(), json!({"app": if i % 2 == 0 { "ios" } else { "web" }, "version": "5.2.1"}));
             // Ids derive from event_id as the ingester derives them.
@@ -129,9 +140,13 @@ pub fn query_syntax_matches_the_reference_predicates(factory: &dyn Factory) {
         ("type:booking.cancelled AND venue:\"Olympic Hall\"", |d| {
             s(d, "type") == "booking.cancelled" && s(d, "venue") == "Olympic Hall"
         }),
-        ("type:booking.cancelled OR type:refund.issued", |d| matches!(s(d, "type"), "booking.cancelled" | "refund.issued")),
+        ("type:booking.cancelled OR type:refund.issued", |d| {
+            matches!(s(d, "type"), "booking.cancelled" | "refund.issued")
+        }),
         ("NOT level:info", |d| s(d, "level") != "info"),
-        ("venue:\"Riverside Arena\" AND NOT level:info", |d| s(d, "venue") == "Riverside Arena" && s(d, "level") != "info"),
+        ("venue:\"Riverside Arena\" AND NOT level:info", |d| {
+            s(d, "venue") == "Riverside Arena" && s(d, "level") != "info"
+        }),
         ("amount:[100000 TO 200000]", |d| (100_000.0..=200_000.0).contains(&n(d, "amount"))),
         ("amount:{100000 TO 200000}", |d| n(d, "amount") > 100_000.0 && n(d, "amount") < 200_000.0),
         ("latency_ms:[20 TO *]", |d| n(d, "latency_ms") >= 20.0),
@@ -188,17 +203,20 @@ pub fn hits_are_sorted_limited_and_returned_whole(factory: &dyn Factory) {
     let times: Vec<&str> = newest.hits.iter().map(|h| h.source["ts"].as_str().unwrap_or("")).collect();
     assert_eq!(times, [s(&docs[47], "ts"), s(&docs[46], "ts"), s(&docs[45], "ts")], "default order is newest first");
 
-    let oldest = backend.search(&SearchRequest { limit: 1, sort: Some(SortSpec::parse("ts")), ..SearchRequest::default() }).expect("search");
+    let oldest = backend
+        .search(&SearchRequest { limit: 1, sort: Some(SortSpec::parse("ts")), ..SearchRequest::default() })
+        .expect("search");
     assert_eq!(oldest.hits[0].id, docs[0].id);
 }
 
 /// terms, date_histogram and stats answer in Elasticsearch's shape with the right figures.
 pub fn aggregations_answer_in_elasticsearch_shape(factory: &dyn Factory) {
     let (backend, docs) = loaded(factory);
-    let aggs: Vec<AggSpec> = ["terms:venue", "terms:payment.method", "terms:client.app", "date_histogram:ts:1h", "stats:amount"]
-        .iter()
-        .map(|spec| AggSpec::parse(spec).expect("spec"))
-        .collect();
+    let aggs: Vec<AggSpec> =
+        ["terms:venue", "terms:payment.method", "terms:client.app", "date_histogram:ts:1h", "stats:amount"]
+            .iter()
+            .map(|spec| AggSpec::parse(spec).expect("spec"))
+            .collect();
     let response = backend.search(&SearchRequest { limit: 0, aggs, ..SearchRequest::default() }).expect("search");
     assert!(response.hits.is_empty());
 
@@ -209,7 +227,11 @@ pub fn aggregations_answer_in_elasticsearch_shape(factory: &dyn Factory) {
             .unwrap_or_else(|| panic!("{spec}: no buckets in {result}"))
             .iter()
             .map(|b| {
-                let key = b.get("key_as_string").or(b.get("key")).map(|k| k.as_str().map(str::to_string).unwrap_or(k.to_string())).unwrap_or_default();
+                let key = b
+                    .get("key_as_string")
+                    .or(b.get("key"))
+                    .map(|k| k.as_str().map(str::to_string).unwrap_or(k.to_string()))
+                    .unwrap_or_default();
                 (key, b["doc_count"].as_u64().unwrap_or(0))
             })
             .collect()
@@ -271,7 +293,8 @@ pub fn source_records_are_committed_with_the_documents(factory: &dyn Factory) {
     backend.record_source(&record).expect("record_source");
     backend.flush().expect("flush");
     assert_eq!(backend.source_record(&record.key).expect("source_record"), Some(record.clone()));
-    let updated = SourceRecord { status: SourceStatus::Failed, failure: Some("gzip stream truncated".into()), ..record.clone() };
+    let updated =
+        SourceRecord { status: SourceStatus::Failed, failure: Some("gzip stream truncated".into()), ..record.clone() };
     backend.record_source(&updated).expect("record_source");
     backend.flush().expect("flush");
     assert_eq!(backend.sources().expect("sources"), vec![updated], "a source has one record, the latest");
@@ -282,7 +305,10 @@ pub fn source_records_are_committed_with_the_documents(factory: &dyn Factory) {
 pub fn malformed_queries_are_errors(factory: &dyn Factory) {
     let (backend, _) = loaded(factory);
     for query in ["amount:[1 TO", "venue:\"unclosed"] {
-        assert!(backend.count(&SearchRequest { query: query.into(), ..SearchRequest::default() }).is_err(), "{query:?}");
+        assert!(
+            backend.count(&SearchRequest { query: query.into(), ..SearchRequest::default() }).is_err(),
+            "{query:?}"
+        );
     }
 }
 
@@ -313,4 +339,3 @@ macro_rules! conformance_tests {
         )*
     };
 }
-

@@ -9,7 +9,9 @@ pub mod ids;
 pub mod schema;
 pub mod tantivy_backend;
 
-pub use backend::{AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus};
+pub use backend::{
+    AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus,
+};
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use error::{Error, Result};
 pub use tantivy_backend::{TantivyBackend, TantivyConfig};

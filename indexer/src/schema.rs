@@ -7,8 +7,8 @@
 
 use serde_json::{Map, Value};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
-    OwnedValue, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
+    TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -128,9 +128,7 @@ pub fn tantivy_schema() -> TantivySchema {
     let source_key = builder.add_text_field(SOURCE_KEY, STRING);
     let raw_json = JsonObjectOptions::default()
         .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("raw")
-                .set_index_option(IndexRecordOption::Basic),
+            TextFieldIndexing::default().set_tokenizer("raw").set_index_option(IndexRecordOption::Basic),
         )
         .set_fast("raw");
     let extra = builder.add_json_field(EXTRA, raw_json.clone());
@@ -139,18 +137,14 @@ pub fn tantivy_schema() -> TantivySchema {
         let field = match spec.kind {
             FieldKind::Time => builder.add_date_field(
                 spec.name,
-                DateOptions::default()
-                    .set_indexed()
-                    .set_fast()
-                    .set_precision(DateTimePrecision::Milliseconds),
+                DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Milliseconds),
             ),
             FieldKind::Keyword { fast: true } => builder.add_text_field(spec.name, STRING | FAST),
-            FieldKind::Keyword { .. } if spec.name == EVENT_ID => builder.add_text_field(spec.name, TextOptions::default()),
+            FieldKind::Keyword { .. } if spec.name == EVENT_ID => {
+                builder.add_text_field(spec.name, TextOptions::default())
+            }
             FieldKind::Keyword { fast: false } => builder.add_text_field(spec.name, STRING),
-            FieldKind::Number => builder.add_f64_field(
-                spec.name,
-                NumericOptions::default().set_indexed().set_fast(),
-            ),
+            FieldKind::Number => builder.add_f64_field(spec.name, NumericOptions::default().set_indexed().set_fast()),
             FieldKind::Text => builder.add_text_field(
                 spec.name,
                 TextOptions::default().set_indexing_options(

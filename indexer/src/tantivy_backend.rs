@@ -20,8 +20,8 @@ use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQu
 use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{
-    DateTime, DocAddress, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy,
-    Searcher, TantivyDocument, TantivyError, Term,
+    DateTime, DocAddress, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy, Searcher,
+    TantivyDocument, TantivyError, Term,
 };
 
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
@@ -108,7 +108,9 @@ impl TantivyBackend {
         .map_err(|e| match e {
             TantivyError::SchemaError(message) => Error::Tantivy {
                 path: path.display().to_string(),
-                message: format!("{message}; the index was made by another version of tix-logs, re-ingest into a new --index"),
+                message: format!(
+                    "{message}; the index was made by another version of tix-logs, re-ingest into a new --index"
+                ),
             },
             other => tantivy_error(path, other),
         })?;
@@ -177,7 +179,9 @@ impl TantivyBackend {
     }
 
     fn writer(&self) -> Result<&IndexWriter> {
-        self.writer.as_ref().ok_or_else(|| Error::Other(format!("index {} is open for reading only", self.path.display())))
+        self.writer
+            .as_ref()
+            .ok_or_else(|| Error::Other(format!("index {} is open for reading only", self.path.display())))
     }
 
     /// Builds the query of a search request: the user's query, events only, time range.
@@ -206,8 +210,12 @@ impl TantivyBackend {
 
     fn parse_user_query(&self, query: &str) -> Result<Box<dyn Query>> {
         let query_error = |message: String| Error::Query { query: query.to_string(), message };
-        let ast = tantivy::query_grammar::parse_query(query)
-            .map_err(|_| query_error("syntax error; quote values with spaces (venue:\"Olympic Hall\") and write ranges as amount:[10 TO 20]".into()))?;
+        let ast = tantivy::query_grammar::parse_query(query).map_err(|_| {
+            query_error(
+                "syntax error; quote values with spaces (venue:\"Olympic Hall\") and write ranges as amount:[10 TO 20]"
+                    .into(),
+            )
+        })?;
         let ast = rewrite_ast(ast);
         let message = self.index.schema().get_field(schema::MESSAGE).map_err(|e| query_error(e.to_string()))?;
         let parser = QueryParser::for_index(&self.index, vec![message]);
@@ -218,24 +226,29 @@ impl TantivyBackend {
         if request.limit == 0 {
             return Ok(vec![]);
         }
-        let sort = request.sort.clone().unwrap_or(crate::backend::SortSpec { field: schema::TS.into(), descending: true });
+        let sort =
+            request.sort.clone().unwrap_or(crate::backend::SortSpec { field: schema::TS.into(), descending: true });
         let order = if sort.descending { Order::Desc } else { Order::Asc };
         let top = TopDocs::with_limit(request.limit);
         let field = if sort.field == schema::ES_TIMESTAMP { schema::TS.to_string() } else { sort.field.clone() };
         let addresses: Vec<DocAddress> = match schema::field_spec(&field).map(|s| s.kind) {
             Some(FieldKind::Time) => collect(searcher, query, top.order_by_fast_field::<DateTime>(field, order)),
             Some(FieldKind::Number) => collect(searcher, query, top.order_by_fast_field::<f64>(field, order)),
-            Some(FieldKind::Keyword { fast: true }) => collect(searcher, query, top.order_by_string_fast_field(field, order)),
+            Some(FieldKind::Keyword { fast: true }) => {
+                collect(searcher, query, top.order_by_string_fast_field(field, order))
+            }
             _ => {
                 let sortable: Vec<&str> = schema::FIELDS
                     .iter()
-                    .filter(|f| matches!(f.kind, FieldKind::Time | FieldKind::Number | FieldKind::Keyword { fast: true }))
+                    .filter(|f| {
+                        matches!(f.kind, FieldKind::Time | FieldKind::Number | FieldKind::Keyword { fast: true })
+                    })
                     .map(|f| f.name)
                     .collect();
                 return Err(Error::Query {
                     query: request.query.clone(),
                     message: format!("cannot sort by {:?}; sortable fields: {}", sort.field, sortable.join(", ")),
-                })
+                });
             }
         }
         .map_err(|e| tantivy_error(&self.path, e))?;
@@ -258,11 +271,15 @@ impl TantivyBackend {
         for agg in &request.aggs {
             tantivy_request.insert(agg.spec.clone(), rewrite_agg_field(&agg.request));
         }
-        let aggs: Aggregations = serde_json::from_value(Value::Object(tantivy_request)).map_err(|e| Error::Aggregation {
-            spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
-            message: e.to_string(),
-        })?;
-        let collector = AggregationCollector::from_aggs(aggs, AggContextParams::new(Default::default(), self.index.tokenizers().clone()));
+        let aggs: Aggregations =
+            serde_json::from_value(Value::Object(tantivy_request)).map_err(|e| Error::Aggregation {
+                spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
+                message: e.to_string(),
+            })?;
+        let collector = AggregationCollector::from_aggs(
+            aggs,
+            AggContextParams::new(Default::default(), self.index.tokenizers().clone()),
+        );
         let results = searcher.search(query, &collector).map_err(|e| Error::Aggregation {
             spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
             message: e.to_string(),
@@ -308,7 +325,11 @@ fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy>
     Box::new(policy)
 }
 
-fn collect<K>(searcher: &Searcher, query: &dyn Query, collector: impl tantivy::collector::Collector<Fruit = Vec<(K, DocAddress)>>) -> tantivy::Result<Vec<DocAddress>> {
+fn collect<K>(
+    searcher: &Searcher,
+    query: &dyn Query,
+    collector: impl tantivy::collector::Collector<Fruit = Vec<(K, DocAddress)>>,
+) -> tantivy::Result<Vec<DocAddress>> {
     Ok(searcher.search(query, &collector)?.into_iter().map(|(_, address)| address).collect())
 }
 
@@ -380,7 +401,8 @@ impl Backend for TantivyBackend {
         let query = self.build_query(request)?;
         let total = searcher.search(&query, &Count).map_err(|e| tantivy_error(&self.path, e))? as u64;
         let hits = self.fetch_hits(&searcher, &query, request)?;
-        let aggregations = if request.aggs.is_empty() { Map::new() } else { self.aggregate(&searcher, &query, request)? };
+        let aggregations =
+            if request.aggs.is_empty() { Map::new() } else { self.aggregate(&searcher, &query, request)? };
         Ok(SearchResponse { total, hits, aggregations })
     }
 
@@ -449,15 +471,20 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
             field: Some(schema::ID.to_string()),
             elements: elements.iter().map(|e| crate::ids::event_doc_id_hex(e)).collect(),
         },
-        UserInputLeaf::Set { field, elements } => UserInputLeaf::Set { field: field.map(|f| tantivy_field_name(&f)), elements },
+        UserInputLeaf::Set { field, elements } => {
+            UserInputLeaf::Set { field: field.map(|f| tantivy_field_name(&f)), elements }
+        }
         UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: tantivy_field_name(&field) },
-        UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern },
+        UserInputLeaf::Regex { field, pattern } => {
+            UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern }
+        }
         other => other,
     }
 }
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {
-    let widen = |s: String| if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') { format!("{s}T00:00:00Z") } else { s };
+    let widen =
+        |s: String| if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') { format!("{s}T00:00:00Z") } else { s };
     match bound {
         UserInputBound::Inclusive(s) => UserInputBound::Inclusive(widen(s)),
         UserInputBound::Exclusive(s) => UserInputBound::Exclusive(widen(s)),

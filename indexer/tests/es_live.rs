@@ -17,8 +17,7 @@
 use std::io::Write;
 
 use indexer::{
-    Backend, ElasticsearchBackend, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse,
-    SourceRecord,
+    Backend, ElasticsearchBackend, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord,
 };
 
 const SKIPPED: &str = "SKIPPED: live Elasticsearch conformance did not run: TIX_ES_URL is not set (start one with docker compose up -d, see README; then TIX_ES_URL=http://127.0.0.1:9200 cargo test -p indexer --test es_live -- --include-ignored)";
@@ -35,8 +34,7 @@ fn live_config() -> EsConfig {
         announce(SKIPPED);
         panic!("{SKIPPED}");
     }
-    let mut config =
-        EsConfig::from_env().unwrap_or_else(|e| panic!("live Elasticsearch settings: {e}"));
+    let mut config = EsConfig::from_env().unwrap_or_else(|e| panic!("live Elasticsearch settings: {e}"));
     // Same length for every prefix, so no prefix's pattern can match another's indices.
     config.index_prefix = format!("tix-conformance-{:016x}", rand::random::<u64>());
     config
@@ -48,10 +46,7 @@ struct Throwaway(ElasticsearchBackend);
 impl Drop for Throwaway {
     fn drop(&mut self) {
         if let Err(e) = self.0.delete_everything() {
-            announce(&format!(
-                "warning: could not delete test indices {}-*: {e}",
-                self.0.config().index_prefix
-            ));
+            announce(&format!("warning: could not delete test indices {}-*: {e}", self.0.config().index_prefix));
         }
     }
 }
@@ -88,9 +83,8 @@ impl Backend for Throwaway {
 
 fn fresh_cluster_prefix() -> impl Fn() -> Box<dyn Backend> {
     || {
-        Box::new(Throwaway(
-            ElasticsearchBackend::connect(live_config()).expect("connect to TIX_ES_URL"),
-        )) as Box<dyn Backend>
+        Box::new(Throwaway(ElasticsearchBackend::connect(live_config()).expect("connect to TIX_ES_URL")))
+            as Box<dyn Backend>
     }
 }
 
@@ -136,10 +130,7 @@ fn live_checks_mirror_the_whole_conformance_suite() {
     let mut live = LIVE_CHECKS.to_vec();
     expected.sort();
     live.sort();
-    assert_eq!(
-        live, expected,
-        "es_live.rs must run every conformance check"
-    );
+    assert_eq!(live, expected, "es_live.rs must run every conformance check");
 }
 
 /// Says plainly whether the live tier ran. Without `TIX_ES_URL` it prints the SKIPPED

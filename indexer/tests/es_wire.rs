@@ -21,9 +21,8 @@ use indexer::conformance::sample_docs;
 use indexer::elasticsearch::config::{RetryPolicy, Secret};
 use indexer::elasticsearch::{mapping, query};
 use indexer::{
-    AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome,
-    SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus, TantivyBackend,
-    TantivyConfig,
+    AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse,
+    SortSpec, SourceRecord, SourceStatus, TantivyBackend, TantivyConfig,
 };
 use serde_json::{json, Map, Value};
 
@@ -45,10 +44,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn path(&self) -> &str {
@@ -68,11 +64,7 @@ impl Request {
         let text = std::str::from_utf8(&self.body).expect("bulk body is UTF-8");
         assert!(text.ends_with('\n'), "a bulk body must end with a newline");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines.len() % 2,
-            0,
-            "create actions come in action/source pairs"
-        );
+        assert_eq!(lines.len() % 2, 0, "create actions come in action/source pairs");
         lines
             .chunks(2)
             .map(|pair| {
@@ -88,10 +80,7 @@ impl Request {
         self.bulk_lines()
             .iter()
             .map(|(action, _)| {
-                let op = action
-                    .as_object()
-                    .and_then(|m| m.values().next())
-                    .expect("one operation");
+                let op = action.as_object().and_then(|m| m.values().next()).expect("one operation");
                 op["_id"].as_str().expect("_id").to_string()
             })
             .collect()
@@ -123,10 +112,7 @@ impl Scripted {
 
     /// `keep_bodies: false` logs requests without their bodies (the benchmark sends
     /// hundreds of megabytes).
-    fn start_with(
-        keep_bodies: bool,
-        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
-    ) -> Self {
+    fn start_with(keep_bodies: bool, script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -141,9 +127,7 @@ impl Scripted {
                 }
                 let Ok(stream) = stream else { continue };
                 let (script, log, counter) = (script.clone(), log2.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    serve_connection(stream, &*script, &log, &counter, keep_bodies)
-                });
+                std::thread::spawn(move || serve_connection(stream, &*script, &log, &counter, keep_bodies));
             }
         });
         Scripted { addr, log, stop }
@@ -208,28 +192,12 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         let (name, value) = header.split_once(':')?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    assert!(
-        get("transfer-encoding").is_none(),
-        "the client is expected to send Content-Length bodies"
-    );
-    let length: usize = get("content-length")
-        .map(|v| v.parse().expect("content-length"))
-        .unwrap_or(0);
+    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert!(get("transfer-encoding").is_none(), "the client is expected to send Content-Length bodies");
+    let length: usize = get("content-length").map(|v| v.parse().expect("content-length")).unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some(Request {
-        body_len: body.len(),
-        method,
-        target,
-        headers,
-        body,
-    })
+    Some(Request { body_len: body.len(), method, target, headers, body })
 }
 
 /// Writes the reply; false when the connection must be closed.
@@ -246,10 +214,7 @@ fn write_reply(writer: &mut TcpStream, reply: Reply) -> bool {
                 reason_phrase(status),
                 body.len()
             );
-            writer
-                .write_all(head.as_bytes())
-                .and_then(|_| writer.write_all(body.as_bytes()))
-                .is_ok()
+            writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_ok()
         }
     }
 }
@@ -300,10 +265,7 @@ fn bulk_item(index: &str, id: &str, status: u16, seq_no: usize) -> Value {
             "reason": format!("no such index [{index}]"),
             "resource.type": "index_expression", "resource.id": index, "index_uuid": "_na_", "index": index
         }}}),
-        _ => error(
-            "unavailable_shards_exception",
-            format!("[{index}][0] primary shard is not active Timeout: [1m]"),
-        ),
+        _ => error("unavailable_shards_exception", format!("[{index}][0] primary shard is not active Timeout: [1m]")),
     }
 }
 
@@ -315,14 +277,8 @@ fn bulk_reply(request: &Request, status_of: impl Fn(usize, &str) -> u16) -> Repl
         .iter()
         .enumerate()
         .map(|(i, (action, _))| {
-            let op = action
-                .as_object()
-                .and_then(|m| m.values().next())
-                .expect("one operation");
-            let (index, id) = (
-                op["_index"].as_str().unwrap_or(""),
-                op["_id"].as_str().unwrap_or(""),
-            );
+            let op = action.as_object().and_then(|m| m.values().next()).expect("one operation");
+            let (index, id) = (op["_index"].as_str().unwrap_or(""), op["_id"].as_str().unwrap_or(""));
             let status = status_of(i, id);
             errors |= status >= 300;
             let mut item = bulk_item(index, id, status, i);
@@ -334,10 +290,7 @@ fn bulk_reply(request: &Request, status_of: impl Fn(usize, &str) -> u16) -> Repl
             item
         })
         .collect();
-    Reply::Json(
-        200,
-        json!({"took": 30, "errors": errors, "items": items}).to_string(),
-    )
+    Reply::Json(200, json!({"took": 30, "errors": errors, "items": items}).to_string())
 }
 
 fn bulk_ok(request: &Request) -> Reply {
@@ -382,11 +335,7 @@ fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -403,16 +352,9 @@ fn base64(input: &[u8]) -> String {
 fn assert_bulk_headers(request: &Request) {
     assert_eq!(request.method, "POST");
     assert_eq!(request.path(), "/_bulk");
-    assert!(
-        request.query().starts_with("filter_path="),
-        "{}",
-        request.target
-    );
+    assert!(request.query().starts_with("filter_path="), "{}", request.target);
     assert_eq!(request.header("content-type"), Some("application/x-ndjson"));
-    let expected = format!(
-        "ApiKey {}",
-        base64(format!("{API_KEY_ID}:{API_KEY_SECRET}").as_bytes())
-    );
+    let expected = format!("ApiKey {}", base64(format!("{API_KEY_ID}:{API_KEY_SECRET}").as_bytes()));
     assert_eq!(request.header("authorization"), Some(expected.as_str()));
 }
 
@@ -428,10 +370,7 @@ fn assert_bulk_body(request: &Request, expected: &[&IndexDoc]) {
             "action line"
         );
         let source = source.as_object().expect("source is an object");
-        assert!(
-            source.get("ts").is_none(),
-            "ts is an alias in Elasticsearch and must not be written"
-        );
+        assert!(source.get("ts").is_none(), "ts is an alias in Elasticsearch and must not be written");
         assert_eq!(source.get("@timestamp"), doc.doc.get("ts"));
         let mut back = source.clone();
         let ts = back.remove("@timestamp").unwrap();
@@ -473,30 +412,18 @@ fn all_ok_sends_create_actions_with_daily_index_id_and_api_key() {
 fn basic_auth_is_sent_as_an_authorization_header() {
     let server = Scripted::start(|_, r| bulk_ok(r));
     let mut config = test_config(&server.url());
-    config.auth = EsAuth::Basic {
-        username: "elastic".into(),
-        password: Secret::new("changeme-pw"),
-    };
+    config.auth = EsAuth::Basic { username: "elastic".into(), password: Secret::new("changeme-pw") };
     let mut es = ElasticsearchBackend::connect(config).unwrap();
     es.index_batch(&docs(1)).unwrap();
     let expected = format!("Basic {}", base64(b"elastic:changeme-pw"));
-    assert_eq!(
-        server.requests()[0].header("authorization"),
-        Some(expected.as_str())
-    );
+    assert_eq!(server.requests()[0].header("authorization"), Some(expected.as_str()));
 }
 
 #[test]
 fn mixed_items_resend_only_the_429s_and_classify_the_rest() {
     // By position: 201, 409, 429, 400, 200, 429, 404, 201; the retry then succeeds.
     let first = [201, 409, 429, 400, 200, 429, 404, 201];
-    let server = Scripted::start(move |n, r| {
-        if n == 0 {
-            bulk_reply(r, |i, _| first[i])
-        } else {
-            bulk_ok(r)
-        }
-    });
+    let server = Scripted::start(move |n, r| if n == 0 { bulk_reply(r, |i, _| first[i]) } else { bulk_ok(r) });
     let mut es = backend(&server);
     let docs = docs(8);
     let outcomes = es.index_batch(&docs).unwrap();
@@ -519,9 +446,7 @@ fn mixed_items_resend_only_the_429s_and_classify_the_rest() {
     }
     assert_eq!(outcomes[4], Outcome::Indexed);
     assert_eq!(outcomes[5], Outcome::Indexed);
-    assert!(
-        matches!(&outcomes[6], Outcome::Rejected { reason } if reason.contains("index_not_found_exception"))
-    );
+    assert!(matches!(&outcomes[6], Outcome::Rejected { reason } if reason.contains("index_not_found_exception")));
     assert_eq!(outcomes[7], Outcome::Indexed);
     assert_eq!(assert_no_loss(&outcomes, 8), (5, 1, 2, 0));
 }
@@ -530,18 +455,14 @@ fn mixed_items_resend_only_the_429s_and_classify_the_rest() {
 fn persistent_429_items_fail_after_bounded_retries_never_rejected() {
     let docs = docs(4);
     let accepted = docs[0].id.clone();
-    let server =
-        Scripted::start(move |_, r| bulk_reply(r, |_, id| if id == accepted { 201 } else { 429 }));
+    let server = Scripted::start(move |_, r| bulk_reply(r, |_, id| if id == accepted { 201 } else { 429 }));
     let mut es = backend(&server);
     let outcomes = es.index_batch(&docs).unwrap();
     let requests = server.requests();
     // The first try, then max_retries (3) retries of the three 429 items.
     assert_eq!(requests.len(), 4);
     for request in &requests[1..] {
-        assert_eq!(
-            request.bulk_ids(),
-            [docs[1].id.clone(), docs[2].id.clone(), docs[3].id.clone()]
-        );
+        assert_eq!(request.bulk_ids(), [docs[1].id.clone(), docs[2].id.clone(), docs[3].id.clone()]);
     }
     assert_eq!(outcomes[0], Outcome::Indexed);
     for outcome in &outcomes[1..] {
@@ -556,14 +477,7 @@ fn persistent_429_items_fail_after_bounded_retries_never_rejected() {
 #[test]
 fn http_429_until_the_time_budget_runs_out_fails_the_batch() {
     let server = Scripted::start(|_, _| {
-        Reply::Json(
-            429,
-            error_body(
-                429,
-                "es_rejected_execution_exception",
-                "rejected execution of write operation",
-            ),
-        )
+        Reply::Json(429, error_body(429, "es_rejected_execution_exception", "rejected execution of write operation"))
     });
     let mut config = test_config(&server.url());
     config.retry = RetryPolicy {
@@ -575,10 +489,7 @@ fn http_429_until_the_time_budget_runs_out_fails_the_batch() {
     let mut es = ElasticsearchBackend::connect(config).unwrap();
     let started = Instant::now();
     let outcomes = es.index_batch(&docs(3)).unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "bounded by the budget"
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "bounded by the budget");
     let requests = server.requests().len();
     assert!((2..40).contains(&requests), "{requests} requests");
     for outcome in &outcomes {
@@ -593,51 +504,30 @@ fn http_429_until_the_time_budget_runs_out_fails_the_batch() {
 #[test]
 fn http_413_splits_the_batch_until_it_fits_and_rejects_a_single_huge_document() {
     let mut docs = docs(7);
-    docs[4]
-        .doc
-        .insert("notes".into(), json!("x".repeat(20_000)));
+    docs[4].doc.insert("notes".into(), json!("x".repeat(20_000)));
     // The "cluster" takes bodies up to 8 KB (http.max_content_length).
-    let server = Scripted::start(|_, r| {
-        if r.body.len() > 8_000 {
-            Reply::Json(413, String::new())
-        } else {
-            bulk_ok(r)
-        }
-    });
+    let server =
+        Scripted::start(|_, r| if r.body.len() > 8_000 { Reply::Json(413, String::new()) } else { bulk_ok(r) });
     let mut es = backend(&server);
     let outcomes = es.index_batch(&docs).unwrap();
     for (i, outcome) in outcomes.iter().enumerate() {
         if i == 4 {
-            assert!(
-                matches!(outcome, Outcome::Rejected { reason } if reason.contains("413")),
-                "{outcome:?}"
-            );
+            assert!(matches!(outcome, Outcome::Rejected { reason } if reason.contains("413")), "{outcome:?}");
         } else {
             assert_eq!(outcome, &Outcome::Indexed, "doc {i}");
         }
     }
     assert_eq!(assert_no_loss(&outcomes, 7), (6, 0, 1, 0));
     // Every small document was accepted exactly once; the large one was tried alone.
-    let accepted: Vec<String> = server
-        .requests()
-        .iter()
-        .filter(|r| r.body.len() <= 8_000)
-        .flat_map(|r| r.bulk_ids())
-        .collect();
-    let mut expected: Vec<String> = docs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 4)
-        .map(|(_, d)| d.id.clone())
-        .collect();
+    let accepted: Vec<String> =
+        server.requests().iter().filter(|r| r.body.len() <= 8_000).flat_map(|r| r.bulk_ids()).collect();
+    let mut expected: Vec<String> =
+        docs.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, d)| d.id.clone()).collect();
     let mut sorted = accepted.clone();
     sorted.sort();
     expected.sort();
     assert_eq!(sorted, expected);
-    assert!(server
-        .requests()
-        .iter()
-        .any(|r| r.bulk_ids() == [docs[4].id.clone()]));
+    assert!(server.requests().iter().any(|r| r.bulk_ids() == [docs[4].id.clone()]));
 }
 
 #[test]
@@ -698,15 +588,10 @@ fn a_slow_server_times_out_and_the_request_is_retried() {
 fn malformed_and_misaligned_responses_are_retried_not_misclassified() {
     let server = Scripted::start(|n, r| match n {
         // Cut off mid-body.
-        0 => Reply::Json(
-            200,
-            r#"{"took":3,"errors":false,"items":[{"create":{"_index":"tix-"#.into(),
-        ),
+        0 => Reply::Json(200, r#"{"took":3,"errors":false,"items":[{"create":{"_index":"tix-"#.into()),
         // One item short: positions cannot be trusted.
         1 => {
-            let Reply::Json(_, body) = bulk_ok(r) else {
-                unreachable!()
-            };
+            let Reply::Json(_, body) = bulk_ok(r) else { unreachable!() };
             let mut value: Value = serde_json::from_str(&body).unwrap();
             value["items"].as_array_mut().unwrap().pop();
             Reply::Json(200, value.to_string())
@@ -746,21 +631,19 @@ fn http_401_is_an_auth_error_not_rejected_data_and_leaks_no_secret() {
     let server = Scripted::start(|_, _| {
         Reply::Json(
             401,
-            error_body(401, "security_exception", "unable to authenticate with provided credentials and anonymous access is not allowed for this request"),
+            error_body(
+                401,
+                "security_exception",
+                "unable to authenticate with provided credentials and anonymous access is not allowed for this request",
+            ),
         )
     });
     let mut es = backend(&server);
     let err = es.index_batch(&docs(3)).unwrap_err();
     assert!(matches!(err, Error::Auth(_)), "{err:?}");
     let text = format!("{err} {err:?}");
-    assert!(
-        text.contains("401") && text.contains("unable to authenticate"),
-        "{text}"
-    );
-    assert!(
-        !text.contains(API_KEY_SECRET) && !text.contains(&base64(API_KEY_SECRET.as_bytes())),
-        "{text}"
-    );
+    assert!(text.contains("401") && text.contains("unable to authenticate"), "{text}");
+    assert!(!text.contains(API_KEY_SECRET) && !text.contains(&base64(API_KEY_SECRET.as_bytes())), "{text}");
     assert_eq!(server.requests().len(), 1, "credentials are not retried");
 
     let err = es.count(&SearchRequest::default()).unwrap_err();
@@ -770,9 +653,7 @@ fn http_401_is_an_auth_error_not_rejected_data_and_leaks_no_secret() {
 #[test]
 fn item_level_403_stops_the_run_as_an_auth_error() {
     let server = Scripted::start(|_, r| {
-        let Reply::Json(_, body) = bulk_ok(r) else {
-            unreachable!()
-        };
+        let Reply::Json(_, body) = bulk_ok(r) else { unreachable!() };
         let body = body.replacen(
             "\"status\":201",
             r#""status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for API key id [tix-ingest]"}"#,
@@ -782,10 +663,7 @@ fn item_level_403_stops_the_run_as_an_auth_error() {
     });
     let mut es = backend(&server);
     let err = es.index_batch(&docs(2)).unwrap_err();
-    assert!(
-        matches!(&err, Error::Auth(m) if m.contains("unauthorized")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Auth(m) if m.contains("unauthorized")), "{err:?}");
 }
 
 #[test]
@@ -811,11 +689,7 @@ fn large_inputs_are_cut_into_bounded_requests_with_a_few_in_flight() {
 #[test]
 fn an_unreachable_cluster_fails_the_items_within_the_budget() {
     // A port nothing listens on: connection refused every time.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut config = test_config(&format!("http://127.0.0.1:{port}"));
     config.retry.max_retries = 2;
     let mut es = ElasticsearchBackend::connect(config).unwrap();
@@ -850,14 +724,8 @@ fn ensure_ready_installs_the_template_and_the_sources_index_idempotently() {
     es.ensure_ready().unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
-    assert_eq!(
-        requests[0].target, "/_index_template/tix-bookings",
-        "no stray query string"
-    );
-    assert_eq!(
-        requests[0].json(),
-        mapping::index_template("tix-bookings", true)
-    );
+    assert_eq!(requests[0].target, "/_index_template/tix-bookings", "no stray query string");
+    assert_eq!(requests[0].json(), mapping::index_template("tix-bookings", true));
     assert_eq!(requests[0].header("content-type"), Some("application/json"));
     assert_eq!(requests[1].json(), mapping::sources_index_body());
 }
@@ -865,9 +733,7 @@ fn ensure_ready_installs_the_template_and_the_sources_index_idempotently() {
 #[test]
 fn ensure_ready_falls_back_on_clusters_older_than_8_14() {
     let server = Scripted::start(|_, r| {
-        if r.path() == "/_index_template/tix-bookings"
-            && r.json().to_string().contains("ignore_dynamic_beyond_limit")
-        {
+        if r.path() == "/_index_template/tix-bookings" && r.json().to_string().contains("ignore_dynamic_beyond_limit") {
             let reason = "unknown setting [index.mapping.total_fields.ignore_dynamic_beyond_limit] please check that any required plugins are installed, or check the breaking changes documentation for removed settings";
             Reply::Json(400, error_body(400, "illegal_argument_exception", reason))
         } else {
@@ -877,10 +743,7 @@ fn ensure_ready_falls_back_on_clusters_older_than_8_14() {
     let mut es = backend(&server);
     es.ensure_ready().unwrap();
     let requests = server.requests();
-    assert_eq!(
-        requests[1].json(),
-        mapping::index_template("tix-bookings", false)
-    );
+    assert_eq!(requests[1].json(), mapping::index_template("tix-bookings", false));
 }
 
 #[test]
@@ -899,8 +762,7 @@ fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
         updated_at: "2024-02-06T00:00:00.000Z".into(),
     };
     let stored = serde_json::to_value(&record).unwrap();
-    let server = Scripted::start(move |_, r| {
-        match (r.method.as_str(), r.path()) {
+    let server = Scripted::start(move |_, r| match (r.method.as_str(), r.path()) {
         ("POST", "/_bulk") => bulk_ok(r),
         ("POST", "/tix-bookings-*/_refresh") => {
             Reply::Json(200, r#"{"_shards":{"total":4,"successful":2,"failed":0}}"#.into())
@@ -908,49 +770,31 @@ fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
         ("GET", "/tix-bookings-sources/_doc/0123456789abcdef0123456789abcdef") => Reply::Json(
             200,
             json!({"_index": "tix-bookings-sources", "_id": "0123456789abcdef0123456789abcdef", "_version": 1,
-                   "_seq_no": 0, "_primary_term": 1, "found": true, "_source": stored}).to_string(),
+                   "_seq_no": 0, "_primary_term": 1, "found": true, "_source": stored})
+            .to_string(),
         ),
         ("GET", path) if path.starts_with("/tix-bookings-sources/_doc/") => Reply::Json(
             404,
             json!({"_index": "tix-bookings-sources", "_id": path.rsplit('/').next(), "found": false}).to_string(),
         ),
         _ => Reply::Json(400, "{}".into()),
-    }
     });
     let mut es = backend(&server);
     es.record_source(&record).unwrap();
-    assert_eq!(
-        es.source_record(&record.key).unwrap(),
-        Some(record.clone()),
-        "pending records are visible"
-    );
-    assert!(
-        server.requests().is_empty(),
-        "nothing is written before flush"
-    );
+    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "pending records are visible");
+    assert!(server.requests().is_empty(), "nothing is written before flush");
     es.flush().unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     let lines = requests[0].bulk_lines();
     assert_eq!(lines.len(), 1);
-    assert_eq!(
-        lines[0].0,
-        json!({"index": {"_index": "tix-bookings-sources", "_id": record.key}})
-    );
+    assert_eq!(lines[0].0, json!({"index": {"_index": "tix-bookings-sources", "_id": record.key}}));
     assert_eq!(lines[0].1, serde_json::to_value(&record).unwrap());
     assert_eq!(requests[1].method, "POST");
     assert_eq!(requests[1].path(), "/tix-bookings-*/_refresh");
 
-    assert_eq!(
-        es.source_record(&record.key).unwrap(),
-        Some(record.clone()),
-        "read back from the cluster"
-    );
-    assert_eq!(
-        es.source_record("ffffffffffffffffffffffffffffffff")
-            .unwrap(),
-        None
-    );
+    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "read back from the cluster");
+    assert_eq!(es.source_record("ffffffffffffffffffffffffffffffff").unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -983,21 +827,11 @@ const CONFORMANCE_QUERIES: &[&str] = &[
 ];
 
 fn aggregation_request() -> SearchRequest {
-    let aggs = [
-        "terms:venue",
-        "terms:payment.method",
-        "terms:client.app",
-        "date_histogram:ts:1h",
-        "stats:amount",
-    ]
-    .iter()
-    .map(|spec| AggSpec::parse(spec).unwrap())
-    .collect();
-    SearchRequest {
-        limit: 0,
-        aggs,
-        ..SearchRequest::default()
-    }
+    let aggs = ["terms:venue", "terms:payment.method", "terms:client.app", "date_histogram:ts:1h", "stats:amount"]
+        .iter()
+        .map(|spec| AggSpec::parse(spec).unwrap())
+        .collect();
+    SearchRequest { limit: 0, aggs, ..SearchRequest::default() }
 }
 
 fn follow_query_request() -> SearchRequest {
@@ -1010,11 +844,7 @@ fn follow_query_request() -> SearchRequest {
 }
 
 fn sorted_request() -> SearchRequest {
-    SearchRequest {
-        limit: 5,
-        sort: Some(SortSpec::parse("-amount")),
-        ..SearchRequest::default()
-    }
+    SearchRequest { limit: 5, sort: Some(SortSpec::parse("-amount")), ..SearchRequest::default() }
 }
 
 /// Every golden file: name and the bodies the translation produces now.
@@ -1024,13 +854,7 @@ fn golden_files() -> Vec<(&'static str, Value)> {
         let map: Map<String, Value> = queries
             .iter()
             .map(|q| {
-                (
-                    q.to_string(),
-                    query::count_body(&SearchRequest {
-                        query: q.to_string(),
-                        ..SearchRequest::default()
-                    }),
-                )
+                (q.to_string(), query::count_body(&SearchRequest { query: q.to_string(), ..SearchRequest::default() }))
             })
             .collect();
         Value::Object(map)
@@ -1040,19 +864,10 @@ fn golden_files() -> Vec<(&'static str, Value)> {
         until_ms: Some(docs[20].ts_millis),
         ..SearchRequest::default()
     };
-    let range_and_query = SearchRequest {
-        query: "service:payment".into(),
-        ..range.clone()
-    };
+    let range_and_query = SearchRequest { query: "service:payment".into(), ..range.clone() };
     vec![
-        (
-            "query_syntax_count_bodies.json",
-            count_bodies(CONFORMANCE_QUERIES),
-        ),
-        (
-            "malformed_queries_count_bodies.json",
-            count_bodies(&["amount:[1 TO", "venue:\"unclosed"]),
-        ),
+        ("query_syntax_count_bodies.json", count_bodies(CONFORMANCE_QUERIES)),
+        ("malformed_queries_count_bodies.json", count_bodies(&["amount:[1 TO", "venue:\"unclosed"])),
         (
             "time_range_count_bodies.json",
             json!({"since_until": query::count_body(&range), "since_until_and_query": query::count_body(&range_and_query)}),
@@ -1065,35 +880,20 @@ fn golden_files() -> Vec<(&'static str, Value)> {
                 "oldest_first_limit_1": query::search_body(&SearchRequest { limit: 1, sort: Some(SortSpec::parse("ts")), ..SearchRequest::default() }),
             }),
         ),
-        (
-            "aggregations_search_body.json",
-            query::search_body(&aggregation_request()),
-        ),
-        (
-            "aggregations_follow_query_search_body.json",
-            query::search_body(&follow_query_request()),
-        ),
-        (
-            "index_template.json",
-            mapping::index_template("tix-bookings", true),
-        ),
+        ("aggregations_search_body.json", query::search_body(&aggregation_request())),
+        ("aggregations_follow_query_search_body.json", query::search_body(&follow_query_request())),
+        ("index_template.json", mapping::index_template("tix-bookings", true)),
     ]
 }
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("golden")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
 }
 
 fn read_golden(name: &str) -> Value {
     let path = golden_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with TIX_UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with TIX_UPDATE_GOLDEN=1 to create it", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -1108,10 +908,7 @@ fn conformance_queries_translate_to_the_golden_request_bodies() {
             continue;
         }
         if read_golden(name) != actual {
-            mismatches.push(format!(
-                "{name}:\n{}",
-                serde_json::to_string_pretty(&actual).unwrap()
-            ));
+            mismatches.push(format!("{name}:\n{}", serde_json::to_string_pretty(&actual).unwrap()));
         }
     }
     assert!(
@@ -1133,10 +930,7 @@ fn golden_query_bodies_use_query_string_with_the_tantivy_defaults() {
     let search = read_golden("aggregations_search_body.json");
     assert_eq!(search["size"], 0);
     assert_eq!(search["track_total_hits"], true);
-    assert_eq!(
-        search["aggs"]["date_histogram:ts:1h"]["date_histogram"]["field"], "ts",
-        "ts works through the alias"
-    );
+    assert_eq!(search["aggs"]["date_histogram:ts:1h"]["date_histogram"]["field"], "ts", "ts works through the alias");
 }
 
 /// The tantivy backend's answer for `request` on the conformance data.
@@ -1144,11 +938,7 @@ fn tantivy_answer(request: &SearchRequest) -> SearchResponse {
     let dir = tempfile::tempdir().unwrap();
     let mut tantivy = TantivyBackend::open_for_writing(
         dir.path(),
-        TantivyConfig {
-            threads: 1,
-            heap_bytes: 32 << 20,
-            ..TantivyConfig::default()
-        },
+        TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() },
     )
     .unwrap();
     tantivy.index_batch(&sample_docs()).unwrap();
@@ -1178,10 +968,8 @@ fn normalized_aggregations(aggregations: &Map<String, Value>) -> BTreeMap<String
         .map(|(spec, result)| {
             let normalized = match result.get("buckets").and_then(Value::as_array) {
                 Some(buckets) => {
-                    let set: BTreeMap<String, u64> = buckets
-                        .iter()
-                        .map(|b| (key_of(b), b["doc_count"].as_u64().unwrap_or(u64::MAX)))
-                        .collect();
+                    let set: BTreeMap<String, u64> =
+                        buckets.iter().map(|b| (key_of(b), b["doc_count"].as_u64().unwrap_or(u64::MAX))).collect();
                     json!({
                         "buckets": set,
                         "sum_other_doc_count": result.get("sum_other_doc_count"),
@@ -1205,37 +993,24 @@ fn normalized_aggregations(aggregations: &Map<String, Value>) -> BTreeMap<String
 
 /// Serves a recorded response to the real backend and checks it asked for the golden
 /// body and answers what tantivy answers.
-fn recorded_search_matches_tantivy(
-    request: SearchRequest,
-    golden_body: Value,
-    response_file: &'static str,
-) {
+fn recorded_search_matches_tantivy(request: SearchRequest, golden_body: Value, response_file: &'static str) {
     let recorded = read_golden(response_file).to_string();
     let server = Scripted::start(move |_, _| Reply::Json(200, recorded.clone()));
     let es = backend(&server);
     let from_es = es.search(&request).unwrap();
     let sent = &server.requests()[0];
-    assert_eq!(
-        (sent.method.as_str(), sent.path()),
-        ("POST", "/tix-bookings-2*/_search")
-    );
+    assert_eq!((sent.method.as_str(), sent.path()), ("POST", "/tix-bookings-2*/_search"));
     assert_eq!(sent.json(), golden_body);
 
     let from_tantivy = tantivy_answer(&request);
     assert_eq!(from_es.total, from_tantivy.total, "total");
-    assert_eq!(
-        from_es.hits, from_tantivy.hits,
-        "hits: same ids, same events (ts back in place)"
-    );
+    assert_eq!(from_es.hits, from_tantivy.hits, "hits: same ids, same events (ts back in place)");
     assert_eq!(
         from_es.aggregations.keys().collect::<Vec<_>>().len(),
         from_tantivy.aggregations.len(),
         "one result per --agg spec"
     );
-    assert_eq!(
-        normalized_aggregations(&from_es.aggregations),
-        normalized_aggregations(&from_tantivy.aggregations)
-    );
+    assert_eq!(normalized_aggregations(&from_es.aggregations), normalized_aggregations(&from_tantivy.aggregations));
     // The JSON output shape (`--format json`) has the same keys on both backends.
     let es_json = serde_json::to_value(&from_es).unwrap();
     let tantivy_json = serde_json::to_value(&from_tantivy).unwrap();
@@ -1245,11 +1020,7 @@ fn recorded_search_matches_tantivy(
     );
     for (spec, result) in &from_es.aggregations {
         let mut es_keys: Vec<&String> = result.as_object().unwrap().keys().collect();
-        let mut tantivy_keys: Vec<&String> = from_tantivy.aggregations[spec]
-            .as_object()
-            .unwrap()
-            .keys()
-            .collect();
+        let mut tantivy_keys: Vec<&String> = from_tantivy.aggregations[spec].as_object().unwrap().keys().collect();
         es_keys.sort();
         tantivy_keys.sort();
         assert_eq!(es_keys, tantivy_keys, "{spec}: same fields");
@@ -1294,39 +1065,18 @@ fn count_goes_to_the_count_api_and_query_errors_carry_the_reason() {
                     "caused_by": {"type": "parse_exception", "reason": "Cannot parse 'amount:[1 TO': Encountered \"<EOF>\" at line 1, column 11."}}}]},
                 "status": 400}).to_string())
         } else {
-            Reply::Json(
-                200,
-                r#"{"count":16,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}"#
-                    .into(),
-            )
+            Reply::Json(200, r#"{"count":16,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}"#.into())
         }
     });
     let es = backend(&server);
-    let request = SearchRequest {
-        query: "venue:\"Olympic Hall\"".into(),
-        ..SearchRequest::default()
-    };
+    let request = SearchRequest { query: "venue:\"Olympic Hall\"".into(), ..SearchRequest::default() };
     assert_eq!(es.count(&request).unwrap(), 16);
     let sent = &server.requests()[0];
-    assert_eq!(
-        (sent.method.as_str(), sent.path()),
-        ("POST", "/tix-bookings-2*/_count")
-    );
-    assert_eq!(
-        sent.json(),
-        read_golden("query_syntax_count_bodies.json")["venue:\"Olympic Hall\""]
-    );
+    assert_eq!((sent.method.as_str(), sent.path()), ("POST", "/tix-bookings-2*/_count"));
+    assert_eq!(sent.json(), read_golden("query_syntax_count_bodies.json")["venue:\"Olympic Hall\""]);
 
-    let err = es
-        .count(&SearchRequest {
-            query: "amount:[1 TO".into(),
-            ..SearchRequest::default()
-        })
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Query { message, .. } if message.contains("Failed to parse query")),
-        "{err:?}"
-    );
+    let err = es.count(&SearchRequest { query: "amount:[1 TO".into(), ..SearchRequest::default() }).unwrap_err();
+    assert!(matches!(&err, Error::Query { message, .. } if message.contains("Failed to parse query")), "{err:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1407,11 +1157,7 @@ fn bench_bulk_encode_vs_send() {
     }
     let requests = server.requests();
     let received: usize = requests.iter().map(|r| r.body_len).sum();
-    assert_eq!(
-        received,
-        bytes * ROUNDS,
-        "the server received every encoded byte once"
-    );
+    assert_eq!(received, bytes * ROUNDS, "the server received every encoded byte once");
 
     let mb = bytes as f64 / 1e6;
     let (encode_rate, send_rate) = (mb / median(encode_secs), mb / median(send_secs));

@@ -79,15 +79,11 @@ pub fn decompress<R: Read + Send + 'static>(
         count: Arc::clone(&compressed),
     };
     let decoder: Box<dyn Read + Send> = match compression {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
-            BufReader::with_capacity(BUF_CAPACITY, source),
-        )),
+        Compression::Gzip => {
+            Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(BUF_CAPACITY, source)))
+        }
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-                BUF_CAPACITY,
-                source,
-            ))
-            .map_err(|e| {
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF_CAPACITY, source)).map_err(|e| {
                 let failure = ObjectFailure::decode(format!("zstd decoder: {e}"), None);
                 io::Error::other(failure)
             })?,
@@ -105,10 +101,7 @@ pub fn decompress<R: Read + Send + 'static>(
         compressed,
         failed: None,
     };
-    Ok((
-        compression,
-        Box::new(BufReader::with_capacity(BUF_CAPACITY, limited)),
-    ))
+    Ok((compression, Box::new(BufReader::with_capacity(BUF_CAPACITY, limited))))
 }
 
 /// Turns any error from reading an object into the object's failure, `offset` being the
@@ -142,15 +135,11 @@ fn classify(err: &io::Error, compression: Option<Compression>) -> ObjectFailure 
     match (compression, err.kind()) {
         (Some(Compression::Plain), _) => ObjectFailure::decode(format!("read error: {err}"), None),
         (Some(c), io::ErrorKind::UnexpectedEof) => ObjectFailure::decode(
-            format!(
-                "{c} stream truncated ({err}): the object ends before its compressed data does"
-            ),
+            format!("{c} stream truncated ({err}): the object ends before its compressed data does"),
             None,
         ),
         (Some(c), _) => ObjectFailure::decode(format!("{c} stream is corrupt: {err}"), None),
-        (None, io::ErrorKind::UnexpectedEof) => {
-            ObjectFailure::decode(format!("stream truncated: {err}"), None)
-        }
+        (None, io::ErrorKind::UnexpectedEof) => ObjectFailure::decode(format!("stream truncated: {err}"), None),
         (None, io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput) => {
             ObjectFailure::decode(err.to_string(), None)
         }
@@ -247,11 +236,7 @@ impl LimitedReader {
                     format!(
                         "compression ratio above {}:1 after {} bytes ({} decompressed from {} \
                          {} bytes): treated as a decompression bomb",
-                        self.max_ratio,
-                        self.ratio_grace,
-                        self.produced,
-                        compressed,
-                        self.compression
+                        self.max_ratio, self.ratio_grace, self.produced, compressed, self.compression
                     ),
                     None,
                 ));
@@ -352,10 +337,7 @@ mod tests {
     impl Read for Failing {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             match self.good.read(buf)? {
-                0 => Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection reset by peer",
-                )),
+                0 => Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer")),
                 n => Ok(n),
             }
         }
@@ -451,9 +433,7 @@ mod tests {
 
     #[test]
     fn truncated_gzip_fails_with_a_decode_failure_naming_gzip_after_the_good_bytes() {
-        let text: Vec<u8> = (0..2000)
-            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
-            .collect();
+        let text: Vec<u8> = (0..2000).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect();
         let full = gzip(&text);
         for cut in [2, 5, 12, full.len() / 2, full.len() - 4, full.len() - 1] {
             let (_, out, err) = decode_all(full[..cut].to_vec(), &Limits::default());
@@ -461,11 +441,7 @@ mod tests {
             let err = err.unwrap_or_else(|| panic!("cut {cut}: no error"));
             let failure = object_failure(&err, 7);
             assert_eq!(failure.kind, RejectKind::Decode);
-            assert!(
-                failure.reason.starts_with("gzip stream truncated"),
-                "{}",
-                failure.reason
-            );
+            assert!(failure.reason.starts_with("gzip stream truncated"), "{}", failure.reason);
             assert_eq!(failure.offset, Some(7));
         }
     }
@@ -476,11 +452,7 @@ mod tests {
         let (_, _, err) = decode_all(full[..full.len() - 3].to_vec(), &Limits::default());
         let failure = object_failure(&err.unwrap(), 0);
         assert_eq!(failure.kind, RejectKind::Decode);
-        assert!(
-            failure.reason.starts_with("zstd stream truncated"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("zstd stream truncated"), "{}", failure.reason);
     }
 
     #[test]
@@ -491,19 +463,13 @@ mod tests {
         let (_, _, err) = decode_all(input, &Limits::default());
         let failure = object_failure(&err.unwrap(), 0);
         assert_eq!(failure.kind, RejectKind::Decode);
-        assert!(
-            failure.reason.starts_with("gzip stream is corrupt"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("gzip stream is corrupt"), "{}", failure.reason);
         assert!(failure.reason.contains("checksum"), "{}", failure.reason);
     }
 
     #[test]
     fn corrupted_deflate_data_fails_as_corrupt() {
-        let text: Vec<u8> = (0..500)
-            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
-            .collect();
+        let text: Vec<u8> = (0..500).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect();
         let mut input = gzip(&text);
         for b in &mut input[12..40] {
             *b = 0xff;
@@ -511,21 +477,13 @@ mod tests {
         let (_, _, err) = decode_all(input, &Limits::default());
         let failure = object_failure(&err.unwrap(), 0);
         assert_eq!(failure.kind, RejectKind::Decode);
-        assert!(
-            failure.reason.starts_with("gzip stream is corrupt"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("gzip stream is corrupt"), "{}", failure.reason);
     }
 
     #[test]
     fn errors_are_sticky_after_a_failure() {
         let full = gzip(TEXT);
-        let (_, mut reader) = decompress(
-            io::Cursor::new(full[..full.len() - 3].to_vec()),
-            &Limits::default(),
-        )
-        .unwrap();
+        let (_, mut reader) = decompress(io::Cursor::new(full[..full.len() - 3].to_vec()), &Limits::default()).unwrap();
         let mut sink = Vec::new();
         let first = reader.read_to_end(&mut sink).unwrap_err();
         let second = reader.read_to_end(&mut sink).unwrap_err();
@@ -561,54 +519,31 @@ mod tests {
         assert!(total <= 64 << 20, "read {total} bytes before failing");
         let failure = object_failure(&err, total);
         assert_eq!(failure.kind, RejectKind::Limit);
-        assert!(
-            failure.reason.starts_with("compression ratio above 250:1"),
-            "{}",
-            failure.reason
-        );
-        assert!(
-            failure.reason.contains("decompression bomb"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("compression ratio above 250:1"), "{}", failure.reason);
+        assert!(failure.reason.contains("decompression bomb"), "{}", failure.reason);
         assert_eq!(failure.offset, Some(total));
     }
 
     #[test]
     fn compression_ratio_is_not_enforced_within_the_grace_bytes() {
         let zeros = vec![0u8; 100_000];
-        let limits = Limits {
-            ratio_grace_bytes: 200_000,
-            ..Limits::default()
-        };
+        let limits = Limits { ratio_grace_bytes: 200_000, ..Limits::default() };
         let (_, out, err) = decode_all(gzip(&zeros), &limits);
         assert!(err.is_none());
         assert_eq!(out.len(), zeros.len());
 
-        let limits = Limits {
-            ratio_grace_bytes: 1_000,
-            max_ratio: 10,
-            ..Limits::default()
-        };
+        let limits = Limits { ratio_grace_bytes: 1_000, max_ratio: 10, ..Limits::default() };
         let (_, out, err) = decode_all(zstd(&zeros), &limits);
         let failure = object_failure(&err.unwrap(), 0);
         assert_eq!(failure.kind, RejectKind::Limit);
-        assert!(
-            failure.reason.starts_with("compression ratio above 10:1"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("compression ratio above 10:1"), "{}", failure.reason);
         assert!(out.len() < zeros.len());
     }
 
     #[test]
     fn plain_input_has_no_ratio_limit() {
         let zeros = vec![b' '; 100_000];
-        let limits = Limits {
-            ratio_grace_bytes: 0,
-            max_ratio: 1,
-            ..Limits::default()
-        };
+        let limits = Limits { ratio_grace_bytes: 0, max_ratio: 1, ..Limits::default() };
         let (_, out, err) = decode_all(zeros.clone(), &limits);
         assert!(err.is_none());
         assert_eq!(out, zeros);
@@ -616,13 +551,8 @@ mod tests {
 
     #[test]
     fn max_decompressed_bytes_stops_every_compression() {
-        let text: Vec<u8> = (0..5000)
-            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
-            .collect();
-        let limits = Limits {
-            max_decompressed_bytes: 10_000,
-            ..Limits::default()
-        };
+        let text: Vec<u8> = (0..5000).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect();
+        let limits = Limits { max_decompressed_bytes: 10_000, ..Limits::default() };
         for input in [text.clone(), gzip(&text), zstd(&text)] {
             let (c, out, err) = decode_all(input, &limits);
             assert!(out.len() <= 10_000, "{c}: read {} bytes", out.len());
@@ -639,10 +569,7 @@ mod tests {
 
     #[test]
     fn an_object_exactly_at_the_size_limit_is_accepted() {
-        let limits = Limits {
-            max_decompressed_bytes: TEXT.len() as u64,
-            ..Limits::default()
-        };
+        let limits = Limits { max_decompressed_bytes: TEXT.len() as u64, ..Limits::default() };
         for input in [TEXT.to_vec(), gzip(TEXT), zstd(TEXT)] {
             let (_, out, err) = decode_all(input, &limits);
             assert!(err.is_none());
@@ -654,9 +581,7 @@ mod tests {
     fn source_errors_are_read_errors_even_inside_a_compressed_stream() {
         let full = gzip(TEXT);
         for input in [full[..full.len() / 2].to_vec(), TEXT.to_vec()] {
-            let source = Failing {
-                good: io::Cursor::new(input),
-            };
+            let source = Failing { good: io::Cursor::new(input) };
             let (_, reader) = decompress(source, &Limits::default()).unwrap();
             let (_, err) = read_all(reader);
             let failure = object_failure(&err.unwrap(), 3);
@@ -667,30 +592,19 @@ mod tests {
 
     #[test]
     fn a_source_failing_before_the_magic_bytes_is_a_read_error() {
-        let source = Failing {
-            good: io::Cursor::new(Vec::new()),
-        };
+        let source = Failing { good: io::Cursor::new(Vec::new()) };
         let err = match decompress(source, &Limits::default()) {
             Err(e) => e,
             Ok(_) => panic!("decompress succeeded on a failing source"),
         };
-        assert_eq!(
-            object_failure(&err, 0).reason,
-            "read error: connection reset by peer"
-        );
+        assert_eq!(object_failure(&err, 0).reason, "read error: connection reset by peer");
     }
 
     #[test]
     fn object_failure_classifies_foreign_errors() {
         let cases = [
-            (
-                io::Error::from(io::ErrorKind::UnexpectedEof),
-                "stream truncated: ",
-            ),
-            (
-                io::Error::new(io::ErrorKind::InvalidData, "bad bytes"),
-                "bad bytes",
-            ),
+            (io::Error::from(io::ErrorKind::UnexpectedEof), "stream truncated: "),
+            (io::Error::new(io::ErrorKind::InvalidData, "bad bytes"), "bad bytes"),
             (io::Error::other("disk on fire"), "read error: disk on fire"),
         ];
         for (err, prefix) in cases {
@@ -700,10 +614,7 @@ mod tests {
             assert_eq!(failure.offset, Some(42));
         }
         let limit = io::Error::other(ObjectFailure::limit("too big", Some(9)));
-        assert_eq!(
-            object_failure(&limit, 42),
-            ObjectFailure::limit("too big", Some(9))
-        );
+        assert_eq!(object_failure(&limit, 42), ObjectFailure::limit("too big", Some(9)));
     }
 
     proptest! {

@@ -103,12 +103,7 @@ enum ArrayPhase {
 impl<R: BufRead> RecordReader<R> {
     pub fn new(reader: R, limits: Limits) -> Self {
         RecordReader {
-            input: Input {
-                reader,
-                lookahead: Vec::new(),
-                lookahead_pos: 0,
-                pos: 0,
-            },
+            input: Input { reader, lookahead: Vec::new(), lookahead_pos: 0, pos: 0 },
             limits,
             framing: None,
             state: State::Detect,
@@ -165,11 +160,7 @@ impl<R: BufRead> RecordReader<R> {
 
     fn frame(&mut self, offset: u64, body: FrameBody) -> Frame {
         self.ordinal += 1;
-        Frame {
-            ordinal: self.ordinal,
-            offset,
-            body,
-        }
+        Frame { ordinal: self.ordinal, offset, body }
     }
 
     /// Skips a BOM and leading whitespace, then decides the framing from the first byte
@@ -287,11 +278,7 @@ impl<R: BufRead> RecordReader<R> {
                 content_end = line_len + last as u64 + 1;
             }
             line_len += chunk.len() as u64;
-            let cap = if content_end > max {
-                RAW_PREFIX_BYTES
-            } else {
-                hold
-            };
+            let cap = if content_end > max { RAW_PREFIX_BYTES } else { hold };
             let room = cap.saturating_sub(self.scratch.len()).min(chunk.len());
             self.scratch.extend_from_slice(&chunk[..room]);
             self.input.consume(used);
@@ -368,10 +355,7 @@ impl<R: BufRead> RecordReader<R> {
                 }
                 (ArrayPhase::AfterElement, other) => {
                     return Err(ObjectFailure::decode(
-                        format!(
-                            "JSON array is broken: unexpected {} between elements at byte {at}",
-                            describe(other)
-                        ),
+                        format!("JSON array is broken: unexpected {} between elements at byte {at}", describe(other)),
                         Some(at),
                     ));
                 }
@@ -383,10 +367,7 @@ impl<R: BufRead> RecordReader<R> {
                 }
                 (ArrayPhase::Closed, other) => {
                     return Err(ObjectFailure::decode(
-                        format!(
-                            "unexpected {} after the JSON array's closing bracket at byte {at}",
-                            describe(other)
-                        ),
+                        format!("unexpected {} after the JSON array's closing bracket at byte {at}", describe(other)),
                         Some(at),
                     ));
                 }
@@ -408,9 +389,7 @@ impl<R: BufRead> RecordReader<R> {
             if buf.is_empty() {
                 return Err(self.truncated(start, "inside an element"));
             }
-            let (used, done) = scanner
-                .get_or_insert_with(|| ElementScanner::new(buf[0]))
-                .scan(buf);
+            let (used, done) = scanner.get_or_insert_with(|| ElementScanner::new(buf[0])).scan(buf);
             if done && self.scratch.is_empty() && !too_long && used <= max {
                 let body = FrameBody::Record(buf[..used].to_vec());
                 self.input.consume(used);
@@ -441,18 +420,10 @@ impl<R: BufRead> RecordReader<R> {
 
     fn truncated(&self, offset: u64, where_: &str) -> ObjectFailure {
         let what = match self.framing {
-            Some(Framing::RecordsWrapper) => {
-                "JSON array ends before its closing bracket (in the Records wrapper)"
-            }
+            Some(Framing::RecordsWrapper) => "JSON array ends before its closing bracket (in the Records wrapper)",
             _ => "JSON array ends before its closing bracket",
         };
-        ObjectFailure::decode(
-            format!(
-                "{what}: the stream ends {where_} at byte {}",
-                self.input.pos
-            ),
-            Some(offset),
-        )
+        ObjectFailure::decode(format!("{what}: the stream ends {where_} at byte {}", self.input.pos), Some(offset))
     }
 
     fn drain(&mut self) -> Result<(), ObjectFailure> {
@@ -573,27 +544,17 @@ fn records_prefix(q: &[u8]) -> Prefix {
 }
 
 fn skip_ws(q: &[u8], from: usize) -> usize {
-    from + q
-        .get(from..)
-        .unwrap_or_default()
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count()
+    from + q.get(from..).unwrap_or_default().iter().take_while(|b| b.is_ascii_whitespace()).count()
 }
 
 fn trim_end(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
     &bytes[..end]
 }
 
 fn too_long_body(max: u64, raw_prefix: Vec<u8>) -> FrameBody {
     FrameBody::Rejected {
-        rejection: Rejection::limit(format!(
-            "record is longer than the {max}-byte limit (line size)"
-        )),
+        rejection: Rejection::limit(format!("record is longer than the {max}-byte limit (line size)")),
         raw_prefix,
     }
 }
@@ -636,21 +597,13 @@ impl ElementScanner {
             b'{' | b'[' | b'"' => ElementKind::Delimited,
             _ => ElementKind::Bare,
         };
-        ElementScanner {
-            kind,
-            depth: 0,
-            in_string: false,
-            escape: false,
-        }
+        ElementScanner { kind, depth: 0, in_string: false, escape: false }
     }
 
     /// Returns how many bytes of `buf` belong to the element and whether it ended there.
     fn scan(&mut self, buf: &[u8]) -> (usize, bool) {
         if self.kind == ElementKind::Bare {
-            return match buf
-                .iter()
-                .position(|&b| b.is_ascii_whitespace() || b == b',' || b == b']')
-            {
+            return match buf.iter().position(|&b| b.is_ascii_whitespace() || b == b',' || b == b']') {
                 Some(end) => (end, true),
                 None => (buf.len(), false),
             };
@@ -726,16 +679,8 @@ mod tests {
                 }
             }
         }
-        assert!(
-            reader.next_frame().is_none(),
-            "the reader yields after its end"
-        );
-        Outcome {
-            frames,
-            failure,
-            framing: reader.framing(),
-            bytes_read: reader.bytes_read(),
-        }
+        assert!(reader.next_frame().is_none(), "the reader yields after its end");
+        Outcome { frames, failure, framing: reader.framing(), bytes_read: reader.bytes_read() }
     }
 
     fn frame_bytes(input: &[u8], limits: Limits) -> Outcome {
@@ -779,11 +724,7 @@ mod tests {
     }
 
     fn frame_trickled(input: &[u8], sizes: &[usize], limits: Limits) -> Outcome {
-        let trickle = Trickle {
-            inner: Cursor::new(input.to_vec()),
-            sizes: sizes.to_vec(),
-            next: 0,
-        };
+        let trickle = Trickle { inner: Cursor::new(input.to_vec()), sizes: sizes.to_vec(), next: 0 };
         run(RecordReader::new(BufReader::new(trickle), limits))
     }
 
@@ -818,10 +759,7 @@ mod tests {
     impl Read for Failing {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             match self.0.read(buf)? {
-                0 => Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection reset",
-                )),
+                0 => Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset")),
                 n => Ok(n),
             }
         }
@@ -834,9 +772,7 @@ mod tests {
     }
 
     fn numbered_lines(n: usize) -> Vec<u8> {
-        (1..=n)
-            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
-            .collect()
+        (1..=n).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect()
     }
 
     #[test]
@@ -855,20 +791,12 @@ mod tests {
         let cases: &[(&[u8], &[&str])] = &[
             (b"{\"a\":1}\r\n{\"a\":2}\r\n", &["{\"a\":1}", "{\"a\":2}"]),
             (b"{\"a\":1}\r\n{\"a\":2}", &["{\"a\":1}", "{\"a\":2}"]),
-            (
-                b"  {\"a\":1} \t\r\n\t{\"a\":2}  ",
-                &["{\"a\":1}", "{\"a\":2}"],
-            ),
+            (b"  {\"a\":1} \t\r\n\t{\"a\":2}  ", &["{\"a\":1}", "{\"a\":2}"]),
             (b"{\"a\":1}\n{\"a\":2}", &["{\"a\":1}", "{\"a\":2}"]),
             (b"{\"a\": \"x y\" }\n", &["{\"a\": \"x y\" }"]),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                bodies(&frame_default(input)),
-                *expected,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(bodies(&frame_default(input)), *expected, "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -891,13 +819,7 @@ mod tests {
 
     #[test]
     fn empty_and_whitespace_only_inputs_yield_nothing() {
-        for input in [
-            &b""[..],
-            b"\n",
-            b"  \r\n\t\n",
-            b"\xEF\xBB\xBF",
-            b"\xEF\xBB\xBF\n\n",
-        ] {
+        for input in [&b""[..], b"\n", b"  \r\n\t\n", b"\xEF\xBB\xBF", b"\xEF\xBB\xBF\n\n"] {
             let out = frame_default(input);
             assert!(out.frames.is_empty(), "{input:?}");
             assert_eq!(out.failure, None);
@@ -926,10 +848,7 @@ mod tests {
     #[test]
     fn a_bom_in_the_middle_is_part_of_the_record() {
         let out = frame_default(b"{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n");
-        assert_eq!(
-            out.frames[1].body,
-            FrameBody::Record(b"\xEF\xBB\xBF{\"a\":2}".to_vec())
-        );
+        assert_eq!(out.frames[1].body, FrameBody::Record(b"\xEF\xBB\xBF{\"a\":2}".to_vec()));
     }
 
     #[test]
@@ -950,15 +869,9 @@ mod tests {
         assert_eq!(out.frames.len(), 4);
         assert_eq!(out.frames[0].body, FrameBody::Record(b"{\"a\":1}".to_vec()));
         match &out.frames[1].body {
-            FrameBody::Rejected {
-                rejection,
-                raw_prefix,
-            } => {
+            FrameBody::Rejected { rejection, raw_prefix } => {
                 assert_eq!(rejection.kind, RejectKind::Limit);
-                assert_eq!(
-                    rejection.reason,
-                    "record is longer than the 1048576-byte limit (line size)"
-                );
+                assert_eq!(rejection.reason, "record is longer than the 1048576-byte limit (line size)");
                 assert_eq!(raw_prefix.len(), RAW_PREFIX_BYTES);
                 assert!(raw_prefix.starts_with(b"{\"big\":\"xxx"));
             }
@@ -980,59 +893,31 @@ mod tests {
             count: 1 << 30,
             tail: Cursor::new(b"\"}\n{\"a\":2}\n".to_vec()),
         };
-        let mut reader = RecordReader::new(
-            BufReader::with_capacity(64 << 10, source),
-            Limits::default(),
-        );
-        assert!(matches!(
-            reader.next_frame(),
-            Some(Ok(Frame { ordinal: 1, .. }))
-        ));
+        let mut reader = RecordReader::new(BufReader::with_capacity(64 << 10, source), Limits::default());
+        assert!(matches!(reader.next_frame(), Some(Ok(Frame { ordinal: 1, .. }))));
         let big = reader.next_frame().unwrap().unwrap();
         assert!(matches!(big.body, FrameBody::Rejected { .. }));
-        assert!(
-            reader.scratch.capacity() <= 2 << 20,
-            "scratch grew to {} bytes",
-            reader.scratch.capacity()
-        );
+        assert!(reader.scratch.capacity() <= 2 << 20, "scratch grew to {} bytes", reader.scratch.capacity());
         let last = reader.next_frame().unwrap().unwrap();
-        assert_eq!(
-            (last.ordinal, last.body),
-            (3, FrameBody::Record(b"{\"a\":2}".to_vec()))
-        );
+        assert_eq!((last.ordinal, last.body), (3, FrameBody::Record(b"{\"a\":2}".to_vec())));
         assert!(reader.next_frame().is_none());
         assert!(reader.bytes_read() > 1 << 30);
     }
 
     #[test]
     fn record_limit_counts_trimmed_bytes() {
-        let limits = Limits {
-            max_record_bytes: 10,
-            ..Limits::default()
-        };
+        let limits = Limits { max_record_bytes: 10, ..Limits::default() };
         let input = b"0123456789\n0123456789    \r\n   0123456789\n0123456789a\n012345678 9\n";
         for sizes in [&[usize::MAX][..], &[1], &[3, 5, 7]] {
-            let out = if sizes[0] == usize::MAX {
-                frame_bytes(input, limits)
-            } else {
-                frame_trickled(input, sizes, limits)
-            };
-            let kinds: Vec<bool> = out
-                .frames
-                .iter()
-                .map(|f| matches!(f.body, FrameBody::Record(_)))
-                .collect();
+            let out =
+                if sizes[0] == usize::MAX { frame_bytes(input, limits) } else { frame_trickled(input, sizes, limits) };
+            let kinds: Vec<bool> = out.frames.iter().map(|f| matches!(f.body, FrameBody::Record(_))).collect();
             assert_eq!(kinds, [true, true, true, false, false], "sizes {sizes:?}");
-            assert_eq!(
-                out.frames[1].body,
-                FrameBody::Record(b"0123456789".to_vec())
-            );
+            assert_eq!(out.frames[1].body, FrameBody::Record(b"0123456789".to_vec()));
             assert_eq!(
                 out.frames[3].body,
                 FrameBody::Rejected {
-                    rejection: Rejection::limit(
-                        "record is longer than the 10-byte limit (line size)"
-                    ),
+                    rejection: Rejection::limit("record is longer than the 10-byte limit (line size)"),
                     raw_prefix: b"0123456789a".to_vec(),
                 }
             );
@@ -1041,19 +926,13 @@ mod tests {
 
     #[test]
     fn a_long_whitespace_tail_does_not_make_a_line_too_long() {
-        let limits = Limits {
-            max_record_bytes: 10,
-            ..Limits::default()
-        };
+        let limits = Limits { max_record_bytes: 10, ..Limits::default() };
         let mut input = b"{\"a\":1}".to_vec();
         input.extend(std::iter::repeat_n(b' ', 200_000));
         input.extend(b"\n{\"a\":2}");
         input.extend(std::iter::repeat_n(b' ', 200_000));
         input.extend(b"x\n");
-        for out in [
-            frame_bytes(&input, limits),
-            frame_trickled(&input, &[4096, 7], limits),
-        ] {
+        for out in [frame_bytes(&input, limits), frame_trickled(&input, &[4096, 7], limits)] {
             assert_eq!(out.frames[0].body, FrameBody::Record(b"{\"a\":1}".to_vec()));
             match &out.frames[1].body {
                 FrameBody::Rejected { raw_prefix, .. } => {
@@ -1090,10 +969,7 @@ mod tests {
     #[test]
     fn json_array_elements_of_any_kind_are_framed_without_validation() {
         let out = frame_default(br#"[1, "two", [3], null,{"five":5}, tru]"#);
-        assert_eq!(
-            bodies(&out),
-            ["1", "\"two\"", "[3]", "null", "{\"five\":5}", "tru"]
-        );
+        assert_eq!(bodies(&out), ["1", "\"two\"", "[3]", "null", "{\"five\":5}", "tru"]);
         let out = frame_default(b"[]");
         assert!(out.frames.is_empty());
         assert_eq!(out.failure, None);
@@ -1139,12 +1015,7 @@ mod tests {
         ];
         for input in cases {
             let out = frame_default(input);
-            assert_eq!(
-                out.framing,
-                Some(Framing::Ndjson),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(out.framing, Some(Framing::Ndjson), "{}", String::from_utf8_lossy(input));
             assert_eq!(out.frames.len(), 2);
             assert_eq!(out.frames[1].body, FrameBody::Record(b"{\"b\":2}".to_vec()));
         }
@@ -1155,22 +1026,13 @@ mod tests {
     #[test]
     fn truncated_json_array_yields_the_complete_elements_then_a_failure() {
         let full = br#"[{"a":1},{"b":"x]"},{"c":[1,2]}]"#;
-        let complete_before =
-            |cut: usize| [8usize, 19, 31].iter().filter(|&&end| end <= cut).count();
+        let complete_before = |cut: usize| [8usize, 19, 31].iter().filter(|&&end| end <= cut).count();
         for cut in 1..full.len() {
             let out = frame_default(&full[..cut]);
             assert_eq!(out.frames.len(), complete_before(cut), "cut {cut}");
-            let failure = out
-                .failure
-                .unwrap_or_else(|| panic!("cut {cut}: no failure"));
+            let failure = out.failure.unwrap_or_else(|| panic!("cut {cut}: no failure"));
             assert_eq!(failure.kind, RejectKind::Decode);
-            assert!(
-                failure
-                    .reason
-                    .starts_with("JSON array ends before its closing bracket"),
-                "{}",
-                failure.reason
-            );
+            assert!(failure.reason.starts_with("JSON array ends before its closing bracket"), "{}", failure.reason);
             assert!(failure.offset.is_some_and(|o| o <= cut as u64));
         }
         let out = frame_default(b"{\"Records\":[{\"a\":1},{\"b\"");
@@ -1191,12 +1053,7 @@ mod tests {
         ];
         for (input, good, at) in cases {
             let out = frame_default(input);
-            assert_eq!(
-                out.frames.len(),
-                *good,
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(out.frames.len(), *good, "{}", String::from_utf8_lossy(input));
             let failure = out.failure.unwrap();
             assert_eq!(failure.kind, RejectKind::Decode);
             assert_eq!(failure.offset, Some(*at), "{}", failure.reason);
@@ -1205,22 +1062,13 @@ mod tests {
 
     #[test]
     fn oversized_array_element_is_rejected_and_the_next_is_fine() {
-        let limits = Limits {
-            max_record_bytes: 100,
-            ..Limits::default()
-        };
+        let limits = Limits { max_record_bytes: 100, ..Limits::default() };
         let big = format!("{{\"big\":\"{}\",\"n\":[1,2]}}", "]".repeat(100_000));
         let input = format!("[{{\"a\":1}}, {big}, {{\"a\":2}}]");
-        for out in [
-            frame_bytes(input.as_bytes(), limits),
-            frame_trickled(input.as_bytes(), &[5], limits),
-        ] {
+        for out in [frame_bytes(input.as_bytes(), limits), frame_trickled(input.as_bytes(), &[5], limits)] {
             assert_eq!(out.frames.len(), 3);
             match &out.frames[1].body {
-                FrameBody::Rejected {
-                    rejection,
-                    raw_prefix,
-                } => {
+                FrameBody::Rejected { rejection, raw_prefix } => {
                     assert_eq!(rejection.kind, RejectKind::Limit);
                     assert_eq!(raw_prefix.as_slice(), &big.as_bytes()[..RAW_PREFIX_BYTES]);
                 }
@@ -1259,14 +1107,10 @@ mod tests {
             (text.clone(), Compression::Plain),
             (gzip(&text), Compression::Gzip),
             (multi, Compression::Gzip),
-            (
-                zstd::stream::encode_all(&text[..], 3).unwrap(),
-                Compression::Zstd,
-            ),
+            (zstd::stream::encode_all(&text[..], 3).unwrap(), Compression::Zstd),
         ];
         for (input, expected) in inputs {
-            let (compression, reader) =
-                open_records(Cursor::new(input), Limits::default()).unwrap();
+            let (compression, reader) = open_records(Cursor::new(input), Limits::default()).unwrap();
             assert_eq!(compression, expected);
             let out = run(reader);
             assert_eq!(out.frames.len(), 1000);
@@ -1279,27 +1123,15 @@ mod tests {
     fn truncated_gzip_fails_after_the_good_records() {
         let text = numbered_lines(20_000);
         let full = gzip(&text);
-        let (_, reader) = open_records(
-            Cursor::new(full[..full.len() * 2 / 3].to_vec()),
-            Limits::default(),
-        )
-        .unwrap();
+        let (_, reader) = open_records(Cursor::new(full[..full.len() * 2 / 3].to_vec()), Limits::default()).unwrap();
         let out = run(reader);
-        assert!(
-            out.frames.len() > 1000 && out.frames.len() < 20_000,
-            "{}",
-            out.frames.len()
-        );
+        assert!(out.frames.len() > 1000 && out.frames.len() < 20_000, "{}", out.frames.len());
         for (i, body) in bodies(&out).iter().enumerate() {
             assert_eq!(*body, format!("{{\"n\":{}}}", i + 1));
         }
         let failure = out.failure.unwrap();
         assert_eq!(failure.kind, RejectKind::Decode);
-        assert!(
-            failure.reason.starts_with("gzip stream truncated"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.starts_with("gzip stream truncated"), "{}", failure.reason);
         assert_eq!(failure.offset, Some(out.bytes_read));
     }
 
@@ -1323,21 +1155,13 @@ mod tests {
         let (_, reader) = open_records(Cursor::new(input), Limits::default()).unwrap();
         let out = run(reader);
         assert_eq!(bodies(&out), ["{\"a\":1}"]);
-        assert!(out
-            .failure
-            .unwrap()
-            .reason
-            .starts_with("gzip stream truncated"));
+        assert!(out.failure.unwrap().reason.starts_with("gzip stream truncated"));
     }
 
     #[test]
     fn empty_input_and_empty_gzip_yield_nothing() {
-        for (input, expected) in [
-            (Vec::new(), Compression::Plain),
-            (gzip(b""), Compression::Gzip),
-        ] {
-            let (compression, reader) =
-                open_records(Cursor::new(input), Limits::default()).unwrap();
+        for (input, expected) in [(Vec::new(), Compression::Plain), (gzip(b""), Compression::Gzip)] {
+            let (compression, reader) = open_records(Cursor::new(input), Limits::default()).unwrap();
             assert_eq!(compression, expected);
             let out = run(reader);
             assert!(out.frames.is_empty());
@@ -1348,19 +1172,14 @@ mod tests {
     #[test]
     fn decompressed_size_limit_fails_the_object_after_the_good_records() {
         let text = numbered_lines(30_000);
-        let limits = Limits {
-            max_decompressed_bytes: 200_000,
-            ..Limits::default()
-        };
+        let limits = Limits { max_decompressed_bytes: 200_000, ..Limits::default() };
         let (_, reader) = open_records(Cursor::new(gzip(&text)), limits).unwrap();
         let out = run(reader);
         assert!(!out.frames.is_empty());
         assert!(out.bytes_read <= 200_000);
         let failure = out.failure.unwrap();
         assert_eq!(failure.kind, RejectKind::Limit);
-        assert!(failure
-            .reason
-            .starts_with("decompressed size passed the 200000-byte limit"));
+        assert!(failure.reason.starts_with("decompressed size passed the 200000-byte limit"));
     }
 
     #[test]
@@ -1382,11 +1201,7 @@ mod tests {
             }
         };
         assert_eq!(failure.kind, RejectKind::Limit);
-        assert!(
-            failure.reason.contains("decompression bomb"),
-            "{}",
-            failure.reason
-        );
+        assert!(failure.reason.contains("decompression bomb"), "{}", failure.reason);
         assert!(reader.bytes_read() <= 64 << 20);
         assert!((16..64).contains(&records), "{records}");
         assert!(reader.scratch.capacity() <= 2 << 20);
@@ -1401,9 +1216,8 @@ mod tests {
             proptest::collection::vec(text, 0..3).prop_map(serde_json::Value::from),
             Just(serde_json::json!({"nested": {"list": [[], [1, "]"], {}]}})),
         ];
-        proptest::collection::btree_map(text, value, 0..4).prop_map(|map| {
-            serde_json::to_vec(&map.into_iter().collect::<serde_json::Map<_, _>>()).unwrap()
-        })
+        proptest::collection::btree_map(text, value, 0..4)
+            .prop_map(|map| serde_json::to_vec(&map.into_iter().collect::<serde_json::Map<_, _>>()).unwrap())
     }
 
     fn whitespace() -> impl Strategy<Value = String> {

@@ -79,17 +79,9 @@ impl FromStr for DocId {
 pub enum SourceIdentity {
     /// `version` is the version id, else the ETag. Surrounding quotes are ignored, since
     /// S3 quotes the ETag in `HeadObject`/`ListObjects` but not in event notifications.
-    S3 {
-        bucket: String,
-        key: String,
-        version: String,
-    },
+    S3 { bucket: String, key: String, version: String },
     /// `path` must be canonical (absolute, symlinks resolved).
-    File {
-        path: String,
-        size: u64,
-        mtime_ns: i128,
-    },
+    File { path: String, size: u64, mtime_ns: i128 },
     /// A stream read once (stdin): `nonce` tells runs apart.
     Stream { name: String, nonce: String },
 }
@@ -100,11 +92,7 @@ impl SourceIdentity {
     /// file, the name of a stream. Not an identifier: use [`Self::checkpoint_key`].
     pub fn display_name(&self) -> String {
         match self {
-            SourceIdentity::S3 {
-                bucket,
-                key,
-                version,
-            } => {
+            SourceIdentity::S3 { bucket, key, version } => {
                 let version = unquote(version);
                 if version.is_empty() {
                     format!("s3://{bucket}/{key}")
@@ -129,21 +117,13 @@ impl SourceIdentity {
 
     fn encode(&self, h: &mut Sha256) {
         match self {
-            SourceIdentity::S3 {
-                bucket,
-                key,
-                version,
-            } => {
+            SourceIdentity::S3 { bucket, key, version } => {
                 h.update(b"s3\0");
                 put_str(h, bucket);
                 put_str(h, key);
                 put_str(h, unquote(version));
             }
-            SourceIdentity::File {
-                path,
-                size,
-                mtime_ns,
-            } => {
+            SourceIdentity::File { path, size, mtime_ns } => {
                 h.update(b"file\0");
                 put_str(h, path);
                 h.update(size.to_le_bytes());
@@ -159,9 +139,7 @@ impl SourceIdentity {
 }
 
 fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .unwrap_or(v)
+    v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v)
 }
 
 /// An S3 ETag: 32 hex digits, with `-N` for multipart uploads. Version ids are
@@ -209,19 +187,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn s3(bucket: &str, key: &str, version: &str) -> SourceIdentity {
-        SourceIdentity::S3 {
-            bucket: bucket.into(),
-            key: key.into(),
-            version: version.into(),
-        }
+        SourceIdentity::S3 { bucket: bucket.into(), key: key.into(), version: version.into() }
     }
 
     fn file(path: &str, size: u64, mtime_ns: i128) -> SourceIdentity {
-        SourceIdentity::File {
-            path: path.into(),
-            size,
-            mtime_ns,
-        }
+        SourceIdentity::File { path: path.into(), size, mtime_ns }
     }
 
     // Golden vectors. These pin the id encoding: if one of them changes, every document
@@ -232,17 +202,10 @@ mod tests {
         for (event_id, want) in [
             ("", "525d51ddadb24213d94ff220e1684226"),
             ("evt-0001", "5600f3ea824692e9810973ad19ac8b4f"),
-            (
-                "2f1c7a5e-9b7d-4c1e-8a7e-1d2b3c4d5e6f",
-                "26fc6a2c9e90cacba38a62af2b574fe6",
-            ),
+            ("2f1c7a5e-9b7d-4c1e-8a7e-1d2b3c4d5e6f", "26fc6a2c9e90cacba38a62af2b574fe6"),
             ("bökning/ü", "02502ab6a6dd61c2ce660c1b46df47ad"),
         ] {
-            assert_eq!(
-                doc_id_for_event_id(event_id).to_string(),
-                want,
-                "{event_id:?}"
-            );
+            assert_eq!(doc_id_for_event_id(event_id).to_string(), want, "{event_id:?}");
         }
     }
 
@@ -250,51 +213,32 @@ mod tests {
     fn position_ids_and_checkpoint_keys_match_the_golden_vectors() {
         let cases = [
             (
-                s3(
-                    "tix-logs",
-                    "2024/02/05/bookings.ndjson.gz",
-                    "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
-                ),
+                s3("tix-logs", "2024/02/05/bookings.ndjson.gz", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
                 0,
                 "24a5b12bf6409b8ccab86a4b0b7a6e8b",
                 "8ed5c442c53ace2b5cba2638e32fd6bf",
             ),
             (
-                s3(
-                    "tix-logs",
-                    "a key with spaces+plus",
-                    "\"9b2cf535f27731c974343645a3985328\"",
-                ),
+                s3("tix-logs", "a key with spaces+plus", "\"9b2cf535f27731c974343645a3985328\""),
                 17,
                 "e62299517019eba1866bdffadc4f1354",
                 "89034240fa85d83948cd431ca44e9eef",
             ),
             (
-                file(
-                    "/var/log/tix/bookings.ndjson",
-                    1_048_576,
-                    1_707_127_872_123_456_789,
-                ),
+                file("/var/log/tix/bookings.ndjson", 1_048_576, 1_707_127_872_123_456_789),
                 41,
                 "f54601e5fa701db02a8f4b7ee04bca7a",
                 "d7e6acfffc3625921e9299456f1daf3a",
             ),
             (
-                SourceIdentity::Stream {
-                    name: "-".into(),
-                    nonce: "run-1".into(),
-                },
+                SourceIdentity::Stream { name: "-".into(), nonce: "run-1".into() },
                 u64::MAX,
                 "7235a16a3edad48f34daa707d3d23877",
                 "d8b2291a47259cf13c6d1ba657391722",
             ),
         ];
         for (source, ordinal, want_id, want_key) in cases {
-            assert_eq!(
-                doc_id_for_position(&source, ordinal).to_string(),
-                want_id,
-                "{source:?}"
-            );
+            assert_eq!(doc_id_for_position(&source, ordinal).to_string(), want_id, "{source:?}");
             assert_eq!(source.checkpoint_key(), want_key, "{source:?}");
         }
     }
@@ -304,21 +248,13 @@ mod tests {
         let id = doc_id_for_event_id("evt-0001");
         let hex = id.to_string();
         assert_eq!(hex.len(), 32);
-        assert!(hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_eq!(format!("{id:?}"), hex);
         assert_eq!(hex.parse::<DocId>(), Ok(id));
         assert_eq!(hex.to_uppercase().parse::<DocId>(), Ok(id));
         assert_eq!(DocId::from_u128(id.as_u128()), id);
         assert_eq!(id.as_u128().to_be_bytes(), id.0);
-        for bad in [
-            "",
-            "abc",
-            &hex[1..],
-            &format!("{hex}0"),
-            &hex.replace(|_: char| true, "g"),
-        ] {
+        for bad in ["", "abc", &hex[1..], &format!("{hex}0"), &hex.replace(|_: char| true, "g")] {
             assert_eq!(bad.parse::<DocId>(), Err(ParseDocIdError), "{bad}");
         }
     }
@@ -328,48 +264,27 @@ mod tests {
         let quoted = s3("b", "k", "\"9b2cf535f27731c974343645a3985328\"");
         let bare = s3("b", "k", "9b2cf535f27731c974343645a3985328");
         assert_eq!(quoted.checkpoint_key(), bare.checkpoint_key());
-        assert_eq!(
-            doc_id_for_position(&quoted, 3),
-            doc_id_for_position(&bare, 3)
-        );
+        assert_eq!(doc_id_for_position(&quoted, 3), doc_id_for_position(&bare, 3));
     }
 
     #[test]
     fn display_names_are_readable() {
-        assert_eq!(
-            s3("b", "dir/k.gz", "v1").display_name(),
-            "s3://b/dir/k.gz?versionId=v1"
-        );
+        assert_eq!(s3("b", "dir/k.gz", "v1").display_name(), "s3://b/dir/k.gz?versionId=v1");
         assert_eq!(
             s3("b", "k", "\"9b2cf535f27731c974343645a3985328-12\"").display_name(),
             "s3://b/k?etag=9b2cf535f27731c974343645a3985328-12"
         );
         assert_eq!(s3("b", "k", "").display_name(), "s3://b/k");
-        assert_eq!(
-            file("/var/log/x.ndjson", 1, 2).display_name(),
-            "/var/log/x.ndjson"
-        );
-        let stream = SourceIdentity::Stream {
-            name: "stdin".into(),
-            nonce: "n".into(),
-        };
+        assert_eq!(file("/var/log/x.ndjson", 1, 2).display_name(), "/var/log/x.ndjson");
+        let stream = SourceIdentity::Stream { name: "stdin".into(), nonce: "n".into() };
         assert_eq!(stream.display_name(), "stdin");
     }
 
     #[test]
     fn field_boundaries_cannot_be_shifted_to_forge_an_id() {
-        assert_ne!(
-            s3("ab", "c", "v").checkpoint_key(),
-            s3("a", "bc", "v").checkpoint_key()
-        );
-        assert_ne!(
-            s3("a", "b", "cv").checkpoint_key(),
-            s3("a", "bc", "v").checkpoint_key()
-        );
-        let stream = SourceIdentity::Stream {
-            name: "a".into(),
-            nonce: "b".into(),
-        };
+        assert_ne!(s3("ab", "c", "v").checkpoint_key(), s3("a", "bc", "v").checkpoint_key());
+        assert_ne!(s3("a", "b", "cv").checkpoint_key(), s3("a", "bc", "v").checkpoint_key());
+        let stream = SourceIdentity::Stream { name: "a".into(), nonce: "b".into() };
         let file = file("a", 0, 0);
         assert_ne!(stream.checkpoint_key(), file.checkpoint_key());
     }
@@ -385,16 +300,9 @@ mod tests {
     #[test]
     fn a_changed_file_is_a_new_identity() {
         let base = file("/x", 10, 100);
-        for changed in [
-            file("/y", 10, 100),
-            file("/x", 11, 100),
-            file("/x", 10, 101),
-        ] {
+        for changed in [file("/y", 10, 100), file("/x", 11, 100), file("/x", 10, 101)] {
             assert_ne!(base.checkpoint_key(), changed.checkpoint_key());
-            assert_ne!(
-                doc_id_for_position(&base, 0),
-                doc_id_for_position(&changed, 0)
-            );
+            assert_ne!(doc_id_for_position(&base, 0), doc_id_for_position(&changed, 0));
         }
     }
 
@@ -410,16 +318,8 @@ mod tests {
     fn same_identity(a: &SourceIdentity, b: &SourceIdentity) -> bool {
         match (a, b) {
             (
-                SourceIdentity::S3 {
-                    bucket: b1,
-                    key: k1,
-                    version: v1,
-                },
-                SourceIdentity::S3 {
-                    bucket: b2,
-                    key: k2,
-                    version: v2,
-                },
+                SourceIdentity::S3 { bucket: b1, key: k1, version: v1 },
+                SourceIdentity::S3 { bucket: b2, key: k2, version: v2 },
             ) => b1 == b2 && k1 == k2 && unquote(v1) == unquote(v2),
             _ => a == b,
         }

@@ -250,7 +250,9 @@ impl<'a> Pipeline<'a> {
     }
 
     fn maybe_commit(&mut self) -> Result<()> {
-        if self.docs_since_commit >= self.config.commit_every_docs || self.last_commit.elapsed() >= self.config.commit_every {
+        if self.docs_since_commit >= self.config.commit_every_docs
+            || self.last_commit.elapsed() >= self.config.commit_every
+        {
             self.backend.flush()?;
             self.docs_since_commit = 0;
             self.last_commit = Instant::now();
@@ -268,8 +270,9 @@ impl<'a> Pipeline<'a> {
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
         let cancel = Arc::new(AtomicBool::new(false));
-        let (receiver, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone(), cancel.clone())
-            .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
+        let (receiver, handle) =
+            spawn_reader(reader, identity.clone(), unseen_source, self.config.clone(), cancel.clone())
+                .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
         let result = self.consume(&receiver, key, state, dead_letter);
         // Stop the reader (if we stopped early) and drain so it can exit.
         cancel.store(true, Ordering::Relaxed);
@@ -287,7 +290,10 @@ impl<'a> Pipeline<'a> {
     ) -> Result<()> {
         while let Ok(items) = receiver.recv() {
             if self.stop_requested() {
-                state.fail(ObjectFailure::limit("stopped before the end of the object (deadline); it will be retried", None));
+                state.fail(ObjectFailure::limit(
+                    "stopped before the end of the object (deadline); it will be retried",
+                    None,
+                ));
                 return Ok(());
             }
             let mut docs = Vec::with_capacity(items.len());
@@ -351,7 +357,11 @@ impl<'a> Pipeline<'a> {
                     Outcome::Failed { reason } => {
                         state.unfinished += 1;
                         if state.failure.is_none() {
-                            state.fail(ObjectFailure { kind: RejectKind::Backend, reason: format!("backend did not take every record: {reason}"), offset: Some(offset) });
+                            state.fail(ObjectFailure {
+                                kind: RejectKind::Backend,
+                                reason: format!("backend did not take every record: {reason}"),
+                                offset: Some(offset),
+                            });
                         }
                     }
                 }
@@ -452,77 +462,75 @@ fn spawn_reader(
     cancel: Arc<AtomicBool>,
 ) -> std::io::Result<(Receiver<Vec<Item>>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = sync_channel::<Vec<Item>>(4);
-    let handle = std::thread::Builder::new()
-        .name("tix-reader".into())
-        .spawn(move || {
-            let limits = config.limits;
-            let mut records = match crate::decode::decompress(reader, &limits) {
-                Ok((_, decoded)) => RecordReader::new(decoded, limits),
-                Err(error) => {
-                    let _ = sender.send(vec![Item::Failed(crate::decode::object_failure(&error, 0))]);
-                    return;
-                }
-            };
-            let mut batch = Vec::with_capacity(config.batch_records);
-            let mut batch_bytes = 0usize;
-            while let Some(frame) = records.next_frame() {
-                let item = match frame {
-                    Err(failure) => Item::Failed(failure),
-                    Ok(frame) => match frame.body {
-                        FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
+    let handle = std::thread::Builder::new().name("tix-reader".into()).spawn(move || {
+        let limits = config.limits;
+        let mut records = match crate::decode::decompress(reader, &limits) {
+            Ok((_, decoded)) => RecordReader::new(decoded, limits),
+            Err(error) => {
+                let _ = sender.send(vec![Item::Failed(crate::decode::object_failure(&error, 0))]);
+                return;
+            }
+        };
+        let mut batch = Vec::with_capacity(config.batch_records);
+        let mut batch_bytes = 0usize;
+        while let Some(frame) = records.next_frame() {
+            let item = match frame {
+                Err(failure) => Item::Failed(failure),
+                Ok(frame) => match frame.body {
+                    FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
+                        ordinal: frame.ordinal,
+                        offset: frame.offset,
+                        rejection,
+                        raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
+                    },
+                    FrameBody::Record(raw) => match parse_and_validate(&raw, &limits) {
+                        Err(rejection) => Item::Rejected {
                             ordinal: frame.ordinal,
                             offset: frame.offset,
                             rejection,
-                            raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
+                            raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
                         },
-                        FrameBody::Record(raw) => match parse_and_validate(&raw, &limits) {
-                            Err(rejection) => Item::Rejected {
+                        Ok(mut event) => {
+                            config.redactor.redact_event(&mut event.doc);
+                            let (id, positional) = match &event.event_id {
+                                Some(event_id) => (doc_id_for_event_id(event_id), false),
+                                None => (doc_id_for_position(&identity, frame.ordinal), true),
+                            };
+                            Item::Doc {
+                                doc: IndexDoc {
+                                    id: id.to_string(),
+                                    ts_millis: event.ts_millis,
+                                    doc: event.doc,
+                                    unseen_source: positional && unseen_source,
+                                },
                                 ordinal: frame.ordinal,
                                 offset: frame.offset,
-                                rejection,
-                                raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
-                            },
-                            Ok(mut event) => {
-                                config.redactor.redact_event(&mut event.doc);
-                                let (id, positional) = match &event.event_id {
-                                    Some(event_id) => (doc_id_for_event_id(event_id), false),
-                                    None => (doc_id_for_position(&identity, frame.ordinal), true),
-                                };
-                                Item::Doc {
-                                    doc: IndexDoc {
-                                        id: id.to_string(),
-                                        ts_millis: event.ts_millis,
-                                        doc: event.doc,
-                                        unseen_source: positional && unseen_source,
-                                    },
-                                    ordinal: frame.ordinal,
-                                    offset: frame.offset,
-                                    raw_len: raw.len(),
-                                }
+                                raw_len: raw.len(),
                             }
-                        },
+                        }
                     },
-                };
-                batch_bytes += match &item {
-                    Item::Doc { raw_len, .. } => *raw_len,
-                    _ => 0,
-                };
-                let is_failure = matches!(item, Item::Failed(_));
-                batch.push(item);
-                if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
-                    if sender.send(std::mem::take(&mut batch)).is_err() || cancel.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    batch_bytes = 0;
-                }
-                if is_failure {
+                },
+            };
+            batch_bytes += match &item {
+                Item::Doc { raw_len, .. } => *raw_len,
+                _ => 0,
+            };
+            let is_failure = matches!(item, Item::Failed(_));
+            batch.push(item);
+            if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
+                if sender.send(std::mem::take(&mut batch)).is_err() || cancel.load(Ordering::Relaxed) {
                     return;
                 }
+                batch_bytes = 0;
             }
-            if !batch.is_empty() {
-                let _ = sender.send(batch);
+            if is_failure {
+                return;
             }
-        })?;
+        }
+        if !batch.is_empty() {
+            let _ = sender.send(batch);
+        }
+    })?;
     Ok((receiver, handle))
 }
 

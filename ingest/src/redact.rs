@@ -111,11 +111,7 @@ impl Redactor {
         visit_map(doc, false, &mut stack);
         while let Some((value, pii)) = stack.pop() {
             if let Value::Number(n) = &*value {
-                let replacement = if pii {
-                    Some(self.token(&n.to_string()))
-                } else {
-                    mask_number(n)
-                };
+                let replacement = if pii { Some(self.token(&n.to_string())) } else { mask_number(n) };
                 if let Some(r) = replacement {
                     *value = Value::String(r);
                 }
@@ -229,13 +225,7 @@ impl Redactor {
     /// Rewrites every scalar of the JSON value starting at `start` (strings and numbers;
     /// object keys are kept) and returns where the value ends. Iterative, so hostile
     /// nesting cannot exhaust the stack; stops quietly at anything that is not JSON.
-    fn redact_json_value(
-        &self,
-        s: &str,
-        start: usize,
-        class: KeyClass,
-        edit: &mut Splice,
-    ) -> usize {
+    fn redact_json_value(&self, s: &str, start: usize, class: KeyClass, edit: &mut Splice) -> usize {
         let b = s.as_bytes();
         let mut k = start;
         let mut depth = 0usize;
@@ -268,8 +258,7 @@ impl Redactor {
                             KeyClass::Secret if inner != REMOVED => Some(REMOVED.to_owned()),
                             KeyClass::Pii if !is_token(inner) => {
                                 let decoded = if inner.contains('\\') && close.is_some() {
-                                    serde_json::from_str::<String>(&s[k..=end])
-                                        .unwrap_or_else(|_| inner.to_owned())
+                                    serde_json::from_str::<String>(&s[k..=end]).unwrap_or_else(|_| inner.to_owned())
                                 } else {
                                     inner.to_owned()
                                 };
@@ -297,10 +286,7 @@ impl Redactor {
                     k += len;
                 }
                 _ => {
-                    let len = b[k..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_alphabetic())
-                        .count();
+                    let len = b[k..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
                     if len == 0 {
                         return k;
                     }
@@ -324,9 +310,7 @@ struct Splice {
 
 impl Splice {
     fn replace(&mut self, s: &str, start: usize, end: usize, with: &str) {
-        let out = self
-            .out
-            .get_or_insert_with(|| String::with_capacity(s.len() + 32));
+        let out = self.out.get_or_insert_with(|| String::with_capacity(s.len() + 32));
         out.push_str(&s[self.copied..start]);
         out.push_str(with);
         self.copied = end;
@@ -340,11 +324,7 @@ impl Splice {
     }
 }
 
-fn visit_map<'v>(
-    map: &'v mut Map<String, Value>,
-    pii: bool,
-    stack: &mut Vec<(&'v mut Value, bool)>,
-) {
+fn visit_map<'v>(map: &'v mut Map<String, Value>, pii: bool, stack: &mut Vec<(&'v mut Value, bool)>) {
     // Classify each key once: the classes of the first 64 keys fit a bit set, and maps
     // with a secret key or more keys than that take the slow path.
     let mut pii_keys = 0u64;
@@ -378,10 +358,7 @@ fn classify_key(key: &str) -> KeyClass {
         match k[i] | 0x20 {
             b'c' if starts_ci(rest, b"cvv") || starts_ci(rest, b"cvc") => return KeyClass::Secret,
             b's' if starts_ci(rest, b"security_code") => return KeyClass::Secret,
-            b'e' if starts_ci(rest, b"email")
-                || starts_ci(rest, b"e_mail")
-                || starts_ci(rest, b"e-mail") =>
-            {
+            b'e' if starts_ci(rest, b"email") || starts_ci(rest, b"e_mail") || starts_ci(rest, b"e-mail") => {
                 class = KeyClass::Pii
             }
             b'p' if starts_ci(rest, b"phone") => class = KeyClass::Pii,
@@ -423,12 +400,9 @@ fn is_token(s: &str) -> bool {
 fn token_at(b: &[u8], i: usize) -> bool {
     b.len() >= i + TOKEN_LEN
         && b[i..].starts_with(TOKEN_PREFIX)
-        && b[i + 4..i + TOKEN_LEN]
-            .iter()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        && b[i + 4..i + TOKEN_LEN].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
         && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
-        && b.get(i + TOKEN_LEN)
-            .is_none_or(|c| !c.is_ascii_alphanumeric())
+        && b.get(i + TOKEN_LEN).is_none_or(|c| !c.is_ascii_alphanumeric())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -441,9 +415,7 @@ pub(crate) fn contains_email(s: &str) -> bool {
 }
 
 fn is_local_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(c, '.' | '_' | '%' | '+' | '-')
-        || (!c.is_ascii() && c.is_alphanumeric())
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-') || (!c.is_ascii() && c.is_alphanumeric())
 }
 
 fn is_label_char(c: char) -> bool {
@@ -670,10 +642,7 @@ struct NumBuf {
 
 impl Default for NumBuf {
     fn default() -> Self {
-        NumBuf {
-            buf: [0; 48],
-            len: 0,
-        }
+        NumBuf { buf: [0; 48], len: 0 }
     }
 }
 
@@ -708,9 +677,7 @@ mod tests {
     }
 
     fn event(v: Value) -> Value {
-        let Value::Object(mut map) = v else {
-            panic!("not an object")
-        };
+        let Value::Object(mut map) = v else { panic!("not an object") };
         r().redact_event(&mut map);
         Value::Object(map)
     }
@@ -745,10 +712,7 @@ mod tests {
             let word: String = chars[i..i + 28].iter().collect();
             let alone_before = i == 0 || !chars[i - 1].is_ascii_alphanumeric();
             let alone_after = chars.get(i + 28).is_none_or(|c| !c.is_ascii_alphanumeric());
-            let hex = word
-                .chars()
-                .skip(4)
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+            let hex = word.chars().skip(4).all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
             if word.starts_with("pii_") && hex && alone_before && alone_after {
                 for c in &mut chars[i..i + 28] {
                     *c = '#';
@@ -777,9 +741,7 @@ mod tests {
                 let c = chars[j];
                 if c.is_ascii_digit() {
                     groups.last_mut().unwrap().push(c);
-                } else if (c == ' ' || c == '-')
-                    && chars.get(j + 1).is_some_and(char::is_ascii_digit)
-                {
+                } else if (c == ' ' || c == '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
                     groups.push(String::new());
                 } else {
                     break;
@@ -804,22 +766,14 @@ mod tests {
 
     fn find_email(s: &str) -> Option<String> {
         let chars: Vec<char> = s.chars().collect();
-        let local = |c: char| {
-            c.is_ascii_alphanumeric()
-                || "._%+-".contains(c)
-                || (!c.is_ascii() && c.is_alphanumeric())
-        };
-        let label = |c: char| {
-            c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
-        };
+        let local =
+            |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c) || (!c.is_ascii() && c.is_alphanumeric());
+        let label = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
         for (i, &c) in chars.iter().enumerate() {
             if c != '@' || i == 0 || !local(chars[i - 1]) {
                 continue;
             }
-            let rest: String = chars[i + 1..]
-                .iter()
-                .take_while(|&&c| label(c) || c == '.')
-                .collect();
+            let rest: String = chars[i + 1..].iter().take_while(|&&c| label(c) || c == '.').collect();
             let labels: Vec<&str> = rest.split('.').take_while(|l| !l.is_empty()).collect();
             let tld_ok = |l: &str| l.len() >= 2 && l.chars().any(char::is_alphabetic);
             if labels.iter().skip(1).any(|l| tld_ok(l)) {
@@ -833,8 +787,7 @@ mod tests {
         match v {
             Value::Object(m) => m.iter().all(|(k, v)| {
                 let k = k.to_lowercase();
-                !(k.contains("cvv") || k.contains("cvc") || k.contains("security_code"))
-                    && no_secret_keys(v)
+                !(k.contains("cvv") || k.contains("cvc") || k.contains("security_code")) && no_secret_keys(v)
             }),
             Value::Array(a) => a.iter().all(no_secret_keys),
             _ => true,
@@ -891,21 +844,12 @@ mod tests {
     fn a_card_number_in_text_keeps_only_its_last_four_digits() {
         for (input, want) in [
             ("4111111111111111", "************1111"),
-            (
-                "paid with 4111 1111 1111 1111.",
-                "paid with ************1111.",
-            ),
+            ("paid with 4111 1111 1111 1111.", "paid with ************1111."),
             ("card=4111-1111-1111-1111;", "card=************1111;"),
-            (
-                "mixed 4111 1111-1111 1111 end",
-                "mixed ************1111 end",
-            ),
+            ("mixed 4111 1111-1111 1111 end", "mixed ************1111 end"),
             ("amex 378282246310005", "amex ***********0005"),
             ("13 digits 4222222222222", "13 digits *********2222"),
-            (
-                "two 4111111111111111 and 5500 0000 0000 0004",
-                "two ************1111 and ************0004",
-            ),
+            ("two 4111111111111111 and 5500 0000 0000 0004", "two ************1111 and ************0004"),
             ("x4111111111111111y", "x************1111y"),
         ] {
             assert_eq!(text(input), want, "{input}");
@@ -915,14 +859,8 @@ mod tests {
     #[test]
     fn a_nineteen_digit_card_is_masked() {
         let digits = "601100099013942400";
-        let check = (0..10)
-            .map(|d| format!("{digits}{d}"))
-            .find(|c| luhn_ref(c))
-            .unwrap();
-        assert_eq!(
-            text(&format!("n {check} end")),
-            format!("n {}{} end", "*".repeat(15), &check[15..])
-        );
+        let check = (0..10).map(|d| format!("{digits}{d}")).find(|c| luhn_ref(c)).unwrap();
+        assert_eq!(text(&format!("n {check} end")), format!("n {}{} end", "*".repeat(15), &check[15..]));
     }
 
     #[test]
@@ -944,19 +882,13 @@ mod tests {
             "4111_1111_1111_1111",  // other separators do not join groups
             "order 12345, seat 17, 2024-02-05T10:11:12Z",
         ] {
-            assert!(
-                matches!(r().redact_text(input), Cow::Borrowed(_)),
-                "{input}"
-            );
+            assert!(matches!(r().redact_text(input), Cow::Borrowed(_)), "{input}");
         }
     }
 
     #[test]
     fn a_card_after_a_date_or_a_quantity_is_still_masked() {
-        assert_eq!(
-            text("on 2024-02-05 4111 1111 1111 1111"),
-            "on 2024-02-05 ************1111"
-        );
+        assert_eq!(text("on 2024-02-05 4111 1111 1111 1111"), "on 2024-02-05 ************1111");
         assert_eq!(text("qty 2 4111-1111-1111-1111"), "qty 2 ************1111");
     }
 
@@ -969,13 +901,8 @@ mod tests {
 
     #[test]
     fn a_card_number_given_as_a_json_number_becomes_a_masked_string() {
-        let out = event(
-            json!({"ref": 4111111111111111u64, "neg": -4111111111111111i64, "n": 12, "f": 12.5}),
-        );
-        assert_eq!(
-            out,
-            json!({"ref": "************1111", "neg": "-************1111", "n": 12, "f": 12.5})
-        );
+        let out = event(json!({"ref": 4111111111111111u64, "neg": -4111111111111111i64, "n": 12, "f": 12.5}));
+        assert_eq!(out, json!({"ref": "************1111", "neg": "-************1111", "n": 12, "f": 12.5}));
     }
 
     #[test]
@@ -995,10 +922,7 @@ mod tests {
 
     #[test]
     fn an_email_address_anywhere_in_a_string_becomes_the_token_of_its_lowercase() {
-        let want = format!(
-            "contact {} now",
-            r().token("bob.smith+tix@mail.example.com")
-        );
+        let want = format!("contact {} now", r().token("bob.smith+tix@mail.example.com"));
         assert_eq!(text("contact Bob.Smith+tix@Mail.Example.COM now"), want);
         let t = r().token("a@b.io");
         assert_eq!(text("<a@b.io>,a@b.io."), format!("<{t}>,{t}."));
@@ -1016,19 +940,8 @@ mod tests {
 
     #[test]
     fn strings_with_at_signs_that_are_not_addresses_are_left_alone() {
-        for input in [
-            "@timestamp",
-            "pkg@1.2.3",
-            "user@localhost",
-            "a@b.c",
-            "@ example.com",
-            "x@.com",
-            "x@-",
-        ] {
-            assert!(
-                matches!(r().redact_text(input), Cow::Borrowed(_)),
-                "{input}"
-            );
+        for input in ["@timestamp", "pkg@1.2.3", "user@localhost", "a@b.c", "@ example.com", "x@.com", "x@-"] {
+            assert!(matches!(r().redact_text(input), Cow::Borrowed(_)), "{input}");
         }
     }
 
@@ -1052,14 +965,8 @@ mod tests {
         assert_eq!(out["E_Mail"], t("not an address"));
         assert_eq!(out["phone"], t("+1 555-123-4567"));
         assert_eq!(out["mobileNumber"], t("15551234567"));
-        assert_eq!(
-            out["phones"],
-            json!([t("+44 20 7946 0958"), t("+1 555 0100"), null])
-        );
-        assert_eq!(
-            out["contact"]["phone"],
-            json!({"home": t("555-0101"), "verified": true})
-        );
+        assert_eq!(out["phones"], json!([t("+44 20 7946 0958"), t("+1 555 0100"), null]));
+        assert_eq!(out["contact"]["phone"], json!({"home": t("555-0101"), "verified": true}));
         assert_eq!(out["email_verified"], true);
     }
 
@@ -1071,10 +978,7 @@ mod tests {
             "items": [{"cvv2": 1, "keep": 1}],
             "phone": {"cvv": "1"},
         }));
-        assert_eq!(
-            out,
-            json!({"payment": {"method": "card"}, "items": [{"keep": 1}], "phone": {}})
-        );
+        assert_eq!(out, json!({"payment": {"method": "card"}, "items": [{"keep": 1}], "phone": {}}));
     }
 
     #[test]
@@ -1106,13 +1010,8 @@ mod tests {
 
     #[test]
     fn known_fields_are_redacted_like_any_other() {
-        let out = event(
-            json!({"ts": "2024-02-05T10:11:12.345Z", "message": "card 4111111111111111", "amount": 1250}),
-        );
-        assert_eq!(
-            out,
-            json!({"ts": "2024-02-05T10:11:12.345Z", "message": "card ************1111", "amount": 1250})
-        );
+        let out = event(json!({"ts": "2024-02-05T10:11:12.345Z", "message": "card 4111111111111111", "amount": 1250}));
+        assert_eq!(out, json!({"ts": "2024-02-05T10:11:12.345Z", "message": "card ************1111", "amount": 1250}));
     }
 
     // ---- Text that embeds JSON ----
@@ -1142,10 +1041,7 @@ mod tests {
     #[test]
     fn escaped_json_values_are_decoded_before_tokenising() {
         let out = text(r#"{"email":"bob\u0040example.com"}"#);
-        assert_eq!(
-            out,
-            format!(r#"{{"email":"{}"}}"#, r().token("bob@example.com"))
-        );
+        assert_eq!(out, format!(r#"{{"email":"{}"}}"#, r().token("bob@example.com")));
     }
 
     #[test]
@@ -1157,27 +1053,15 @@ mod tests {
 
     #[test]
     fn hostile_nesting_in_text_never_overflows_the_stack() {
-        let raw = format!(
-            r#"{{"phone": {}"x"{}}}"#,
-            "[".repeat(500_000),
-            "]".repeat(500_000)
-        );
+        let raw = format!(r#"{{"phone": {}"x"{}}}"#, "[".repeat(500_000), "]".repeat(500_000));
         let out = text(&raw);
         assert!(out.contains("pii_") && !out.contains("\"x\""));
     }
 
     #[test]
     fn text_without_anything_to_redact_is_borrowed() {
-        for input in [
-            "",
-            "plain words",
-            "seat A12, 3 tickets",
-            r#"{"venue":"Olympic Hall","amount":12}"#,
-        ] {
-            assert!(
-                matches!(r().redact_text(input), Cow::Borrowed(_)),
-                "{input}"
-            );
+        for input in ["", "plain words", "seat A12, 3 tickets", r#"{"venue":"Olympic Hall","amount":12}"#] {
+            assert!(matches!(r().redact_text(input), Cow::Borrowed(_)), "{input}");
         }
     }
 
@@ -1186,10 +1070,7 @@ mod tests {
     #[test]
     fn redact_raw_replaces_invalid_utf8_and_redacts_before_truncating() {
         let raw = b"\xff card 4111 1111 1111 1111 tail";
-        assert_eq!(
-            r().redact_raw(raw, 1000),
-            "\u{fffd} card ************1111 tail"
-        );
+        assert_eq!(r().redact_raw(raw, 1000), "\u{fffd} card ************1111 tail");
         // The card straddles the cut: redacting first means no digit of it leaks.
         assert_eq!(r().redact_raw(raw, 14), "\u{fffd} card *****");
     }
@@ -1204,10 +1085,7 @@ mod tests {
     fn redact_raw_masks_a_card_number_that_the_cut_itself_creates() {
         // 17 digits, not a card; its first 16 are.
         let raw = b"id 41111111111111112";
-        assert!(matches!(
-            r().redact_text("id 41111111111111112"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(r().redact_text("id 41111111111111112"), Cow::Borrowed(_)));
         assert_eq!(r().redact_raw(raw, 19), "id ************1111");
     }
 
@@ -1216,12 +1094,8 @@ mod tests {
     /// A Luhn-valid card number of 13..=19 digits, written plain, grouped by four, or
     /// with a separator after every digit group of random size.
     fn card() -> impl Strategy<Value = String> {
-        (
-            proptest::collection::vec(0u8..10, 12..=18),
-            0usize..4,
-            proptest::collection::vec(1usize..6, 20),
-        )
-            .prop_map(|(mut digits, style, sizes)| {
+        (proptest::collection::vec(0u8..10, 12..=18), 0usize..4, proptest::collection::vec(1usize..6, 20)).prop_map(
+            |(mut digits, style, sizes)| {
                 let check = (0..10u8)
                     .find(|d| {
                         let mut all = digits.clone();
@@ -1235,11 +1109,7 @@ mod tests {
                     0 => s,
                     1 | 2 => {
                         let sep = if style == 1 { " " } else { "-" };
-                        s.as_bytes()
-                            .chunks(4)
-                            .map(|c| std::str::from_utf8(c).unwrap())
-                            .collect::<Vec<_>>()
-                            .join(sep)
+                        s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(sep)
                     }
                     _ => {
                         let mut out = String::new();
@@ -1258,7 +1128,8 @@ mod tests {
                         out
                     }
                 }
-            })
+            },
+        )
     }
 
     fn email() -> impl Strategy<Value = String> {
@@ -1302,8 +1173,7 @@ mod tests {
         leaf.prop_recursive(5, 64, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::vec((key(), inner), 0..6)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                proptest::collection::vec((key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })
     }
@@ -1326,8 +1196,7 @@ mod tests {
     }
 
     fn json_object() -> impl Strategy<Value = Map<String, Value>> {
-        proptest::collection::vec((key(), json_value()), 0..8)
-            .prop_map(|kv| kv.into_iter().collect())
+        proptest::collection::vec((key(), json_value()), 0..8).prop_map(|kv| kv.into_iter().collect())
     }
 
     proptest! {

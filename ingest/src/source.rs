@@ -113,9 +113,10 @@ pub fn local_sources(args: &[String]) -> Result<Vec<Box<dyn SourceObject>>> {
         let path = Path::new(arg);
         let meta = std::fs::metadata(path).map_err(|error| Error::Source { source_name: arg.clone(), error })?;
         if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(path).sort_by_file_name().into_iter().filter_entry(|e| {
-                e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-            });
+            let walker = walkdir::WalkDir::new(path)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
             for entry in walker {
                 let entry = entry.map_err(|e| Error::Source {
                     source_name: arg.clone(),

@@ -35,18 +35,8 @@ pub struct ValidEvent {
 const TIME_FIELDS: [&str; 4] = ["ts", "@timestamp", "timestamp", "time"];
 
 /// Exact-match fields that must be strings when present.
-const STRING_FIELDS: [&str; 10] = [
-    "service",
-    "level",
-    "booking_id",
-    "customer_id",
-    "show_id",
-    "venue",
-    "status",
-    "currency",
-    "region",
-    "trace_id",
-];
+const STRING_FIELDS: [&str; 10] =
+    ["service", "level", "booking_id", "customer_id", "show_id", "venue", "status", "currency", "region", "trace_id"];
 
 /// 2000-01-01T00:00:00Z.
 const MIN_TS_MILLIS: i64 = 946_684_800_000;
@@ -88,9 +78,9 @@ pub fn parse_and_validate(raw: &[u8], limits: &Limits) -> Result<ValidEvent, Rej
         }
     }
 
-    let (alias, ts_millis) = checked.time.ok_or_else(|| {
-        Rejection::validation("ts: missing (also looked for @timestamp, timestamp, time)")
-    })?;
+    let (alias, ts_millis) = checked
+        .time
+        .ok_or_else(|| Rejection::validation("ts: missing (also looked for @timestamp, timestamp, time)"))?;
     let ts_millis = ts_millis?;
     let ts_value = Value::String(format_ts(ts_millis));
     if alias == "ts" && doc.keys().next().map(String::as_str) == Some("ts") {
@@ -102,20 +92,14 @@ pub fn parse_and_validate(raw: &[u8], limits: &Limits) -> Result<ValidEvent, Rej
         doc.shift_insert(0, "ts".to_owned(), ts_value);
     }
 
-    let (type_field, event_type) = checked
-        .event_type
-        .ok_or_else(|| Rejection::validation("type: missing (also looked for event_type)"))?;
+    let (type_field, event_type) =
+        checked.event_type.ok_or_else(|| Rejection::validation("type: missing (also looked for event_type)"))?;
     if type_field == "event_type" {
         doc.shift_remove("event_type");
         doc.shift_insert(1, "type".to_owned(), Value::String(event_type.clone()));
     }
 
-    Ok(ValidEvent {
-        ts_millis,
-        event_type,
-        event_id: checked.event_id,
-        doc,
-    })
+    Ok(ValidEvent { ts_millis, event_type, event_id: checked.event_id, doc })
 }
 
 /// RFC 3339 UTC with millisecond precision: `"2024-02-05T10:11:12.345Z"`. Total over
@@ -219,10 +203,7 @@ impl<'c> ValueSeed<'c> {
         if self.depth > self.ctx.max_depth {
             return Err(self.ctx.fail(ParseFailure::TooDeep));
         }
-        Ok(ValueSeed {
-            ctx: self.ctx,
-            depth: self.depth + 1,
-        })
+        Ok(ValueSeed { ctx: self.ctx, depth: self.depth + 1 })
     }
 }
 
@@ -254,9 +235,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number is not finite"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number is not finite"))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -292,11 +271,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let child = self.enter()?;
         // serde_json gives no size hint for objects; growing the record's own map from
         // empty costs several rehashes on every record.
-        let mut map = if self.depth == 1 {
-            Map::with_capacity(32)
-        } else {
-            Map::new()
-        };
+        let mut map = if self.depth == 1 { Map::with_capacity(32) } else { Map::new() };
         while let Some(key) = access.next_key::<String>()? {
             if key.is_empty() {
                 return Err(self.ctx.fail(ParseFailure::EmptyKey(Vec::new())));
@@ -323,23 +298,13 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 }
 
 fn parse_object(text: &str, max_depth: usize) -> Result<Map<String, Value>, Rejection> {
-    let first = text
-        .bytes()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = text.bytes().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(b'{') {
         return Err(not_an_object(text, first, max_depth));
     }
-    let ctx = Ctx {
-        max_depth,
-        failure: Cell::new(None),
-    };
+    let ctx = Ctx { max_depth, failure: Cell::new(None) };
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = ValueSeed {
-        ctx: &ctx,
-        depth: 1,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    let parsed = ValueSeed { ctx: &ctx, depth: 1 }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match parsed {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Rejection::decode("record is not a JSON object")),
@@ -349,9 +314,7 @@ fn parse_object(text: &str, max_depth: usize) -> Result<Map<String, Value>, Reje
                 path.reverse();
                 Rejection::validation(format!("field `{}` appears twice", label(&path.join("."))))
             }
-            Some(ParseFailure::EmptyKey(path)) if path.is_empty() => {
-                Rejection::validation("empty field name")
-            }
+            Some(ParseFailure::EmptyKey(path)) if path.is_empty() => Rejection::validation("empty field name"),
             Some(ParseFailure::EmptyKey(mut path)) => {
                 path.reverse();
                 Rejection::validation(format!("empty field name in `{}`", label(&path.join("."))))
@@ -415,17 +378,11 @@ fn label(name: &str) -> String {
 /// Refuses reserved names and expands top-level dotted keys (`"payment.method"`) into
 /// objects, as Elasticsearch would, so that both backends see the same document and the
 /// type checks apply to the expanded fields.
-fn expand_top_level(
-    doc: Map<String, Value>,
-    max_depth: usize,
-) -> Result<Map<String, Value>, Rejection> {
+fn expand_top_level(doc: Map<String, Value>, max_depth: usize) -> Result<Map<String, Value>, Rejection> {
     let mut dotted = false;
     for key in doc.keys() {
         if key.starts_with('_') {
-            return Err(Rejection::validation(format!(
-                "{}: field names starting with '_' are reserved",
-                label(key)
-            )));
+            return Err(Rejection::validation(format!("{}: field names starting with '_' are reserved", label(key))));
         }
         dotted |= key.contains('.');
     }
@@ -436,19 +393,13 @@ fn expand_top_level(
     for (key, value) in doc {
         let segments: Vec<&str> = key.split('.').collect();
         if segments.iter().any(|s| s.is_empty()) {
-            return Err(Rejection::validation(format!(
-                "{}: contains an empty field name",
-                label(&key)
-            )));
+            return Err(Rejection::validation(format!("{}: contains an empty field name", label(&key))));
         }
         if segments.len() + height(&value) > max_depth {
             return Err(too_deep(max_depth));
         }
         insert_path(&mut out, &segments, value).map_err(|path| {
-            Rejection::validation(format!(
-                "{}: conflicts with an existing field",
-                label(&path.join("."))
-            ))
+            Rejection::validation(format!("{}: conflicts with an existing field", label(&path.join("."))))
         })?;
     }
     Ok(out)
@@ -465,11 +416,7 @@ fn height(value: &Value) -> usize {
 
 /// Inserts `value` at `segments`, creating objects on the way and merging objects that
 /// meet. Err carries the path of the conflicting field.
-fn insert_path(
-    map: &mut Map<String, Value>,
-    segments: &[&str],
-    value: Value,
-) -> Result<(), Vec<String>> {
+fn insert_path(map: &mut Map<String, Value>, segments: &[&str], value: Value) -> Result<(), Vec<String>> {
     let owned = || segments.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let Some((last, parents)) = segments.split_last() else {
         return Ok(());
@@ -488,23 +435,19 @@ fn insert_path(
             Ok(())
         }
         Entry::Occupied(mut slot) => match (slot.get_mut(), value) {
-            (Value::Object(existing), Value::Object(incoming)) => merge(existing, incoming)
-                .map_err(|mut tail| {
-                    tail.reverse();
-                    let mut path = owned();
-                    path.extend(tail);
-                    path
-                }),
+            (Value::Object(existing), Value::Object(incoming)) => merge(existing, incoming).map_err(|mut tail| {
+                tail.reverse();
+                let mut path = owned();
+                path.extend(tail);
+                path
+            }),
             _ => Err(owned()),
         },
     }
 }
 
 /// Err carries the conflicting path below `existing`, innermost first.
-fn merge(
-    existing: &mut Map<String, Value>,
-    incoming: Map<String, Value>,
-) -> Result<(), Vec<String>> {
+fn merge(existing: &mut Map<String, Value>, incoming: Map<String, Value>) -> Result<(), Vec<String>> {
     for (key, value) in incoming {
         match existing.entry(key) {
             Entry::Vacant(slot) => {
@@ -543,17 +486,7 @@ struct Checked {
 fn is_known_optional(key: &str) -> bool {
     TIME_FIELDS.contains(&key)
         || STRING_FIELDS.contains(&key)
-        || matches!(
-            key,
-            "type"
-                | "event_type"
-                | "event_id"
-                | "seat"
-                | "payment"
-                | "amount"
-                | "latency_ms"
-                | "message"
-        )
+        || matches!(key, "type" | "event_type" | "event_id" | "seat" | "payment" | "amount" | "latency_ms" | "message")
 }
 
 /// One pass over the top-level entries, without hashing: checks every known field and
@@ -562,13 +495,8 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
     let mut time: Option<(usize, &'static str, &Value)> = None;
     let mut type_src: Option<&Value> = None;
     let mut event_type_src: Option<&Value> = None;
-    let mut checked = Checked {
-        time: None,
-        event_type: None,
-        event_id: None,
-        remove_nulls: false,
-        payment_nulls: false,
-    };
+    let mut checked =
+        Checked { time: None, event_type: None, event_id: None, remove_nulls: false, payment_nulls: false };
     for (key, value) in doc {
         let key = key.as_str();
         if value.is_null() {
@@ -585,9 +513,7 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
             "type" => type_src = Some(value),
             "event_type" => event_type_src = Some(value),
             "event_id" => match value {
-                Value::String(s) if s.is_empty() => {
-                    return Err(Rejection::validation("event_id: must not be empty"))
-                }
+                Value::String(s) if s.is_empty() => return Err(Rejection::validation("event_id: must not be empty")),
                 Value::String(s) => checked.event_id = Some(s.clone()),
                 _ => return Err(Rejection::validation("event_id: expected a string")),
             },
@@ -598,9 +524,7 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
                     _ => false,
                 };
                 if !ok {
-                    return Err(Rejection::validation(
-                        "seat: expected a string or an array of strings",
-                    ));
+                    return Err(Rejection::validation("seat: expected a string or an array of strings"));
                 }
             }
             "payment" => {
@@ -611,11 +535,7 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
                     match payment.get(sub) {
                         None | Some(Value::String(_)) => {}
                         Some(Value::Null) => checked.payment_nulls = true,
-                        Some(_) => {
-                            return Err(Rejection::validation(format!(
-                                "{field}: expected a string"
-                            )))
-                        }
+                        Some(_) => return Err(Rejection::validation(format!("{field}: expected a string"))),
                     }
                 }
             }
@@ -641,16 +561,10 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
     if let Some(v) = type_value {
         match v {
             Value::String(s) if s.trim().is_empty() => {
-                return Err(Rejection::validation(format!(
-                    "{type_name}: must not be empty"
-                )))
+                return Err(Rejection::validation(format!("{type_name}: must not be empty")))
             }
             Value::String(s) => checked.event_type = Some((type_name, s.clone())),
-            _ => {
-                return Err(Rejection::validation(format!(
-                    "{type_name}: expected a non-empty string"
-                )))
-            }
+            _ => return Err(Rejection::validation(format!("{type_name}: expected a non-empty string"))),
         }
     }
     Ok(checked)
@@ -659,15 +573,9 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
 /// Event time in epoch milliseconds, from an RFC 3339 string (any offset) or an integer
 /// epoch in seconds or milliseconds; sub-millisecond digits are truncated.
 fn parse_time(name: &str, value: &Value) -> Result<i64, Rejection> {
-    let expected = || {
-        Rejection::validation(format!(
-            "{name}: expected an RFC 3339 string or epoch milliseconds"
-        ))
-    };
+    let expected = || Rejection::validation(format!("{name}: expected an RFC 3339 string or epoch milliseconds"));
     let millis = match value {
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map_err(|_| expected())?
-            .timestamp_millis(),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).map_err(|_| expected())?.timestamp_millis(),
         Value::Number(n) => {
             let n = n.as_i64().ok_or_else(expected)?;
             if n.unsigned_abs() < SECONDS_BELOW {
@@ -679,10 +587,7 @@ fn parse_time(name: &str, value: &Value) -> Result<i64, Rejection> {
         _ => return Err(expected()),
     };
     if !(MIN_TS_MILLIS..END_TS_MILLIS).contains(&millis) {
-        return Err(Rejection::validation(format!(
-            "{name}: year {} is outside 2000..2100",
-            year_of(millis)
-        )));
+        return Err(Rejection::validation(format!("{name}: year {} is outside 2000..2100", year_of(millis))));
     }
     Ok(millis)
 }
@@ -725,9 +630,7 @@ mod tests {
 
     #[test]
     fn a_minimal_event_passes_with_canonical_time_and_type() {
-        let ev = ok(
-            r#"{"type":"booking.confirmed","ts":"2024-02-05T10:11:12.345Z","venue":"Olympic Hall"}"#,
-        );
+        let ev = ok(r#"{"type":"booking.confirmed","ts":"2024-02-05T10:11:12.345Z","venue":"Olympic Hall"}"#);
         assert_eq!(ev.ts_millis, 1_707_127_872_345);
         assert_eq!(ev.event_type, "booking.confirmed");
         assert_eq!(ev.event_id, None);
@@ -784,11 +687,7 @@ mod tests {
             (" \t[]", "record is a JSON array, expected an object"),
         ] {
             let r = rejected(raw.as_bytes());
-            assert_eq!(
-                (r.kind, r.reason.as_str()),
-                (RejectKind::Decode, want),
-                "{raw}"
-            );
+            assert_eq!((r.kind, r.reason.as_str()), (RejectKind::Decode, want), "{raw}");
         }
     }
 
@@ -815,10 +714,7 @@ mod tests {
 
     #[test]
     fn a_record_over_the_size_limit_is_a_limit_rejection() {
-        let limits = Limits {
-            max_record_bytes: 64,
-            ..Limits::default()
-        };
+        let limits = Limits { max_record_bytes: 64, ..Limits::default() };
         let raw = with(&format!(r#""message":"{}""#, "x".repeat(100)));
         let r = parse_and_validate(raw.as_bytes(), &limits).unwrap_err();
         assert_eq!(r.kind, RejectKind::Limit);
@@ -829,21 +725,14 @@ mod tests {
     fn duplicate_keys_are_rejected_at_any_depth_naming_the_field() {
         for (extra, field) in [
             (r#""venue":"A","venue":"B""#, "venue"),
-            (
-                r#""payment":{"method":"card","method":"cash"}"#,
-                "payment.method",
-            ),
+            (r#""payment":{"method":"card","method":"cash"}"#, "payment.method"),
             (r#""items":[{"sku":1},{"sku":2,"sku":3}]"#, "items.sku"),
             (r#""a":{"b":{"c":1,"c":1}}"#, "a.b.c"),
             (r#""k":1,"\u006b":2"#, "k"),
         ] {
             let r = rejected(with(extra).as_bytes());
             assert_eq!(r.kind, RejectKind::Validation, "{extra}");
-            assert_eq!(
-                r.reason,
-                format!("field `{field}` appears twice"),
-                "{extra}"
-            );
+            assert_eq!(r.reason, format!("field `{field}` appears twice"), "{extra}");
         }
     }
 
@@ -870,11 +759,7 @@ mod tests {
     fn nested(depth: usize) -> String {
         // `depth` levels in total, the record's own object included.
         let inner = depth - 1;
-        format!(
-            r#"{{{TS},"type":"t","deep":{}1{}}}"#,
-            "[".repeat(inner),
-            "]".repeat(inner)
-        )
+        format!(r#"{{{TS},"type":"t","deep":{}1{}}}"#, "[".repeat(inner), "]".repeat(inner))
     }
 
     #[test]
@@ -887,10 +772,7 @@ mod tests {
 
     #[test]
     fn a_configured_depth_limit_is_honoured() {
-        let limits = Limits {
-            max_depth: 3,
-            ..Limits::default()
-        };
+        let limits = Limits { max_depth: 3, ..Limits::default() };
         assert!(parse_and_validate(nested(3).as_bytes(), &limits).is_ok());
         let r = parse_and_validate(nested(4).as_bytes(), &limits).unwrap_err();
         assert_eq!(r.reason, "nesting deeper than 3 levels");
@@ -898,15 +780,9 @@ mod tests {
 
     #[test]
     fn a_depth_limit_above_what_serde_json_allows_is_reported_as_enforced() {
-        let limits = Limits {
-            max_depth: 1000,
-            ..Limits::default()
-        };
+        let limits = Limits { max_depth: 1000, ..Limits::default() };
         let r = parse_and_validate(nested(200).as_bytes(), &limits).unwrap_err();
-        assert_eq!(
-            (r.kind, r.reason.as_str()),
-            (RejectKind::Limit, "nesting deeper than 127 levels")
-        );
+        assert_eq!((r.kind, r.reason.as_str()), (RejectKind::Limit, "nesting deeper than 127 levels"));
     }
 
     #[test]
@@ -917,30 +793,16 @@ mod tests {
         }
         // Not an object at all: serde_json skips it without recursing.
         let raw = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
-        assert_eq!(
-            rejected(raw.as_bytes()).reason,
-            "record is a JSON array, expected an object"
-        );
-        assert_eq!(
-            rejected(&raw.as_bytes()[..200_000]).kind,
-            RejectKind::Decode
-        );
+        assert_eq!(rejected(raw.as_bytes()).reason, "record is a JSON array, expected an object");
+        assert_eq!(rejected(&raw.as_bytes()[..200_000]).kind, RejectKind::Decode);
     }
 
     #[test]
     fn event_time_is_read_from_every_accepted_spelling_and_form() {
         for (field, value, millis) in [
             ("ts", r#""2024-02-05T10:11:12.345Z""#, 1_707_127_872_345),
-            (
-                "ts",
-                r#""2024-02-05T11:11:12.345+01:00""#,
-                1_707_127_872_345,
-            ),
-            (
-                "ts",
-                r#""2024-02-05T05:11:12.3456789-05:00""#,
-                1_707_127_872_345,
-            ),
+            ("ts", r#""2024-02-05T11:11:12.345+01:00""#, 1_707_127_872_345),
+            ("ts", r#""2024-02-05T05:11:12.3456789-05:00""#, 1_707_127_872_345),
             ("ts", r#""2024-02-05 10:11:12Z""#, 1_707_127_872_000),
             ("@timestamp", r#""2024-02-05T10:11:12Z""#, 1_707_127_872_000),
             ("timestamp", "1707127872", 1_707_127_872_000),
@@ -959,10 +821,7 @@ mod tests {
             assert_eq!(ev.doc["ts"], format_ts(millis), "{raw}");
             assert_eq!(keys(&ev)[0], "ts");
             if field != "ts" {
-                assert!(
-                    !ev.doc.contains_key(field),
-                    "{raw}: alias {field} should be gone"
-                );
+                assert!(!ev.doc.contains_key(field), "{raw}: alias {field} should be gone");
             }
         }
     }
@@ -986,10 +845,7 @@ mod tests {
     fn a_missing_time_is_rejected_listing_the_spellings_looked_for() {
         let r = rejected(br#"{"type":"t","ts":null}"#);
         assert_eq!(r.kind, RejectKind::Validation);
-        assert_eq!(
-            r.reason,
-            "ts: missing (also looked for @timestamp, timestamp, time)"
-        );
+        assert_eq!(r.reason, "ts: missing (also looked for @timestamp, timestamp, time)");
     }
 
     #[test]
@@ -1006,10 +862,7 @@ mod tests {
             ("@timestamp", "[]"),
         ] {
             let r = reason(&format!(r#"{{"{field}":{value},"type":"t"}}"#));
-            assert_eq!(
-                r,
-                format!("{field}: expected an RFC 3339 string or epoch milliseconds")
-            );
+            assert_eq!(r, format!("{field}: expected an RFC 3339 string or epoch milliseconds"));
         }
     }
 
@@ -1025,11 +878,7 @@ mod tests {
             ("9223372036854775807", 292_278_994),
         ] {
             let r = reason(&format!(r#"{{"ts":{value},"type":"t"}}"#));
-            assert_eq!(
-                r,
-                format!("ts: year {year} is outside 2000..2100"),
-                "{value}"
-            );
+            assert_eq!(r, format!("ts: year {year} is outside 2000..2100"), "{value}");
         }
     }
 
@@ -1042,30 +891,12 @@ mod tests {
 
     #[test]
     fn type_is_required_and_must_be_a_non_empty_string() {
-        assert_eq!(
-            reason(&format!("{{{TS}}}")),
-            "type: missing (also looked for event_type)"
-        );
-        assert_eq!(
-            reason(&format!(r#"{{{TS},"type":null}}"#)),
-            "type: missing (also looked for event_type)"
-        );
-        assert_eq!(
-            reason(&format!(r#"{{{TS},"type":""}}"#)),
-            "type: must not be empty"
-        );
-        assert_eq!(
-            reason(&format!(r#"{{{TS},"type":"  "}}"#)),
-            "type: must not be empty"
-        );
-        assert_eq!(
-            reason(&format!(r#"{{{TS},"type":7}}"#)),
-            "type: expected a non-empty string"
-        );
-        assert_eq!(
-            reason(&format!(r#"{{{TS},"event_type":["a"]}}"#)),
-            "event_type: expected a non-empty string"
-        );
+        assert_eq!(reason(&format!("{{{TS}}}")), "type: missing (also looked for event_type)");
+        assert_eq!(reason(&format!(r#"{{{TS},"type":null}}"#)), "type: missing (also looked for event_type)");
+        assert_eq!(reason(&format!(r#"{{{TS},"type":""}}"#)), "type: must not be empty");
+        assert_eq!(reason(&format!(r#"{{{TS},"type":"  "}}"#)), "type: must not be empty");
+        assert_eq!(reason(&format!(r#"{{{TS},"type":7}}"#)), "type: expected a non-empty string");
+        assert_eq!(reason(&format!(r#"{{{TS},"event_type":["a"]}}"#)), "event_type: expected a non-empty string");
     }
 
     #[test]
@@ -1078,30 +909,19 @@ mod tests {
 
     #[test]
     fn type_wins_over_event_type_which_is_then_kept() {
-        let ev = ok(&format!(
-            r#"{{{TS},"event_type":"x","type":"seat.locked"}}"#
-        ));
+        let ev = ok(&format!(r#"{{{TS},"event_type":"x","type":"seat.locked"}}"#));
         assert_eq!(ev.event_type, "seat.locked");
         assert_eq!(keys(&ev), ["ts", "event_type", "type"]);
     }
 
     #[test]
     fn event_id_is_optional_and_must_be_a_non_empty_string() {
-        assert_eq!(
-            ok(&with(r#""event_id":"e-1""#)).event_id.as_deref(),
-            Some("e-1")
-        );
+        assert_eq!(ok(&with(r#""event_id":"e-1""#)).event_id.as_deref(), Some("e-1"));
         let ev = ok(&with(r#""event_id":null"#));
         assert_eq!(ev.event_id, None);
         assert!(!ev.doc.contains_key("event_id"));
-        assert_eq!(
-            reason(&with(r#""event_id":17"#)),
-            "event_id: expected a string"
-        );
-        assert_eq!(
-            reason(&with(r#""event_id":"""#)),
-            "event_id: must not be empty"
-        );
+        assert_eq!(reason(&with(r#""event_id":17"#)), "event_id: expected a string");
+        assert_eq!(reason(&with(r#""event_id":"""#)), "event_id: must not be empty");
     }
 
     #[test]
@@ -1122,47 +942,28 @@ mod tests {
         ok(&with(r#""seat":["A12","A13"]"#));
         ok(&with(r#""seat":[]"#));
         for bad in ["12", r#"["A12",13]"#, r#"["A12",null]"#, "{}"] {
-            assert_eq!(
-                reason(&with(&format!(r#""seat":{bad}"#))),
-                "seat: expected a string or an array of strings"
-            );
+            assert_eq!(reason(&with(&format!(r#""seat":{bad}"#))), "seat: expected a string or an array of strings");
         }
     }
 
     #[test]
     fn payment_must_be_an_object_with_string_method_and_status() {
-        ok(&with(
-            r#""payment":{"method":"card","status":"authorized","psp":{"x":1}}"#,
-        ));
-        assert_eq!(
-            reason(&with(r#""payment":"card""#)),
-            "payment: expected an object"
-        );
-        assert_eq!(
-            reason(&with(r#""payment":{"method":1}"#)),
-            "payment.method: expected a string"
-        );
-        assert_eq!(
-            reason(&with(r#""payment":{"status":[]}"#)),
-            "payment.status: expected a string"
-        );
+        ok(&with(r#""payment":{"method":"card","status":"authorized","psp":{"x":1}}"#));
+        assert_eq!(reason(&with(r#""payment":"card""#)), "payment: expected an object");
+        assert_eq!(reason(&with(r#""payment":{"method":1}"#)), "payment.method: expected a string");
+        assert_eq!(reason(&with(r#""payment":{"status":[]}"#)), "payment.status: expected a string");
     }
 
     #[test]
     fn null_payment_method_and_status_are_removed() {
-        let ev = ok(&with(
-            r#""payment":{"method":null,"status":"ok","other":null}"#,
-        ));
+        let ev = ok(&with(r#""payment":{"method":null,"status":"ok","other":null}"#));
         assert_eq!(ev.doc["payment"], json!({"status":"ok","other":null}));
     }
 
     #[test]
     fn amount_given_as_a_string_is_rejected_naming_the_field() {
         let r = rejected(with(r#""amount":"12.50""#).as_bytes());
-        assert_eq!(
-            (r.kind, r.reason.as_str()),
-            (RejectKind::Validation, "amount: expected a number")
-        );
+        assert_eq!((r.kind, r.reason.as_str()), (RejectKind::Validation, "amount: expected a number"));
     }
 
     #[test]
@@ -1170,70 +971,47 @@ mod tests {
         let ev = ok(&with(r#""amount":12500,"latency_ms":3.25"#));
         assert_eq!(ev.doc["amount"], 12500);
         assert_eq!(ev.doc["latency_ms"], 3.25);
-        assert_eq!(
-            reason(&with(r#""latency_ms":true"#)),
-            "latency_ms: expected a number"
-        );
+        assert_eq!(reason(&with(r#""latency_ms":true"#)), "latency_ms: expected a number");
     }
 
     #[test]
     fn message_must_be_a_string() {
-        assert_eq!(
-            reason(&with(r#""message":{"text":"hi"}"#)),
-            "message: expected a string"
-        );
+        assert_eq!(reason(&with(r#""message":{"text":"hi"}"#)), "message: expected a string");
     }
 
     #[test]
     fn null_known_fields_are_removed_and_null_unknown_fields_kept() {
-        let ev = ok(&with(
-            r#""venue":null,"amount":null,"seat":null,"payment":null,"mystery":null"#,
-        ));
+        let ev = ok(&with(r#""venue":null,"amount":null,"seat":null,"payment":null,"mystery":null"#));
         assert_eq!(keys(&ev), ["ts", "type", "mystery"]);
     }
 
     #[test]
     fn an_empty_field_name_is_rejected_at_any_depth() {
         assert_eq!(reason(&with(r#""":1"#)), "empty field name");
-        assert_eq!(
-            reason(&with(r#""a":{"b":{"":1}}"#)),
-            "empty field name in `a.b`"
-        );
+        assert_eq!(reason(&with(r#""a":{"b":{"":1}}"#)), "empty field name in `a.b`");
     }
 
     #[test]
     fn top_level_names_starting_with_underscore_are_reserved() {
         for name in ["_id", "_index", "_source", "_", "_x.y"] {
             let r = reason(&with(&format!(r#""{name}":1"#)));
-            assert_eq!(
-                r,
-                format!("{name}: field names starting with '_' are reserved")
-            );
+            assert_eq!(r, format!("{name}: field names starting with '_' are reserved"));
         }
         ok(&with(r#""meta":{"_id":1}"#));
     }
 
     #[test]
     fn top_level_dotted_keys_become_nested_objects_in_place() {
-        let ev = ok(&with(
-            r#""a":1,"payment.method":"card","payment.psp.name":"adyen","z":2"#,
-        ));
+        let ev = ok(&with(r#""a":1,"payment.method":"card","payment.psp.name":"adyen","z":2"#));
         assert_eq!(keys(&ev), ["ts", "type", "a", "payment", "z"]);
-        assert_eq!(
-            ev.doc["payment"],
-            json!({"method":"card","psp":{"name":"adyen"}})
-        );
+        assert_eq!(ev.doc["payment"], json!({"method":"card","psp":{"name":"adyen"}}));
     }
 
     #[test]
     fn dotted_keys_merge_into_an_existing_object_in_either_order() {
-        let ev = ok(&with(
-            r#""payment":{"status":"ok"},"payment.method":"card""#,
-        ));
+        let ev = ok(&with(r#""payment":{"status":"ok"},"payment.method":"card""#));
         assert_eq!(ev.doc["payment"], json!({"status":"ok","method":"card"}));
-        let ev = ok(&with(
-            r#""payment.method":"card","payment":{"status":"ok"}"#,
-        ));
+        let ev = ok(&with(r#""payment.method":"card","payment":{"status":"ok"}"#));
         assert_eq!(ev.doc["payment"], json!({"method":"card","status":"ok"}));
     }
 
@@ -1244,57 +1022,36 @@ mod tests {
             r#""payment.method":"card","payment":{"method":"cash"}"#,
             r#""payment":"card","payment.method":"card""#,
         ] {
-            assert_eq!(
-                reason(&with(extra)),
-                "payment.method: conflicts with an existing field",
-                "{extra}"
-            );
+            assert_eq!(reason(&with(extra)), "payment.method: conflicts with an existing field", "{extra}");
         }
         // The dotted key being inserted is the one named.
         assert_eq!(
-            reason(&with(
-                r#""payment.method":"card","payment.method.kind":"x""#
-            )),
+            reason(&with(r#""payment.method":"card","payment.method.kind":"x""#)),
             "payment.method.kind: conflicts with an existing field"
         );
     }
 
     #[test]
     fn expanded_dotted_keys_are_type_checked() {
-        assert_eq!(
-            reason(&with(r#""payment.method":5"#)),
-            "payment.method: expected a string"
-        );
-        assert_eq!(
-            reason(&with(r#""payment.method":null,"amount.x":1"#)),
-            "amount: expected a number"
-        );
+        assert_eq!(reason(&with(r#""payment.method":5"#)), "payment.method: expected a string");
+        assert_eq!(reason(&with(r#""payment.method":null,"amount.x":1"#)), "amount: expected a number");
     }
 
     #[test]
     fn dotted_keys_with_an_empty_segment_are_rejected() {
         for name in ["a..b", "a.", ".a"] {
-            assert_eq!(
-                reason(&with(&format!(r#""{name}":1"#))),
-                format!("{name}: contains an empty field name")
-            );
+            assert_eq!(reason(&with(&format!(r#""{name}":1"#))), format!("{name}: contains an empty field name"));
         }
     }
 
     #[test]
     fn dotted_keys_cannot_be_used_to_nest_past_the_depth_limit() {
-        let limits = Limits {
-            max_depth: 4,
-            ..Limits::default()
-        };
+        let limits = Limits { max_depth: 4, ..Limits::default() };
         let fits = with(r#""a.b.c":[1]"#);
         assert!(parse_and_validate(fits.as_bytes(), &limits).is_ok());
         let deep = with(r#""a.b.c.d":[1]"#);
         let r = parse_and_validate(deep.as_bytes(), &limits).unwrap_err();
-        assert_eq!(
-            (r.kind, r.reason.as_str()),
-            (RejectKind::Limit, "nesting deeper than 4 levels")
-        );
+        assert_eq!((r.kind, r.reason.as_str()), (RejectKind::Limit, "nesting deeper than 4 levels"));
     }
 
     #[test]

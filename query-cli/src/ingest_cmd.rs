@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 
-
 use anyhow::{bail, Context, Result};
 use indexer::{Backend, TantivyBackend, TantivyConfig};
 use ingest::dead_letter::LocalDeadLetter;
@@ -28,7 +27,11 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     }
     let mut backend: Box<dyn Backend> = match args.store.backend {
         BackendKind::Tantivy => {
-            let mut config = TantivyConfig { heap_bytes: args.heap_mb << 20, max_merge_docs: args.max_merge_docs, ..TantivyConfig::default() };
+            let mut config = TantivyConfig {
+                heap_bytes: args.heap_mb << 20,
+                max_merge_docs: args.max_merge_docs,
+                ..TantivyConfig::default()
+            };
             if let Some(threads) = args.threads {
                 config.threads = threads.max(1);
             }
@@ -100,4 +103,3 @@ fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestAr
     }
     println!("index: {}", args.store.index.display());
 }
-

@@ -159,7 +159,9 @@ pub fn render_aggregation(agg: &AggSpec, result: &Value) -> String {
                 .iter()
                 .map(|b| {
                     let key = if kind == "date_histogram" {
-                        b.get("key_as_string").map(scalar_text).unwrap_or_else(|| b.get("key").map(scalar_text).unwrap_or_default())
+                        b.get("key_as_string")
+                            .map(scalar_text)
+                            .unwrap_or_else(|| b.get("key").map(scalar_text).unwrap_or_default())
                     } else {
                         b.get("key").map(scalar_text).unwrap_or_default()
                     };
@@ -228,7 +230,17 @@ pub fn group_digits(n: impl Into<i128>) -> String {
 /// The `tix-logs audit` table.
 pub fn audit_table(records: &[SourceRecord]) -> String {
     let mut table = new_table();
-    table.set_header(["source", "status", "records", "indexed", "dup", "rejected", "first event", "last event", "failure"]);
+    table.set_header([
+        "source",
+        "status",
+        "records",
+        "indexed",
+        "dup",
+        "rejected",
+        "first event",
+        "last event",
+        "failure",
+    ]);
     for r in records {
         table.add_row([
             clip(&r.source),

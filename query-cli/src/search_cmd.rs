@@ -46,10 +46,8 @@ pub fn run(args: SearchArgs) -> Result<u8> {
         return Ok(0);
     }
     let response = backend.search(&request)?;
-    let fields: Vec<String> = args
-        .fields
-        .clone()
-        .unwrap_or_else(|| render::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect());
+    let fields: Vec<String> =
+        args.fields.clone().unwrap_or_else(|| render::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect());
     stdout.write_all(render::render(&response, &aggs, &fields, args.format).as_bytes())?;
     Ok(0)
 }

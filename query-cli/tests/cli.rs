@@ -63,7 +63,8 @@ impl Workspace {
         for entry in listing.flatten() {
             if entry.path().extension().is_some_and(|e| e == "ndjson") {
                 let text = std::fs::read_to_string(entry.path()).expect("read dead letter");
-                entries.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("dead-letter line is JSON")));
+                entries
+                    .extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("dead-letter line is JSON")));
             }
         }
         entries
@@ -105,7 +106,8 @@ fn ingest_then_search_conserves_every_record() {
     assert_eq!(summary["rejected"], 4);
     assert_eq!(summary["objects"], 1);
     ws.assert_conservation(&summary, 0);
-    let reasons: Vec<String> = ws.dead_letters().iter().map(|e| e["reason"].as_str().unwrap_or("").to_string()).collect();
+    let reasons: Vec<String> =
+        ws.dead_letters().iter().map(|e| e["reason"].as_str().unwrap_or("").to_string()).collect();
     assert!(reasons.iter().any(|r| r.contains("ts")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("amount")), "{reasons:?}");
     for entry in ws.dead_letters() {
@@ -148,7 +150,8 @@ fn a_truncated_gzip_is_a_failed_object_with_exit_1_and_its_good_records_kept() {
     let ws = Workspace::new();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in 0..2000 {
-        writeln!(encoder, r#"{{"ts":"2024-02-05T10:00:00Z","type":"booking.requested","booking_id":"BK-{i}"}}"#).unwrap();
+        writeln!(encoder, r#"{{"ts":"2024-02-05T10:00:00Z","type":"booking.requested","booking_id":"BK-{i}"}}"#)
+            .unwrap();
     }
     let gz = encoder.finish().unwrap();
     let file = ws.write("cut.ndjson.gz", &gz[..gz.len() * 2 / 3]);
@@ -214,7 +217,9 @@ fn no_card_number_or_email_reaches_the_index_or_the_dead_letter_store() {
     assert!(indexed.contains("1111"), "last four digits are kept: {indexed}");
     let dead = ws.dead_letters().iter().map(|e| e.to_string()).collect::<String>();
     for text in [&indexed, &dead] {
-        for secret in ["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "anna@example.com", "bob@example.org"] {
+        for secret in
+            ["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "anna@example.com", "bob@example.org"]
+        {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
     }
@@ -345,7 +350,8 @@ fn committed_samples_ingest_with_conservation() {
 fn the_elasticsearch_backend_without_a_url_is_a_usage_error() {
     let ws = Workspace::new();
     let file = ws.write("good.ndjson", GOOD.as_bytes());
-    let out = bin().env_remove("TIX_ES_URL").args(["ingest", "--backend", "elasticsearch"]).arg(&file).output().unwrap();
+    let out =
+        bin().env_remove("TIX_ES_URL").args(["ingest", "--backend", "elasticsearch"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TIX_ES_URL"));
 }
@@ -374,7 +380,10 @@ fn every_bad_record_kind_in_the_messy_sample_is_dead_lettered_with_a_reason_nami
             .unwrap_or_else(|| panic!("record {record} ({}) is not in the dead-letter store", rejection["what"]));
         assert_eq!(entry["kind"], rejection["kind"], "record {record}: {entry}");
         if let Some(field) = rejection["field"].as_str() {
-            assert!(entry["reason"].as_str().unwrap_or("").contains(field), "record {record}: reason must name {field}: {entry}");
+            assert!(
+                entry["reason"].as_str().unwrap_or("").contains(field),
+                "record {record}: reason must name {field}: {entry}"
+            );
         }
         assert!(entry["raw"].as_str().map_or(0, str::len) <= 64 * 1024, "raw is capped");
     }
@@ -389,7 +398,14 @@ fn every_compression_and_framing_of_the_day_sample_gives_the_same_events() {
     let expected = expected();
     let day = &expected["files"]["day.ndjson"];
     let mut totals = Vec::new();
-    for name in ["day.ndjson", "day.ndjson.gz", "day.ndjson.zst", "day-array.json", "day-records.json.gz", "day-multimember.ndjson.gz"] {
+    for name in [
+        "day.ndjson",
+        "day.ndjson.gz",
+        "day.ndjson.zst",
+        "day-array.json",
+        "day-records.json.gz",
+        "day-multimember.ndjson.gz",
+    ] {
         let ws = Workspace::new();
         let (code, summary, stderr) = ws.ingest(&[&samples().join("logs").join(name)]);
         assert_eq!(code, 0, "{name}: {stderr}");

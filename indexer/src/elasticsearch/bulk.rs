@@ -66,14 +66,9 @@ impl EncodedBatch {
     pub fn body_for(&self, items: &[usize]) -> Bytes {
         let contiguous = items.windows(2).all(|w| w[1] == w[0] + 1);
         match (items.first(), items.last()) {
-            (Some(&first), Some(&last)) if contiguous => self
-                .body
-                .slice(self.items[first].start..self.items[last].end),
+            (Some(&first), Some(&last)) if contiguous => self.body.slice(self.items[first].start..self.items[last].end),
             _ => {
-                let size = items
-                    .iter()
-                    .map(|&i| self.items[i].end - self.items[i].start)
-                    .sum();
+                let size = items.iter().map(|&i| self.items[i].end - self.items[i].start).sum();
                 let mut out = Vec::with_capacity(size);
                 for &i in items {
                     out.extend_from_slice(&self.body[self.items[i].start..self.items[i].end]);
@@ -118,22 +113,10 @@ impl BulkEncoder {
                 body.truncate(start);
                 break;
             }
-            items.push(BulkItem {
-                doc: next,
-                id: doc.id.clone(),
-                start,
-                end: body.len(),
-            });
+            items.push(BulkItem { doc: next, id: doc.id.clone(), start, end: body.len() });
             next += 1;
         }
-        (
-            EncodedBatch {
-                action: Action::Create,
-                body: Bytes::from(body),
-                items,
-            },
-            next,
-        )
+        (EncodedBatch { action: Action::Create, body: Bytes::from(body), items }, next)
     }
 }
 
@@ -146,18 +129,9 @@ pub fn encode_with(action: Action, entries: &[(String, String, Value)]) -> Encod
         write_action(&mut body, action, index, id);
         serde_json::to_writer(&mut body, source).expect("a JSON value always serializes");
         body.push(b'\n');
-        items.push(BulkItem {
-            doc,
-            id: id.clone(),
-            start,
-            end: body.len(),
-        });
+        items.push(BulkItem { doc, id: id.clone(), start, end: body.len() });
     }
-    EncodedBatch {
-        action,
-        body: Bytes::from(body),
-        items,
-    }
+    EncodedBatch { action, body: Bytes::from(body), items }
 }
 
 /// `{"create":{"_index":"...","_id":"..."}}\n`
@@ -216,16 +190,7 @@ pub fn event_from_source(source: Map<String, Value>) -> Map<String, Value> {
     if !source.contains_key(ES_TIMESTAMP) || source.contains_key(TS) {
         return source;
     }
-    source
-        .into_iter()
-        .map(|(k, v)| {
-            if k == ES_TIMESTAMP {
-                (TS.to_string(), v)
-            } else {
-                (k, v)
-            }
-        })
-        .collect()
+    source.into_iter().map(|(k, v)| if k == ES_TIMESTAMP { (TS.to_string(), v) } else { (k, v) }).collect()
 }
 
 /// What one item of a bulk response means.
@@ -295,13 +260,8 @@ pub fn classify_response(status: u16, body: &[u8], action: Action, ids: &[&str])
         200 => classify_items(body, action, ids),
         413 => Verdict::Split,
         401 | 403 => Verdict::Auth(format!("HTTP {status}: {}", error_reason(body))),
-        408 | 429 | 500..=599 => {
-            Verdict::RetryAll(format!("HTTP {status}: {}", error_reason(body)))
-        }
-        _ => Verdict::FailAll(format!(
-            "bulk request refused with HTTP {status}: {}",
-            error_reason(body)
-        )),
+        408 | 429 | 500..=599 => Verdict::RetryAll(format!("HTTP {status}: {}", error_reason(body))),
+        _ => Verdict::FailAll(format!("bulk request refused with HTTP {status}: {}", error_reason(body))),
     }
 }
 
@@ -389,17 +349,10 @@ pub fn error_reason(body: &[u8]) -> String {
         Ok(value) => match value.get("error") {
             Some(Value::String(text)) => text.clone(),
             Some(error @ Value::Object(_)) => {
-                let root = error
-                    .get("root_cause")
-                    .and_then(|r| r.get(0))
-                    .filter(|r| r.is_object());
+                let root = error.get("root_cause").and_then(|r| r.get(0)).filter(|r| r.is_object());
                 match root {
                     Some(root) if root.get("type") != error.get("type") => {
-                        format!(
-                            "{} [{}]",
-                            describe_cause_chain(error),
-                            describe_cause_chain(root)
-                        )
+                        format!("{} [{}]", describe_cause_chain(error), describe_cause_chain(root))
                     }
                     _ => describe_cause_chain(error),
                 }
@@ -415,11 +368,7 @@ fn excerpt(body: &[u8]) -> String {
         return "(empty body)".into();
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    format!(
-        "{:?}{}",
-        text.trim(),
-        if body.len() > 200 { "..." } else { "" }
-    )
+    format!("{:?}{}", text.trim(), if body.len() > 200 { "..." } else { "" })
 }
 
 /// A set of items to send together, and how often they were retried already.
@@ -443,16 +392,9 @@ impl BulkJob {
     pub fn new(items: usize) -> Self {
         let mut queue = VecDeque::new();
         if items > 0 {
-            queue.push_back(Attempt {
-                items: (0..items).collect(),
-                retries: 0,
-                last_error: None,
-            });
+            queue.push_back(Attempt { items: (0..items).collect(), retries: 0, last_error: None });
         }
-        BulkJob {
-            outcomes: vec![None; items],
-            queue,
-        }
+        BulkJob { outcomes: vec![None; items], queue }
     }
 
     /// The next request to send, if any.
@@ -463,11 +405,7 @@ impl BulkJob {
     /// Records the answer to `attempt`. Returns the items to send again after a backoff
     /// (the caller decides whether the budget allows it), or the auth error that stops
     /// the run.
-    pub fn record(
-        &mut self,
-        attempt: Attempt,
-        verdict: Verdict,
-    ) -> Result<Option<Attempt>, String> {
+    pub fn record(&mut self, attempt: Attempt, verdict: Verdict) -> Result<Option<Attempt>, String> {
         match verdict {
             Verdict::Items(classes) => {
                 debug_assert_eq!(classes.len(), attempt.items.len());
@@ -487,21 +425,16 @@ impl BulkJob {
                     };
                     self.outcomes[item] = Some(outcome);
                 }
-                Ok((!again.is_empty()).then(|| Attempt {
-                    items: again,
-                    retries: attempt.retries + 1,
-                    last_error,
-                }))
+                Ok((!again.is_empty()).then(|| Attempt { items: again, retries: attempt.retries + 1, last_error }))
             }
-            Verdict::RetryAll(reason) => Ok(Some(Attempt {
-                items: attempt.items,
-                retries: attempt.retries + 1,
-                last_error: Some(reason),
-            })),
+            Verdict::RetryAll(reason) => {
+                Ok(Some(Attempt { items: attempt.items, retries: attempt.retries + 1, last_error: Some(reason) }))
+            }
             Verdict::Split if attempt.items.len() == 1 => {
                 self.outcomes[attempt.items[0]] = Some(Outcome::Rejected {
-                    reason: "document too large: Elasticsearch answered HTTP 413 for it alone (see http.max_content_length)"
-                        .into(),
+                    reason:
+                        "document too large: Elasticsearch answered HTTP 413 for it alone (see http.max_content_length)"
+                            .into(),
                 });
                 Ok(None)
             }
@@ -509,24 +442,14 @@ impl BulkJob {
                 let mut first = attempt.items;
                 let second = first.split_off(first.len() / 2);
                 let retries = attempt.retries;
-                self.queue.push_front(Attempt {
-                    items: second,
-                    retries,
-                    last_error: None,
-                });
-                self.queue.push_front(Attempt {
-                    items: first,
-                    retries,
-                    last_error: None,
-                });
+                self.queue.push_front(Attempt { items: second, retries, last_error: None });
+                self.queue.push_front(Attempt { items: first, retries, last_error: None });
                 Ok(None)
             }
             Verdict::Auth(reason) => Err(reason),
             Verdict::FailAll(reason) => {
                 for item in attempt.items {
-                    self.outcomes[item] = Some(Outcome::Failed {
-                        reason: reason.clone(),
-                    });
+                    self.outcomes[item] = Some(Outcome::Failed { reason: reason.clone() });
                 }
                 Ok(None)
             }
@@ -545,9 +468,7 @@ impl BulkJob {
             None => why.to_string(),
         };
         for item in attempt.items {
-            self.outcomes[item] = Some(Outcome::Failed {
-                reason: reason.clone(),
-            });
+            self.outcomes[item] = Some(Outcome::Failed { reason: reason.clone() });
         }
     }
 
@@ -556,11 +477,7 @@ impl BulkJob {
     pub fn finish(self) -> Vec<Outcome> {
         self.outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or(Outcome::Failed {
-                    reason: "bulk item left undecided".into(),
-                })
-            })
+            .map(|o| o.unwrap_or(Outcome::Failed { reason: "bulk item left undecided".into() }))
             .collect()
     }
 }
@@ -570,10 +487,7 @@ impl BulkJob {
 /// `unit_random` is in `[0, 1)`; `retries` counts from 1.
 pub fn backoff_delay(policy: &RetryPolicy, retries: u32, unit_random: f64) -> Duration {
     let exponent = retries.saturating_sub(1).min(30);
-    let base = policy
-        .initial_backoff
-        .saturating_mul(1u32 << exponent)
-        .min(policy.max_backoff);
+    let base = policy.initial_backoff.saturating_mul(1u32 << exponent).min(policy.max_backoff);
     let half = base / 2;
     half + half.mul_f64(unit_random.clamp(0.0, 1.0))
 }
@@ -588,20 +502,11 @@ mod tests {
         map.insert("ts".into(), json!(format_ts(ts_millis)));
         map.insert("type".into(), json!("booking.confirmed"));
         map.insert("amount".into(), json!(i));
-        IndexDoc {
-            id: format!("{i:032x}"),
-            ts_millis,
-            doc: map,
-            unseen_source: false,
-        }
+        IndexDoc { id: format!("{i:032x}"), ts_millis, doc: map, unseen_source: false }
     }
 
     fn encoder(max_bytes: usize, max_docs: usize) -> BulkEncoder {
-        BulkEncoder {
-            prefix: "tix-bookings".into(),
-            max_bytes,
-            max_docs,
-        }
+        BulkEncoder { prefix: "tix-bookings".into(), max_bytes, max_docs }
     }
 
     #[test]
@@ -632,18 +537,13 @@ mod tests {
         write_event_source(&mut body, &d);
         let stored: Map<String, Value> = serde_json::from_slice(&body).unwrap();
         let back = event_from_source(stored);
-        assert_eq!(
-            back.keys().collect::<Vec<_>>(),
-            d.doc.keys().collect::<Vec<_>>()
-        );
+        assert_eq!(back.keys().collect::<Vec<_>>(), d.doc.keys().collect::<Vec<_>>());
         assert_eq!(back, d.doc);
     }
 
     #[test]
     fn batches_respect_byte_and_count_bounds() {
-        let docs: Vec<IndexDoc> = (0..50)
-            .map(|i| doc(i, 1_707_091_200_000 + i as i64))
-            .collect();
+        let docs: Vec<IndexDoc> = (0..50).map(|i| doc(i, 1_707_091_200_000 + i as i64)).collect();
         let one = {
             let (b, _) = encoder(1 << 20, 1).encode_next(&docs, 0);
             b.body.len()
@@ -656,11 +556,7 @@ mod tests {
                 let (batch, next) = enc.encode_next(&docs, from);
                 assert!(next > from, "progress");
                 assert!(batch.items.len() <= max_docs);
-                assert!(
-                    batch.body.len() <= max_bytes.max(one + 1),
-                    "{} > {max_bytes}",
-                    batch.body.len()
-                );
+                assert!(batch.body.len() <= max_bytes.max(one + 1), "{} > {max_bytes}", batch.body.len());
                 for (k, item) in batch.items.iter().enumerate() {
                     assert_eq!(item.doc, from + k);
                 }
@@ -680,9 +576,7 @@ mod tests {
         let some = batch.body_for(&[1, 3]);
         let text = std::str::from_utf8(&some).unwrap();
         assert_eq!(text.lines().count(), 4);
-        assert!(
-            text.contains(&docs[1].id) && text.contains(&docs[3].id) && !text.contains(&docs[2].id)
-        );
+        assert!(text.contains(&docs[1].id) && text.contains(&docs[3].id) && !text.contains(&docs[2].id));
     }
 
     fn item(op: &str, id: &str, status: u16) -> Value {
@@ -703,17 +597,14 @@ mod tests {
             item("create", "d", 400), item("create", "e", 503), item("create", "f", 200)
         ]});
         let verdict = classify_response(200, body.to_string().as_bytes(), Action::Create, &ids);
-        let Verdict::Items(classes) = verdict else {
-            panic!("{verdict:?}")
-        };
+        let Verdict::Items(classes) = verdict else { panic!("{verdict:?}") };
         assert_eq!(classes[0], ItemClass::Indexed);
         assert_eq!(classes[1], ItemClass::Duplicate);
         assert!(matches!(classes[2], ItemClass::Retry(_)));
         match &classes[3] {
             ItemClass::Rejected(reason) => {
                 assert!(
-                    reason.contains("document_parsing_exception")
-                        && reason.contains("number_format_exception"),
+                    reason.contains("document_parsing_exception") && reason.contains("number_format_exception"),
                     "{reason}"
                 )
             }
@@ -736,10 +627,7 @@ mod tests {
         ];
         for body in cases {
             let verdict = classify_response(200, body.as_bytes(), Action::Create, &ids);
-            assert!(
-                matches!(verdict, Verdict::RetryAll(_)),
-                "{body}: {verdict:?}"
-            );
+            assert!(matches!(verdict, Verdict::RetryAll(_)), "{body}: {verdict:?}");
         }
     }
 
@@ -749,27 +637,12 @@ mod tests {
         assert!(
             matches!(classify_response(401, err, Action::Create, &["a"]), Verdict::Auth(r) if r.contains("missing authentication"))
         );
-        assert!(matches!(
-            classify_response(403, b"", Action::Create, &["a"]),
-            Verdict::Auth(_)
-        ));
-        assert_eq!(
-            classify_response(413, b"", Action::Create, &["a"]),
-            Verdict::Split
-        );
+        assert!(matches!(classify_response(403, b"", Action::Create, &["a"]), Verdict::Auth(_)));
+        assert_eq!(classify_response(413, b"", Action::Create, &["a"]), Verdict::Split);
         for status in [429, 500, 502, 503, 504] {
-            assert!(
-                matches!(
-                    classify_response(status, b"", Action::Create, &["a"]),
-                    Verdict::RetryAll(_)
-                ),
-                "{status}"
-            );
+            assert!(matches!(classify_response(status, b"", Action::Create, &["a"]), Verdict::RetryAll(_)), "{status}");
         }
-        assert!(matches!(
-            classify_response(400, b"{}", Action::Create, &["a"]),
-            Verdict::FailAll(_)
-        ));
+        assert!(matches!(classify_response(400, b"{}", Action::Create, &["a"]), Verdict::FailAll(_)));
     }
 
     #[test]
@@ -793,19 +666,11 @@ mod tests {
         assert_eq!(retry.retries, 1);
         job.retry(retry);
         let again = job.next_attempt().unwrap();
-        job.record(again, Verdict::Items(vec![ItemClass::Indexed]))
-            .unwrap();
+        job.record(again, Verdict::Items(vec![ItemClass::Indexed])).unwrap();
         assert!(job.next_attempt().is_none());
         assert_eq!(
             job.finish(),
-            [
-                Outcome::Indexed,
-                Outcome::Indexed,
-                Outcome::Rejected {
-                    reason: "bad".into()
-                },
-                Outcome::Duplicate
-            ]
+            [Outcome::Indexed, Outcome::Indexed, Outcome::Rejected { reason: "bad".into() }, Outcome::Duplicate]
         );
     }
 
@@ -819,11 +684,7 @@ mod tests {
         job.record(left, Verdict::Split).unwrap();
         let right = job.next_attempt().unwrap();
         assert_eq!(right.items, [1, 2]);
-        job.record(
-            right,
-            Verdict::Items(vec![ItemClass::Indexed, ItemClass::Indexed]),
-        )
-        .unwrap();
+        job.record(right, Verdict::Items(vec![ItemClass::Indexed, ItemClass::Indexed])).unwrap();
         let outcomes = job.finish();
         assert!(matches!(&outcomes[0], Outcome::Rejected { reason } if reason.contains("413")));
         assert_eq!(outcomes[1..], [Outcome::Indexed, Outcome::Indexed]);
@@ -833,10 +694,7 @@ mod tests {
     fn giving_up_fails_items_with_the_last_error_and_auth_stops() {
         let mut job = BulkJob::new(2);
         let a = job.next_attempt().unwrap();
-        let retry = job
-            .record(a, Verdict::RetryAll("HTTP 503: unavailable".into()))
-            .unwrap()
-            .unwrap();
+        let retry = job.record(a, Verdict::RetryAll("HTTP 503: unavailable".into())).unwrap().unwrap();
         job.give_up(retry, "retry budget exhausted");
         for outcome in job.finish() {
             assert!(

@@ -54,10 +54,7 @@ impl fmt::Debug for EsAuth {
             EsAuth::None => f.write_str("None"),
             EsAuth::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
             // The username is not a secret and helps when a login is refused.
-            EsAuth::Basic { username, .. } => write!(
-                f,
-                "Basic {{ username: {username:?}, password: <redacted> }}"
-            ),
+            EsAuth::Basic { username, .. } => write!(f, "Basic {{ username: {username:?}, password: <redacted> }}"),
         }
     }
 }
@@ -151,41 +148,24 @@ impl EsConfig {
     /// [`EsConfig::from_env`] over any variable lookup (tests pass a map instead of
     /// mutating the process environment, which is racy across test threads).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let url = get("TIX_ES_URL").ok_or_else(|| {
-            Error::Other(
-                "TIX_ES_URL is not set: point it at the cluster, e.g. http://127.0.0.1:9200".into(),
-            )
+            Error::Other("TIX_ES_URL is not set: point it at the cluster, e.g. http://127.0.0.1:9200".into())
         })?;
         let mut config = EsConfig::new(url);
-        config.auth = match (
-            get("TIX_ES_API_KEY"),
-            get("TIX_ES_USERNAME"),
-            lookup("TIX_ES_PASSWORD"),
-        ) {
+        config.auth = match (get("TIX_ES_API_KEY"), get("TIX_ES_USERNAME"), lookup("TIX_ES_PASSWORD")) {
             (Some(_), Some(_), _) => {
                 return Err(Error::Other(
                     "set either TIX_ES_API_KEY or TIX_ES_USERNAME/TIX_ES_PASSWORD, not both".into(),
                 ))
             }
             (Some(key), None, _) => EsAuth::ApiKey(Secret::new(key)),
-            (None, Some(username), Some(password)) => EsAuth::Basic {
-                username,
-                password: Secret::new(password),
-            },
+            (None, Some(username), Some(password)) => EsAuth::Basic { username, password: Secret::new(password) },
             (None, Some(_), None) => {
-                return Err(Error::Other(
-                    "TIX_ES_USERNAME is set but TIX_ES_PASSWORD is not".into(),
-                ))
+                return Err(Error::Other("TIX_ES_USERNAME is set but TIX_ES_PASSWORD is not".into()))
             }
             (None, None, Some(_)) => {
-                return Err(Error::Other(
-                    "TIX_ES_PASSWORD is set but TIX_ES_USERNAME is not".into(),
-                ))
+                return Err(Error::Other("TIX_ES_PASSWORD is set but TIX_ES_USERNAME is not".into()))
             }
             (None, None, None) => EsAuth::None,
         };
@@ -201,22 +181,15 @@ impl EsConfig {
     /// credentials written into the URL (`https://user:pass@host`) into `auth` so they
     /// are never echoed in an error message that quotes the URL.
     pub fn validate(&mut self) -> Result<()> {
-        let mut url = Url::parse(&self.url)
-            .map_err(|e| Error::Other(format!("TIX_ES_URL is not a URL: {e}")))?;
+        let mut url = Url::parse(&self.url).map_err(|e| Error::Other(format!("TIX_ES_URL is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Other(format!(
-                "TIX_ES_URL must be http:// or https://, not {}://",
-                url.scheme()
-            )));
+            return Err(Error::Other(format!("TIX_ES_URL must be http:// or https://, not {}://", url.scheme())));
         }
         if !url.username().is_empty() || url.password().is_some() {
             if self.auth == EsAuth::None {
                 let username = percent_decode(url.username());
                 let password = percent_decode(url.password().unwrap_or_default());
-                self.auth = EsAuth::Basic {
-                    username,
-                    password: Secret::new(password),
-                };
+                self.auth = EsAuth::Basic { username, password: Secret::new(password) };
             }
             let _ = url.set_username("");
             let _ = url.set_password(None);
@@ -243,9 +216,7 @@ impl EsConfig {
             _ => {}
         }
         if self.batch_docs == 0 || self.batch_bytes == 0 || self.max_in_flight == 0 {
-            return Err(Error::Other(
-                "batch_docs, batch_bytes and max_in_flight must be at least 1".into(),
-            ));
+            return Err(Error::Other("batch_docs, batch_bytes and max_in_flight must be at least 1".into()));
         }
         Ok(())
     }
@@ -261,9 +232,7 @@ impl EsConfig {
 fn validate_prefix(prefix: &str) -> Result<()> {
     let bad = prefix.is_empty()
         || prefix.starts_with(['-', '_', '+', '.'])
-        || prefix
-            .chars()
-            .any(|c| c.is_uppercase() || " \\/*?\"<>|,#:".contains(c))
+        || prefix.chars().any(|c| c.is_uppercase() || " \\/*?\"<>|,#:".contains(c))
         || prefix.len() > 200;
     if bad {
         return Err(Error::Other(format!(
@@ -298,27 +267,19 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
     #[test]
     fn debug_output_never_shows_secrets() {
         let mut config = EsConfig::new("https://es.example.com:9243");
-        config.auth = EsAuth::ApiKey(Secret::new(
-            "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
-        ));
+        config.auth = EsAuth::ApiKey(Secret::new("VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="));
         let text = format!("{config:?} {config:#?}");
         assert!(!text.contains("VnVhQ2"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
 
-        config.auth = EsAuth::Basic {
-            username: "ingest".into(),
-            password: Secret::new("hunter2-very-secret"),
-        };
+        config.auth = EsAuth::Basic { username: "ingest".into(), password: Secret::new("hunter2-very-secret") };
         let text = format!("{config:?} {:?}", config.auth);
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("ingest"), "{text}");
@@ -326,29 +287,18 @@ mod tests {
 
     #[test]
     fn credentials_in_the_url_move_to_basic_auth_and_leave_the_url() {
-        let config = EsConfig::from_lookup(lookup(&[(
-            "TIX_ES_URL",
-            "https://elastic:p%40ss@es.example.com:9243/",
-        )]))
-        .unwrap();
+        let config =
+            EsConfig::from_lookup(lookup(&[("TIX_ES_URL", "https://elastic:p%40ss@es.example.com:9243/")])).unwrap();
         assert_eq!(config.url, "https://es.example.com:9243/");
-        assert_eq!(
-            config.auth,
-            EsAuth::Basic {
-                username: "elastic".into(),
-                password: Secret::new("p@ss")
-            }
-        );
+        assert_eq!(config.auth, EsAuth::Basic { username: "elastic".into(), password: Secret::new("p@ss") });
         assert!(!format!("{config:?}").contains("p@ss"));
     }
 
     #[test]
     fn environment_selects_api_key_or_basic_auth() {
-        let config = EsConfig::from_lookup(lookup(&[
-            ("TIX_ES_URL", "http://127.0.0.1:9200"),
-            ("TIX_ES_API_KEY", "abc"),
-        ]))
-        .unwrap();
+        let config =
+            EsConfig::from_lookup(lookup(&[("TIX_ES_URL", "http://127.0.0.1:9200"), ("TIX_ES_API_KEY", "abc")]))
+                .unwrap();
         assert_eq!(config.auth, EsAuth::ApiKey(Secret::new("abc")));
         assert_eq!(config.index_prefix, DEFAULT_INDEX_PREFIX);
         let config = EsConfig::from_lookup(lookup(&[
@@ -359,13 +309,7 @@ mod tests {
             ("TIX_ES_CA_CERT", "/etc/ca.pem"),
         ]))
         .unwrap();
-        assert_eq!(
-            config.auth,
-            EsAuth::Basic {
-                username: "elastic".into(),
-                password: Secret::new("changeme")
-            }
-        );
+        assert_eq!(config.auth, EsAuth::Basic { username: "elastic".into(), password: Secret::new("changeme") });
         assert_eq!(config.index_prefix, "bookings-test");
         assert_eq!(config.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
     }
@@ -383,28 +327,13 @@ mod tests {
                 ("TIX_ES_USERNAME", "u"),
                 ("TIX_ES_PASSWORD", "p"),
             ],
-            &[
-                ("TIX_ES_URL", "http://h:9200"),
-                ("TIX_ES_INDEX_PREFIX", "Upper"),
-            ],
-            &[
-                ("TIX_ES_URL", "http://h:9200"),
-                ("TIX_ES_INDEX_PREFIX", "_hidden"),
-            ],
-            &[
-                ("TIX_ES_URL", "http://h:9200"),
-                ("TIX_ES_API_KEY", "secret with\nnewline"),
-            ],
-            &[
-                ("TIX_ES_URL", "http://h:9200"),
-                ("TIX_ES_USERNAME", "a:b"),
-                ("TIX_ES_PASSWORD", "p"),
-            ],
+            &[("TIX_ES_URL", "http://h:9200"), ("TIX_ES_INDEX_PREFIX", "Upper")],
+            &[("TIX_ES_URL", "http://h:9200"), ("TIX_ES_INDEX_PREFIX", "_hidden")],
+            &[("TIX_ES_URL", "http://h:9200"), ("TIX_ES_API_KEY", "secret with\nnewline")],
+            &[("TIX_ES_URL", "http://h:9200"), ("TIX_ES_USERNAME", "a:b"), ("TIX_ES_PASSWORD", "p")],
         ];
         for pairs in cases {
-            let err = EsConfig::from_lookup(lookup(pairs))
-                .unwrap_err()
-                .to_string();
+            let err = EsConfig::from_lookup(lookup(pairs)).unwrap_err().to_string();
             assert!(err.contains("TIX_ES_"), "{pairs:?}: {err}");
             assert!(!err.contains("secret"), "{err}");
         }

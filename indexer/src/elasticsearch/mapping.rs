@@ -96,12 +96,7 @@ pub fn event_mappings() -> Value {
             FieldKind::Object => {
                 let sub: Map<String, Value> = PAYMENT_KEYWORDS
                     .iter()
-                    .map(|name| {
-                        (
-                            name.to_string(),
-                            json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}),
-                        )
-                    })
+                    .map(|name| (name.to_string(), json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE})))
                     .collect();
                 json!({"type": "object", "properties": sub})
             }
@@ -184,14 +179,8 @@ mod tests {
 
     #[test]
     fn daily_index_uses_the_utc_day_of_the_event() {
-        assert_eq!(
-            daily_index("tix-bookings", 1_707_091_200_000),
-            "tix-bookings-2024.02.05"
-        );
-        assert_eq!(
-            daily_index("tix-bookings", 1_707_091_199_999),
-            "tix-bookings-2024.02.04"
-        );
+        assert_eq!(daily_index("tix-bookings", 1_707_091_200_000), "tix-bookings-2024.02.05");
+        assert_eq!(daily_index("tix-bookings", 1_707_091_199_999), "tix-bookings-2024.02.04");
         assert_eq!(daily_index("p", 0), "p-1970.01.01");
         assert_eq!(daily_index("p", 951_782_400_000), "p-2000.02.29");
         assert_eq!(daily_index("p", 4_107_542_399_999), "p-2100.02.28");
@@ -202,10 +191,7 @@ mod tests {
     fn daily_index_agrees_with_chrono_across_centuries() {
         let mut ms: i64 = 946_684_800_000; // 2000-01-01
         while ms < 4_133_980_800_000 {
-            let expected = chrono::DateTime::from_timestamp_millis(ms)
-                .unwrap()
-                .format("p-%Y.%m.%d")
-                .to_string();
+            let expected = chrono::DateTime::from_timestamp_millis(ms).unwrap().format("p-%Y.%m.%d").to_string();
             assert_eq!(daily_index("p", ms), expected);
             ms += 86_400_000 * 7 + 3_600_123;
         }
@@ -239,21 +225,13 @@ mod tests {
         let prefix = pattern.trim_end_matches('*');
         assert!(daily_index("tix-bookings", 1_707_091_200_000).starts_with(prefix));
         assert!(!sources_index("tix-bookings").starts_with(prefix));
-        assert_eq!(
-            template["template"]["settings"]["index.mapping.total_fields.limit"],
-            TOTAL_FIELDS_LIMIT
-        );
-        assert_eq!(
-            template["template"]["settings"]
-                ["index.mapping.total_fields.ignore_dynamic_beyond_limit"],
-            true
-        );
+        assert_eq!(template["template"]["settings"]["index.mapping.total_fields.limit"], TOTAL_FIELDS_LIMIT);
+        assert_eq!(template["template"]["settings"]["index.mapping.total_fields.ignore_dynamic_beyond_limit"], true);
         assert!(index_template("p", false)["template"]["settings"]
             .get("index.mapping.total_fields.ignore_dynamic_beyond_limit")
             .is_none());
         assert_eq!(
-            template["template"]["mappings"]["dynamic_templates"][0]["strings_as_keywords"]
-                ["mapping"]["type"],
+            template["template"]["mappings"]["dynamic_templates"][0]["strings_as_keywords"]["mapping"]["type"],
             "keyword"
         );
     }

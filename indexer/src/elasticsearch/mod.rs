@@ -56,9 +56,7 @@ pub struct ElasticsearchBackend {
 impl std::fmt::Debug for ElasticsearchBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The transport's own Debug would print the credentials: never include it.
-        f.debug_struct("ElasticsearchBackend")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("ElasticsearchBackend").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -76,30 +74,23 @@ impl ElasticsearchBackend {
         let mut config = config;
         config.validate()?;
         let url = config.parsed_url()?;
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url.clone()))
-            .timeout(config.request_timeout);
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(url.clone())).timeout(config.request_timeout);
         builder = match &config.auth {
             EsAuth::None => builder,
             EsAuth::ApiKey(key) => match key.expose().split_once(':') {
-                Some((id, secret)) => {
-                    builder.auth(Credentials::ApiKey(id.to_string(), secret.to_string()))
-                }
+                Some((id, secret)) => builder.auth(Credentials::ApiKey(id.to_string(), secret.to_string())),
                 None => builder.auth(Credentials::EncodedApiKey(key.expose().to_string())),
             },
-            EsAuth::Basic { username, password } => builder.auth(Credentials::Basic(
-                username.clone(),
-                password.expose().to_string(),
-            )),
+            EsAuth::Basic { username, password } => {
+                builder.auth(Credentials::Basic(username.clone(), password.expose().to_string()))
+            }
         };
         if let Some(path) = &config.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| Error::Other(format!("TIX_ES_CA_CERT {}: {e}", path.display())))?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| {
-                Error::Other(format!(
-                    "TIX_ES_CA_CERT {}: not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem =
+                std::fs::read(path).map_err(|e| Error::Other(format!("TIX_ES_CA_CERT {}: {e}", path.display())))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| Error::Other(format!("TIX_ES_CA_CERT {}: not a PEM certificate: {e}", path.display())))?;
             // Full validation: the private CA is trusted in addition to the public roots,
             // and host names are still checked. There is deliberately no way to turn
             // verification off.
@@ -109,9 +100,7 @@ impl ElasticsearchBackend {
         if url.host_str().is_some_and(is_loopback_host) {
             builder = builder.disable_proxy();
         }
-        let transport = builder
-            .build()
-            .map_err(|e| Error::Other(format!("building the Elasticsearch client: {e}")))?;
+        let transport = builder.build().map_err(|e| Error::Other(format!("building the Elasticsearch client: {e}")))?;
         // One worker thread runs the in-flight requests while the calling thread (inside
         // `block_on`) encodes the next body, so encoding and sending overlap.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,17 +109,8 @@ impl ElasticsearchBackend {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("starting the Elasticsearch client runtime: {e}")))?;
-        let client = Client {
-            transport,
-            prefix: Arc::from(config.index_prefix.as_str()),
-            retry: config.retry,
-        };
-        Ok(ElasticsearchBackend {
-            runtime,
-            client,
-            config,
-            pending_sources: Vec::new(),
-        })
+        let client = Client { transport, prefix: Arc::from(config.index_prefix.as_str()), retry: config.retry };
+        Ok(ElasticsearchBackend { runtime, client, config, pending_sources: Vec::new() })
     }
 
     /// The settings in use (secrets redacted in its `Debug`).
@@ -141,7 +121,8 @@ impl ElasticsearchBackend {
     fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::Other(
-                "the Elasticsearch backend blocks: call it from spawn_blocking or a plain thread, not from async code".into(),
+                "the Elasticsearch backend blocks: call it from spawn_blocking or a plain thread, not from async code"
+                    .into(),
             ));
         }
         Ok(self.runtime.block_on(future))
@@ -166,27 +147,18 @@ impl ElasticsearchBackend {
             if status == 200 {
                 let names: Vec<&str> = listed
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|i| i.get("index").and_then(Value::as_str))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|i| i.get("index").and_then(Value::as_str)).collect())
                     .unwrap_or_default();
                 for chunk in names.chunks(50) {
-                    let (status, body) = client
-                        .json_call(Method::Delete, &chunk.join(","), &[], None, deadline)
-                        .await?;
+                    let (status, body) =
+                        client.json_call(Method::Delete, &chunk.join(","), &[], None, deadline).await?;
                     if status != 200 && status != 404 {
-                        return Err(Error::Other(format!(
-                            "deleting indices: HTTP {status}: {body}"
-                        )));
+                        return Err(Error::Other(format!("deleting indices: HTTP {status}: {body}")));
                     }
                 }
             }
             let template = format!("_index_template/{}", mapping::template_name(&client.prefix));
-            client
-                .json_call(Method::Delete, &template, &[], None, deadline)
-                .await?;
+            client.json_call(Method::Delete, &template, &[], None, deadline).await?;
             Ok(())
         })?
     }
@@ -194,10 +166,7 @@ impl ElasticsearchBackend {
 
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Percent-encodes one URL path segment (checkpoint keys are hex, but a path must never
@@ -240,10 +209,8 @@ impl Client {
             .await
             .map_err(|e| describe_transport_error(&e))?;
         let status = response.status_code().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the response: {}", describe_transport_error(&e)))?;
+        let bytes =
+            response.bytes().await.map_err(|e| format!("reading the response: {}", describe_transport_error(&e)))?;
         Ok((status, bytes))
     }
 
@@ -257,34 +224,24 @@ impl Client {
         body: Option<&Value>,
         deadline: Instant,
     ) -> Result<(u16, Value)> {
-        let bytes = body
-            .map(|b| Bytes::from(serde_json::to_vec(b).expect("a JSON value always serializes")));
+        let bytes = body.map(|b| Bytes::from(serde_json::to_vec(b).expect("a JSON value always serializes")));
         let mut retries = 0u32;
         loop {
-            let result = self
-                .send(method, path, query, bytes.clone().map(|b| (b, JSON)))
-                .await;
+            let result = self.send(method, path, query, bytes.clone().map(|b| (b, JSON))).await;
             let retry_reason = match result {
                 Ok((status @ (401 | 403), body)) => return Err(auth_error(status, &body)),
-                Ok((status @ (429 | 502 | 503 | 504), body)) => (
-                    status,
-                    format!("HTTP {status}: {}", bulk::error_reason(&body)),
-                ),
-                Ok((status, body)) => {
-                    return Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+                Ok((status @ (429 | 502 | 503 | 504), body)) => {
+                    (status, format!("HTTP {status}: {}", bulk::error_reason(&body)))
                 }
+                Ok((status, body)) => return Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null))),
                 Err(e) => (0, e),
             };
             retries += 1;
             let delay = bulk::backoff_delay(&self.retry, retries, rand::random());
-            if retries > self.retry.max_retries.min(CALL_RETRIES)
-                || Instant::now() + delay > deadline
-            {
+            if retries > self.retry.max_retries.min(CALL_RETRIES) || Instant::now() + delay > deadline {
                 return Err(match retry_reason {
                     (0, reason) => Error::Unreachable(format!("{path}: {reason}")),
-                    (_, reason) => {
-                        Error::Other(format!("{path}: gave up after {retries} tries: {reason}"))
-                    }
+                    (_, reason) => Error::Other(format!("{path}: gave up after {retries} tries: {reason}")),
                 });
             }
             tracing::debug!(path, retries, reason = %retry_reason.1, "retrying Elasticsearch request");
@@ -293,32 +250,17 @@ impl Client {
     }
 
     /// Sends one encoded batch to `_bulk` until every item has an outcome.
-    async fn run_bulk(
-        self,
-        batch: EncodedBatch,
-        deadline: Instant,
-    ) -> Result<Vec<(usize, Outcome)>> {
+    async fn run_bulk(self, batch: EncodedBatch, deadline: Instant) -> Result<Vec<(usize, Outcome)>> {
         let mut job = BulkJob::new(batch.items.len());
         while let Some(attempt) = job.next_attempt() {
             let body = batch.body_for(&attempt.items);
             let verdict = {
-                let ids: Vec<&str> = attempt
-                    .items
-                    .iter()
-                    .map(|&i| batch.items[i].id.as_str())
-                    .collect();
+                let ids: Vec<&str> = attempt.items.iter().map(|&i| batch.items[i].id.as_str()).collect();
                 match self
-                    .send(
-                        Method::Post,
-                        "_bulk",
-                        &[("filter_path", bulk::BULK_FILTER_PATH)],
-                        Some((body, NDJSON)),
-                    )
+                    .send(Method::Post, "_bulk", &[("filter_path", bulk::BULK_FILTER_PATH)], Some((body, NDJSON)))
                     .await
                 {
-                    Ok((status, bytes)) => {
-                        bulk::classify_response(status, &bytes, batch.action, &ids)
-                    }
+                    Ok((status, bytes)) => bulk::classify_response(status, &bytes, batch.action, &ids),
                     Err(reason) => Verdict::RetryAll(reason),
                 }
             };
@@ -327,10 +269,7 @@ impl Client {
                 Ok(None) => {}
                 Ok(Some(retry)) => {
                     if retry.retries > self.retry.max_retries {
-                        let why = format!(
-                            "Elasticsearch: gave up after {} retries",
-                            self.retry.max_retries
-                        );
+                        let why = format!("Elasticsearch: gave up after {} retries", self.retry.max_retries);
                         tracing::warn!(
                             items = retry.items.len(),
                             reason = retry.last_error.as_deref().unwrap_or(""),
@@ -341,10 +280,7 @@ impl Client {
                     }
                     let delay = bulk::backoff_delay(&self.retry, retry.retries, rand::random());
                     if Instant::now() + delay > deadline {
-                        let why = format!(
-                            "Elasticsearch: retry budget of {:?} exhausted",
-                            self.retry.budget
-                        );
+                        let why = format!("Elasticsearch: retry budget of {:?} exhausted", self.retry.budget);
                         tracing::warn!(
                             items = retry.items.len(),
                             reason = retry.last_error.as_deref().unwrap_or(""),
@@ -364,21 +300,12 @@ impl Client {
                 }
             }
         }
-        Ok(job
-            .finish()
-            .into_iter()
-            .zip(&batch.items)
-            .map(|(outcome, item)| (item.doc, outcome))
-            .collect())
+        Ok(job.finish().into_iter().zip(&batch.items).map(|(outcome, item)| (item.doc, outcome)).collect())
     }
 }
 
 fn describe_transport_error(error: &elasticsearch::Error) -> String {
-    let mut text = if error.is_timeout() {
-        format!("timed out: {error}")
-    } else {
-        error.to_string()
-    };
+    let mut text = if error.is_timeout() { format!("timed out: {error}") } else { error.to_string() };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
@@ -414,25 +341,13 @@ impl Backend for ElasticsearchBackend {
             let deadline = client.deadline();
             let path = format!("_index_template/{}", mapping::template_name(&client.prefix));
             let (mut status, mut body) = client
-                .json_call(
-                    Method::Put,
-                    &path,
-                    &[],
-                    Some(&mapping::index_template(&client.prefix, true)),
-                    deadline,
-                )
+                .json_call(Method::Put, &path, &[], Some(&mapping::index_template(&client.prefix, true)), deadline)
                 .await?;
             if status == 400 && body.to_string().contains("ignore_dynamic_beyond_limit") {
                 // Clusters before 8.14 do not know the setting: install without it (new
                 // fields past the cap are then refused rather than left unindexed).
                 (status, body) = client
-                    .json_call(
-                        Method::Put,
-                        &path,
-                        &[],
-                        Some(&mapping::index_template(&client.prefix, false)),
-                        deadline,
-                    )
+                    .json_call(Method::Put, &path, &[], Some(&mapping::index_template(&client.prefix, false)), deadline)
                     .await?;
             }
             if status != 200 {
@@ -442,22 +357,12 @@ impl Backend for ElasticsearchBackend {
                 )));
             }
             let sources = mapping::sources_index(&client.prefix);
-            let (status, body) = client
-                .json_call(
-                    Method::Put,
-                    &sources,
-                    &[],
-                    Some(&mapping::sources_index_body()),
-                    deadline,
-                )
-                .await?;
-            let exists = body.pointer("/error/type").and_then(Value::as_str)
-                == Some("resource_already_exists_exception");
+            let (status, body) =
+                client.json_call(Method::Put, &sources, &[], Some(&mapping::sources_index_body()), deadline).await?;
+            let exists =
+                body.pointer("/error/type").and_then(Value::as_str) == Some("resource_already_exists_exception");
             if status != 200 && !exists {
-                return Err(Error::Other(format!(
-                    "creating index {sources}: HTTP {status}: {}",
-                    reason_of(&body)
-                )));
+                return Err(Error::Other(format!("creating index {sources}: HTTP {status}: {}", reason_of(&body))));
             }
             Ok(())
         })?
@@ -468,24 +373,13 @@ impl Backend for ElasticsearchBackend {
             return Ok(Some(pending.clone()));
         }
         let client = self.client.clone();
-        let path = format!(
-            "{}/_doc/{}",
-            mapping::sources_index(&client.prefix),
-            path_segment(key)
-        );
+        let path = format!("{}/_doc/{}", mapping::sources_index(&client.prefix), path_segment(key));
         self.block_on(async move {
-            let (status, body) = client
-                .json_call(Method::Get, &path, &[], None, client.deadline())
-                .await?;
+            let (status, body) = client.json_call(Method::Get, &path, &[], None, client.deadline()).await?;
             match status {
-                200 if body.get("found") == Some(&Value::Bool(true)) => {
-                    parse_source_record(&body["_source"]).map(Some)
-                }
+                200 if body.get("found") == Some(&Value::Bool(true)) => parse_source_record(&body["_source"]).map(Some),
                 200 | 404 => Ok(None),
-                _ => Err(Error::Other(format!(
-                    "reading checkpoint {path}: HTTP {status}: {}",
-                    reason_of(&body)
-                ))),
+                _ => Err(Error::Other(format!("reading checkpoint {path}: HTTP {status}: {}", reason_of(&body)))),
             }
         })?
     }
@@ -523,18 +417,12 @@ impl Backend for ElasticsearchBackend {
                     }
                     // Dropping the set aborts the other requests: the run stops.
                     Some(Ok(Err(error))) => return Err(error),
-                    Some(Err(join)) => {
-                        return Err(Error::Other(format!("bulk request task failed: {join}")))
-                    }
+                    Some(Err(join)) => return Err(Error::Other(format!("bulk request task failed: {join}"))),
                 }
             }
             Ok(outcomes
                 .into_iter()
-                .map(|o| {
-                    o.unwrap_or(Outcome::Failed {
-                        reason: "bulk item never sent".into(),
-                    })
-                })
+                .map(|o| o.unwrap_or(Outcome::Failed { reason: "bulk item never sent".into() }))
                 .collect())
         })?
     }
@@ -553,13 +441,7 @@ impl Backend for ElasticsearchBackend {
         let entries: Vec<(String, String, Value)> = self
             .pending_sources
             .iter()
-            .map(|r| {
-                (
-                    index.clone(),
-                    r.key.clone(),
-                    serde_json::to_value(r).unwrap_or(Value::Null),
-                )
-            })
+            .map(|r| (index.clone(), r.key.clone(), serde_json::to_value(r).unwrap_or(Value::Null)))
             .collect();
         self.block_on(async move {
             let deadline = client.deadline();
@@ -570,22 +452,15 @@ impl Backend for ElasticsearchBackend {
                         Outcome::Indexed => {}
                         Outcome::Duplicate => {}
                         Outcome::Rejected { reason } | Outcome::Failed { reason } => {
-                            return Err(Error::Other(format!(
-                                "writing source checkpoints to {index}: {reason}"
-                            )))
+                            return Err(Error::Other(format!("writing source checkpoints to {index}: {reason}")))
                         }
                     }
                 }
             }
             let path = format!("{}/_refresh", mapping::all_pattern(&client.prefix));
-            let (status, body) = client
-                .json_call(Method::Post, &path, &[], None, deadline)
-                .await?;
+            let (status, body) = client.json_call(Method::Post, &path, &[], None, deadline).await?;
             if status != 200 {
-                return Err(Error::Other(format!(
-                    "refreshing {path}: HTTP {status}: {}",
-                    reason_of(&body)
-                )));
+                return Err(Error::Other(format!("refreshing {path}: HTTP {status}: {}", reason_of(&body))));
             }
             Ok(())
         })??;
@@ -598,16 +473,11 @@ impl Backend for ElasticsearchBackend {
         let body = query::search_body(request);
         let path = format!("{}/_search", mapping::events_pattern(&client.prefix));
         self.block_on(async move {
-            let (status, response) = client
-                .json_call(Method::Post, &path, &[], Some(&body), client.deadline())
-                .await?;
+            let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), client.deadline()).await?;
             match status {
                 200 => query::parse_search_response(&response, request),
                 400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(Error::Other(format!(
-                    "search: HTTP {status}: {}",
-                    reason_of(&response)
-                ))),
+                _ => Err(Error::Other(format!("search: HTTP {status}: {}", reason_of(&response)))),
             }
         })?
     }
@@ -617,16 +487,11 @@ impl Backend for ElasticsearchBackend {
         let body = query::count_body(request);
         let path = format!("{}/_count", mapping::events_pattern(&client.prefix));
         self.block_on(async move {
-            let (status, response) = client
-                .json_call(Method::Post, &path, &[], Some(&body), client.deadline())
-                .await?;
+            let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), client.deadline()).await?;
             match status {
                 200 => query::parse_count_response(&response),
                 400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(Error::Other(format!(
-                    "count: HTTP {status}: {}",
-                    reason_of(&response)
-                ))),
+                _ => Err(Error::Other(format!("count: HTTP {status}: {}", reason_of(&response)))),
             }
         })?
     }
@@ -640,29 +505,17 @@ impl Backend for ElasticsearchBackend {
             let mut records = Vec::new();
             let mut after: Option<Value> = None;
             loop {
-                let mut body =
-                    json!({"size": 1000, "sort": [{"key": "asc"}], "query": {"match_all": {}}});
+                let mut body = json!({"size": 1000, "sort": [{"key": "asc"}], "query": {"match_all": {}}});
                 if let Some(after) = &after {
                     body["search_after"] = after.clone();
                 }
-                let (status, response) = client
-                    .json_call(Method::Post, &path, &[], Some(&body), deadline)
-                    .await?;
+                let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), deadline).await?;
                 match status {
                     200 => {}
                     404 => return Ok(records),
-                    _ => {
-                        return Err(Error::Other(format!(
-                            "listing sources: HTTP {status}: {}",
-                            reason_of(&response)
-                        )))
-                    }
+                    _ => return Err(Error::Other(format!("listing sources: HTTP {status}: {}", reason_of(&response)))),
                 }
-                let hits = response
-                    .pointer("/hits/hits")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let hits = response.pointer("/hits/hits").and_then(Value::as_array).cloned().unwrap_or_default();
                 for hit in &hits {
                     records.push(parse_source_record(&hit["_source"])?);
                 }
@@ -672,18 +525,13 @@ impl Backend for ElasticsearchBackend {
                 }
             }
         })??;
-        records.sort_by(|a, b| {
-            b.updated_at
-                .cmp(&a.updated_at)
-                .then_with(|| a.source.cmp(&b.source))
-        });
+        records.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.source.cmp(&b.source)));
         Ok(records)
     }
 }
 
 fn parse_source_record(source: &Value) -> Result<SourceRecord> {
-    serde_json::from_value(source.clone())
-        .map_err(|e| Error::Other(format!("unreadable source checkpoint: {e}")))
+    serde_json::from_value(source.clone()).map_err(|e| Error::Other(format!("unreadable source checkpoint: {e}")))
 }
 
 fn reason_of(body: &Value) -> String {
@@ -713,10 +561,7 @@ mod tests {
     #[test]
     fn backend_debug_shows_no_secret() {
         let mut config = EsConfig::new("http://127.0.0.1:9");
-        config.auth = EsAuth::Basic {
-            username: "elastic".into(),
-            password: Secret::new("s3cr3t-pass"),
-        };
+        config.auth = EsAuth::Basic { username: "elastic".into(), password: Secret::new("s3cr3t-pass") };
         let backend = ElasticsearchBackend::connect(config).unwrap();
         let text = format!("{backend:?}");
         assert!(!text.contains("s3cr3t"), "{text}");

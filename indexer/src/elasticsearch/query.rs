@@ -61,11 +61,7 @@ pub fn search_body(request: &SearchRequest) -> Value {
         "track_total_hits": true
     });
     if !request.aggs.is_empty() {
-        let aggs: Map<String, Value> = request
-            .aggs
-            .iter()
-            .map(|a| (a.spec.clone(), a.request.clone()))
-            .collect();
+        let aggs: Map<String, Value> = request.aggs.iter().map(|a| (a.spec.clone(), a.request.clone())).collect();
         body["aggs"] = Value::Object(aggs);
     }
     body
@@ -80,26 +76,15 @@ pub fn count_body(request: &SearchRequest) -> Value {
 /// shards failed) are an error, never a silently smaller answer.
 pub fn parse_search_response(body: &Value, request: &SearchRequest) -> Result<SearchResponse> {
     check_shards(body)?;
-    let hits_obj = body
-        .get("hits")
-        .ok_or_else(|| Error::Other("search response without hits".into()))?;
+    let hits_obj = body.get("hits").ok_or_else(|| Error::Other("search response without hits".into()))?;
     let total = match hits_obj.get("total") {
         Some(Value::Object(t)) => t.get("value").and_then(Value::as_u64).unwrap_or(0),
         Some(other) => other.as_u64().unwrap_or(0),
         None => 0,
     };
     let mut hits = Vec::new();
-    for hit in hits_obj
-        .get("hits")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let id = hit
-            .get("_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+    for hit in hits_obj.get("hits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        let id = hit.get("_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let source = match hit.get("_source") {
             Some(Value::Object(map)) => event_from_source(map.clone()),
             _ => Map::new(),
@@ -109,35 +94,22 @@ pub fn parse_search_response(body: &Value, request: &SearchRequest) -> Result<Se
     let mut aggregations = Map::new();
     let returned = body.get("aggregations").and_then(Value::as_object);
     for agg in &request.aggs {
-        let value = returned
-            .and_then(|r| r.get(&agg.spec))
-            .cloned()
-            .unwrap_or_else(|| empty_aggregation(agg));
+        let value = returned.and_then(|r| r.get(&agg.spec)).cloned().unwrap_or_else(|| empty_aggregation(agg));
         aggregations.insert(agg.spec.clone(), value);
     }
-    Ok(SearchResponse {
-        total,
-        hits,
-        aggregations,
-    })
+    Ok(SearchResponse { total, hits, aggregations })
 }
 
 /// Reads a `_count` response.
 pub fn parse_count_response(body: &Value) -> Result<u64> {
     check_shards(body)?;
-    body.get("count").and_then(Value::as_u64).ok_or_else(|| {
-        Error::Other(format!(
-            "count response without a count: {}",
-            truncate(&body.to_string())
-        ))
-    })
+    body.get("count")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::Other(format!("count response without a count: {}", truncate(&body.to_string()))))
 }
 
 fn check_shards(body: &Value) -> Result<()> {
-    let failed = body
-        .pointer("/_shards/failed")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let failed = body.pointer("/_shards/failed").and_then(Value::as_u64).unwrap_or(0);
     if failed == 0 {
         return Ok(());
     }
@@ -145,9 +117,7 @@ fn check_shards(body: &Value) -> Result<()> {
         .pointer("/_shards/failures/0/reason")
         .map(|r| super::bulk::error_reason(json!({"error": r}).to_string().as_bytes()))
         .unwrap_or_else(|| "no reason given".into());
-    Err(Error::Other(format!(
-        "{failed} shard(s) failed, results would be incomplete: {reason}"
-    )))
+    Err(Error::Other(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
 }
 
 /// What Elasticsearch would answer for an aggregation over no documents (it omits the
@@ -169,19 +139,11 @@ pub fn search_error(request: &SearchRequest, reason: String) -> Error {
     let lower = reason.to_lowercase();
     if !request.aggs.is_empty() && (lower.contains("aggregation") || lower.contains("fielddata")) {
         Error::Aggregation {
-            spec: request
-                .aggs
-                .iter()
-                .map(|a| a.spec.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
+            spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
             message: reason,
         }
     } else {
-        Error::Query {
-            query: request.query.clone(),
-            message: reason,
-        }
+        Error::Query { query: request.query.clone(), message: reason }
     }
 }
 
@@ -197,21 +159,14 @@ mod tests {
     #[test]
     fn empty_and_star_queries_match_everything() {
         for query in ["", "  ", "*"] {
-            let request = SearchRequest {
-                query: query.into(),
-                ..SearchRequest::default()
-            };
+            let request = SearchRequest { query: query.into(), ..SearchRequest::default() };
             assert_eq!(count_body(&request), json!({"query": {"match_all": {}}}));
         }
     }
 
     #[test]
     fn time_range_is_gte_since_and_lt_until() {
-        let request = SearchRequest {
-            since_ms: Some(10),
-            until_ms: Some(20),
-            ..SearchRequest::default()
-        };
+        let request = SearchRequest { since_ms: Some(10), until_ms: Some(20), ..SearchRequest::default() };
         assert_eq!(
             query_clause(&request),
             json!({"bool": {"filter": [{"range": {"@timestamp": {"gte": 10, "lt": 20, "format": "epoch_millis"}}}]}})
@@ -223,11 +178,8 @@ mod tests {
         let body = search_body(&SearchRequest::default());
         assert_eq!(body["sort"], json!([{"@timestamp": {"order": "desc"}}]));
         assert_eq!(body["track_total_hits"], true);
-        let body = search_body(&SearchRequest {
-            sort: Some(SortSpec::parse("amount")),
-            limit: 3,
-            ..SearchRequest::default()
-        });
+        let body =
+            search_body(&SearchRequest { sort: Some(SortSpec::parse("amount")), limit: 3, ..SearchRequest::default() });
         assert_eq!(body["sort"], json!([{"amount": {"order": "asc"}}]));
         assert_eq!(body["size"], 3);
         assert!(body.get("aggs").is_none());
@@ -238,18 +190,13 @@ mod tests {
         let body = json!({"_shards": {"total": 2, "successful": 1, "failed": 1,
             "failures": [{"shard": 0, "index": "x", "reason": {"type": "illegal_argument_exception", "reason": "boom"}}]},
             "hits": {"total": {"value": 1, "relation": "eq"}, "hits": []}});
-        let err = parse_search_response(&body, &SearchRequest::default())
-            .unwrap_err()
-            .to_string();
+        let err = parse_search_response(&body, &SearchRequest::default()).unwrap_err().to_string();
         assert!(err.contains("boom"), "{err}");
     }
 
     #[test]
     fn missing_aggregations_answer_empty_shapes() {
-        let request = SearchRequest {
-            aggs: vec![AggSpec::parse("terms:venue").unwrap()],
-            ..SearchRequest::default()
-        };
+        let request = SearchRequest { aggs: vec![AggSpec::parse("terms:venue").unwrap()], ..SearchRequest::default() };
         let body = json!({"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}});
         let response = parse_search_response(&body, &request).unwrap();
         assert_eq!(response.aggregations["terms:venue"]["buckets"], json!([]));
