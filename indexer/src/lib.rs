@@ -2,6 +2,7 @@
 //! contract ([`backend`]) and its implementations ([`tantivy_backend`], [`elasticsearch`]).
 
 pub mod backend;
+pub mod civil;
 pub mod conformance;
 pub mod elasticsearch;
 pub mod error;

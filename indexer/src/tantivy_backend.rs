@@ -100,20 +100,17 @@ impl TantivyBackend {
     fn open_index(path: &Path, create: bool) -> Result<Self> {
         let schema = tantivy_schema();
         let directory = MmapDirectory::open(path).map_err(|e| tantivy_error(path, e))?;
-        let index = if create {
-            Index::open_or_create(directory, schema.schema.clone())
-        } else {
-            Index::open(directory)
-        }
-        .map_err(|e| match e {
-            TantivyError::SchemaError(message) => Error::Tantivy {
-                path: path.display().to_string(),
-                message: format!(
+        let index =
+            if create { Index::open_or_create(directory, schema.schema.clone()) } else { Index::open(directory) }
+                .map_err(|e| match e {
+                    TantivyError::SchemaError(message) => Error::Tantivy {
+                        path: path.display().to_string(),
+                        message: format!(
                     "{message}; the index was made by another version of tix-logs, re-ingest into a new --index"
                 ),
-            },
-            other => tantivy_error(path, other),
-        })?;
+                    },
+                    other => tantivy_error(path, other),
+                })?;
         if index.schema() != schema.schema {
             return Err(Error::Tantivy {
                 path: path.display().to_string(),

@@ -313,21 +313,7 @@ mod tests {
         (compression, out, err)
     }
 
-    /// Returns at most `sizes[i % len]` bytes per read, to split magic bytes and headers.
-    struct Trickle<R> {
-        inner: R,
-        sizes: Vec<usize>,
-        next: usize,
-    }
-
-    impl<R: Read> Read for Trickle<R> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let size = self.sizes[self.next % self.sizes.len()].max(1);
-            self.next += 1;
-            let n = size.min(buf.len());
-            self.inner.read(&mut buf[..n])
-        }
-    }
+    use crate::test_support::Trickle;
 
     /// A source that delivers `good` and then fails like a dropped connection.
     struct Failing {

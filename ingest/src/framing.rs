@@ -707,21 +707,7 @@ mod tests {
             .collect()
     }
 
-    /// Returns at most `sizes[i % len]` bytes per read, to split records anywhere.
-    struct Trickle<R> {
-        inner: R,
-        sizes: Vec<usize>,
-        next: usize,
-    }
-
-    impl<R: Read> Read for Trickle<R> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let size = self.sizes[self.next % self.sizes.len()].max(1);
-            self.next += 1;
-            let n = size.min(buf.len());
-            self.inner.read(&mut buf[..n])
-        }
-    }
+    use crate::test_support::Trickle;
 
     fn frame_trickled(input: &[u8], sizes: &[usize], limits: Limits) -> Outcome {
         let trickle = Trickle { inner: Cursor::new(input.to_vec()), sizes: sizes.to_vec(), next: 0 };

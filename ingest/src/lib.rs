@@ -14,6 +14,8 @@ pub mod limits;
 pub mod pipeline;
 pub mod redact;
 pub mod source;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 
 pub use error::{Error, ObjectFailure, RejectKind, Rejection, Result};

@@ -107,7 +107,7 @@ pub fn parse_and_validate(raw: &[u8], limits: &Limits) -> Result<ValidEvent, Rej
 pub fn format_ts(ts_millis: i64) -> String {
     let days = ts_millis.div_euclid(86_400_000);
     let ms_of_day = ts_millis.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = indexer::civil::civil_from_days(days);
     let secs = ms_of_day / 1000;
     let (hour, min, sec, ms) = (secs / 3600, secs / 60 % 60, secs % 60, ms_of_day % 1000);
     if !(0..=9999).contains(&year) {
@@ -131,23 +131,8 @@ pub fn format_ts(ts_millis: i64) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`); exact for every `i64` millisecond timestamp's day.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn year_of(ts_millis: i64) -> i64 {
-    civil_from_days(ts_millis.div_euclid(86_400_000)).0
+    indexer::civil::civil_from_days(ts_millis.div_euclid(86_400_000)).0
 }
 
 // ---------------------------------------------------------------------------------------

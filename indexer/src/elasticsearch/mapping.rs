@@ -36,22 +36,8 @@ pub fn daily_index(prefix: &str, ts_millis: i64) -> String {
 /// Appends the daily index name to `out` (no allocation on the bulk encoding path).
 pub fn push_daily_index(out: &mut String, prefix: &str, ts_millis: i64) {
     use std::fmt::Write;
-    let (year, month, day) = civil_from_days(ts_millis.div_euclid(86_400_000));
+    let (year, month, day) = crate::civil::civil_from_days(ts_millis.div_euclid(86_400_000));
     let _ = write!(out, "{prefix}-{year:04}.{month:02}.{day:02}");
-}
-
-/// Howard Hinnant's days-to-civil conversion: exact for every day, no time zone tables.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Index pattern of every event index (template and searches).
