@@ -20,8 +20,10 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     let sources = ingest::source::local_sources(&args.sources)?;
     let (redactor, development_key) = Redactor::from_env();
     if development_key {
-        tracing::warn!("TIX_PII_KEY is not set: e-mail and phone tokens use the public development key; set TIX_PII_KEY for real data");
-        if !args.json {
+        // One warning, where the user will see it: stderr for people, the log for scripts.
+        if args.json {
+            tracing::warn!("TIX_PII_KEY is not set: e-mail and phone tokens use the public development key");
+        } else {
             eprintln!("warning: TIX_PII_KEY is not set; PII tokens use the development key (fine for local tests, not for real data)");
         }
     }

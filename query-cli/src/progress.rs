@@ -11,6 +11,7 @@ use ingest::pipeline::{Progress, SourceReport};
 /// Tracks the bytes of the current source on top of the finished ones.
 pub struct BarProgress {
     bar: ProgressBar,
+    visible: bool,
     finished_bytes: AtomicU64,
     current: Mutex<Option<Arc<AtomicU64>>>,
     records: AtomicU64,
@@ -28,6 +29,7 @@ impl BarProgress {
         }
         let progress = Arc::new(BarProgress {
             bar,
+            visible,
             finished_bytes: AtomicU64::new(0),
             current: Mutex::new(None),
             records: AtomicU64::new(0),
@@ -76,7 +78,8 @@ impl Progress for BarProgress {
         self.finished_bytes.fetch_add(report.bytes_read, Ordering::Relaxed);
         self.records.fetch_add(report.records, Ordering::Relaxed);
         self.rejected.fetch_add(report.rejected, Ordering::Relaxed);
-        if let Some(failure) = &report.failure {
+        // The summary lists failures too; on a terminal they also show as they happen.
+        if let Some(failure) = report.failure.as_ref().filter(|_| self.visible) {
             self.bar.suspend(|| eprintln!("failed: {}: {failure}", report.source));
         }
         self.tick();
