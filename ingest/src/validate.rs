@@ -91,6 +91,10 @@ pub fn parse_and_validate(raw: &[u8], limits: &Limits) -> Result<ValidEvent, Rej
         doc.shift_remove(alias);
         doc.shift_insert(0, "ts".to_owned(), ts_value);
     }
+    if alias == "ts" {
+        // Equal to `ts` (checked above): a copy, and Elasticsearch's own time field.
+        doc.shift_remove("@timestamp");
+    }
 
     let (type_field, event_type) =
         checked.event_type.ok_or_else(|| Rejection::validation("type: missing (also looked for event_type)"))?;
@@ -537,6 +541,15 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
         }
     }
 
+    // Elasticsearch stores the event time as `@timestamp` (`ts` is an alias of it): a
+    // second, different `@timestamp` beside `ts` cannot be kept faithfully there.
+    if let Some((_, "ts", ts_value)) = time {
+        if doc.get("@timestamp").is_some_and(|at| !at.is_null() && at != ts_value) {
+            return Err(Rejection::validation(
+                "@timestamp: differs from ts; send one time field (Elasticsearch keeps the event time as @timestamp)",
+            ));
+        }
+    }
     checked.time = time.map(|(_, name, value)| (name, parse_time(name, value)));
     let (type_name, type_value) = match (type_src, event_type_src) {
         (Some(v), _) => ("type", Some(v)),
@@ -1052,6 +1065,22 @@ mod tests {
         }
         let r = reason(&format!(r#"{{"ts":"{secret}","type":"t"}}"#));
         assert!(!r.contains("s3cr3t"), "{r}");
+    }
+
+    #[test]
+    fn a_second_different_timestamp_beside_ts_is_rejected_naming_it() {
+        let err = parse_and_validate(
+            br#"{"ts":"2024-02-05T10:00:00Z","@timestamp":"2024-02-06T10:00:00Z","type":"t"}"#,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(err.reason.starts_with("@timestamp:"), "{err}");
+        let same = parse_and_validate(
+            br#"{"ts":"2024-02-05T10:00:00Z","@timestamp":"2024-02-05T10:00:00Z","type":"t"}"#,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(!same.doc.contains_key("@timestamp"), "an identical copy is dropped: {:?}", same.doc);
     }
 
     #[test]
