@@ -87,6 +87,9 @@ pub struct IngestArgs {
     /// inputs into memory, so this caps ingest memory. 0 disables merging.
     #[arg(long, default_value_t = 100_000)]
     pub max_merge_docs: usize,
+    /// Commit (make durable, checkpoint progress) at least every N new documents.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub commit_every: usize,
     /// Longest record accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_record_bytes: usize,

@@ -44,6 +44,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     backend.ensure_ready().context("preparing the backend")?;
     let mut dead_letter = LocalDeadLetter::new(&args.dead_letter);
     let mut config = PipelineConfig::new(redactor);
+    config.commit_every_docs = args.commit_every.max(1);
     config.limits = Limits {
         max_record_bytes: args.max_record_bytes,
         max_depth: args.max_depth,

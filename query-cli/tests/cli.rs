@@ -428,3 +428,50 @@ fn the_truncated_sample_keeps_the_records_before_the_cut() {
     assert_eq!(summary["indexed"], truncated["complete_records_before_cut"], "{summary}");
     assert_eq!(ws.count(""), truncated["complete_records_before_cut"].as_u64().unwrap());
 }
+
+#[test]
+fn an_ingest_killed_mid_source_converges_on_rerun_without_loss_or_doubles() {
+    let ws = Workspace::new();
+    let total = 60_000u64;
+    let mut content = String::new();
+    for i in 0..total {
+        // Half carry an event_id, half are identified by their position in the file.
+        let id = if i % 2 == 0 { format!(r#","event_id":"kill-{i}""#) } else { String::new() };
+        content.push_str(&format!(
+            "{{\"ts\":\"2024-02-05T10:00:00Z\",\"type\":\"booking.requested\",\"booking_id\":\"BK-{i}\"{id},\"message\":\"padding padding padding padding\"}}\n"
+        ));
+    }
+    let file = ws.write("big.ndjson", content.as_bytes());
+    let mut child = bin()
+        .args(["ingest", "--json", "--commit-every", "5000", "--index", &ws.index(), "--dead-letter"])
+        .arg(ws.dead_letter())
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until at least one commit is visible, then kill without warning.
+    let committed = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let out = ws.search(&["--count"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0) > 0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(committed, "no commit became visible before the ingest ended");
+    let before = ws.count("");
+    assert!(before < total, "the kill came too late to test anything ({before} of {total} indexed)");
+
+    let (code, summary, stderr) = ws.ingest(&[&file]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["records"], total, "{summary}");
+    assert_eq!(summary["indexed"].as_u64().unwrap() + summary["duplicates"].as_u64().unwrap(), total, "{summary}");
+    assert_eq!(
+        summary["duplicates"].as_u64().unwrap(),
+        before,
+        "exactly the committed records are duplicates: {summary}"
+    );
+    assert_eq!(ws.count(""), total, "every record indexed exactly once");
+    let (_, again, _) = ws.ingest(&[&file]);
+    assert_eq!(again["objects_skipped"], 1, "the completed source is skipped: {again}");
+}
