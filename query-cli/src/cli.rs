@@ -131,8 +131,12 @@ pub struct SearchArgs {
     /// Print the number of matching events alone.
     #[arg(long)]
     pub count: bool,
-    /// terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL (1m, 1h, 1d) or stats:FIELD; repeatable.
-    #[arg(long = "agg", value_name = "SPEC")]
+    /// Aggregations to compute (see the help text).
+    #[arg(
+        long = "agg",
+        value_name = "SPEC",
+        help = "terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL (1m, 1h, 1d) or stats:FIELD; repeatable"
+    )]
     pub aggs: Vec<String>,
 }
 
