@@ -170,6 +170,8 @@ pub fn query_syntax_matches_the_reference_predicates(factory: &dyn Factory) {
         assert!(expected > 0, "the suite's data must exercise {query:?}");
         assert_eq!(count(backend.as_ref(), query), expected, "query {query:?}");
     }
+    let by_id = format!("_id:{}", docs[7].id);
+    assert_eq!(count(backend.as_ref(), &by_id), 1, "query {by_id:?}");
 }
 
 /// `since` is inclusive, `until` exclusive, combined with the query.
