@@ -130,6 +130,8 @@ impl RunSummary {
 pub trait Progress: Send + Sync {
     fn source_started(&self, _name: &str, _size: Option<u64>, _bytes_read: Arc<AtomicU64>) {}
     fn source_finished(&self, _report: &SourceReport) {}
+    /// After each batch of the current source: its records and rejections so far.
+    fn batch_done(&self, _records: u64, _rejected: u64) {}
 }
 
 /// A progress sink that shows nothing.
@@ -323,6 +325,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
             if docs.is_empty() {
+                self.progress.batch_done(state.records, state.rejected);
                 continue;
             }
             let outcomes = self.backend.index_batch(&docs)?;
@@ -366,6 +369,7 @@ impl<'a> Pipeline<'a> {
                     }
                 }
             }
+            self.progress.batch_done(state.records, state.rejected);
             if self.docs_since_commit >= self.config.commit_every_docs {
                 // A mid-source commit: record the source as in progress in the same
                 // commit, so a later run knows its positional ids may already exist.

@@ -93,7 +93,7 @@ fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestAr
     );
     if seconds > 0.0 {
         println!(
-            "{:.0} records/s, {:.1} MB/s read",
+            "{:.0} records/s, {:.1} MB/s of input read",
             summary.records as f64 / seconds,
             summary.bytes_read as f64 / 1e6 / seconds
         );

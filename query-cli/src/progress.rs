@@ -14,6 +14,7 @@ pub struct BarProgress {
     visible: bool,
     finished_bytes: AtomicU64,
     current: Mutex<Option<Arc<AtomicU64>>>,
+    current_name: Mutex<String>,
     records: AtomicU64,
     rejected: AtomicU64,
 }
@@ -32,6 +33,7 @@ impl BarProgress {
             visible,
             finished_bytes: AtomicU64::new(0),
             current: Mutex::new(None),
+            current_name: Mutex::new(String::new()),
             records: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
@@ -64,10 +66,22 @@ impl Progress for BarProgress {
             *current = Some(bytes_read);
         }
         let short = name.rsplit('/').next().unwrap_or(name).to_string();
+        if let Ok(mut current_name) = self.current_name.lock() {
+            current_name.clone_from(&short);
+        }
         self.bar.set_message(format!(
             "{short} · {} records, {} rejected",
             self.records.load(Ordering::Relaxed),
             self.rejected.load(Ordering::Relaxed)
+        ));
+    }
+
+    fn batch_done(&self, records: u64, rejected: u64) {
+        let name = self.current_name.lock().map(|n| n.clone()).unwrap_or_default();
+        self.bar.set_message(format!(
+            "{name} · {} records, {} rejected",
+            self.records.load(Ordering::Relaxed) + records,
+            self.rejected.load(Ordering::Relaxed) + rejected
         ));
     }
 
