@@ -268,19 +268,15 @@ impl Client {
                 Err(reason) => return Err(auth_message(reason)),
                 Ok(None) => {}
                 Ok(Some(retry)) => {
-                    if retry.retries > self.retry.max_retries {
-                        let why = format!("Elasticsearch: gave up after {} retries", self.retry.max_retries);
-                        tracing::warn!(
-                            items = retry.items.len(),
-                            reason = retry.last_error.as_deref().unwrap_or(""),
-                            "{why}"
-                        );
-                        job.give_up(retry, &why);
-                        continue;
-                    }
                     let delay = bulk::backoff_delay(&self.retry, retry.retries, rand::random());
-                    if Instant::now() + delay > deadline {
-                        let why = format!("Elasticsearch: retry budget of {:?} exhausted", self.retry.budget);
+                    let give_up = if retry.retries > self.retry.max_retries {
+                        Some(format!("Elasticsearch: gave up after {} retries", self.retry.max_retries))
+                    } else if Instant::now() + delay > deadline {
+                        Some(format!("Elasticsearch: retry budget of {:?} exhausted", self.retry.budget))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = give_up {
                         tracing::warn!(
                             items = retry.items.len(),
                             reason = retry.last_error.as_deref().unwrap_or(""),
