@@ -8,6 +8,7 @@
 pub mod dead_letter;
 pub mod decode;
 pub mod error;
+pub mod events;
 pub mod framing;
 pub mod id;
 pub mod limits;

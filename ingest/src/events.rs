@@ -1,0 +1,291 @@
+//! Trigger events -> the S3 objects to ingest: S3 event notifications, SQS messages
+//! carrying them (plain or SNS-wrapped), and EventBridge "Object Created" events.
+//!
+//! Pure and synchronous: the Lambda handler and `tix-logs ingest --event` feed it the
+//! event's bytes and act on the result. A malformed SQS message fails that message only,
+//! so the handler can answer it in `batchItemFailures` and let the rest complete.
+
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+/// One S3 object named by an event, with its key decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// What one notification asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// An object to ingest.
+    Ingest(ObjectRef),
+    /// Nothing to ingest, and not an error: a test event, a delete, a folder marker or a
+    /// 0-byte object. Counted, acknowledged.
+    Acknowledge { reason: String },
+}
+
+/// One unit the trigger acknowledges: an SQS message, or the whole event otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The SQS `messageId`, used in `batchItemFailures`.
+    pub message_id: Option<String>,
+    /// The work it carries, or why it cannot be read (that message fails alone).
+    pub work: Result<Vec<Work>, String>,
+}
+
+/// Reads a trigger event. `Err` means the event as a whole is unreadable (not JSON, or
+/// of no known shape); a bad SQS message is an `Err` inside its own [`Delivery`].
+pub fn parse_event(bytes: &[u8]) -> Result<Vec<Delivery>, String> {
+    let event: Value = serde_json::from_slice(bytes).map_err(|e| format!("event is not JSON: {e}"))?;
+    let records = event.get("Records").and_then(Value::as_array);
+    if let Some(records) = records.filter(|r| r.iter().any(|r| r.get("eventSource") == Some(&"aws:sqs".into()))) {
+        return Ok(records
+            .iter()
+            .map(|message| Delivery {
+                message_id: message.get("messageId").and_then(Value::as_str).map(str::to_string),
+                work: sqs_message_work(message),
+            })
+            .collect());
+    }
+    Ok(vec![Delivery { message_id: None, work: notification_work(&event) }])
+}
+
+fn sqs_message_work(message: &Value) -> Result<Vec<Work>, String> {
+    let body = message.get("body").and_then(Value::as_str).ok_or("SQS message has no body")?;
+    let body: Value = serde_json::from_str(body).map_err(|e| format!("SQS message body is not JSON: {e}"))?;
+    // SNS-wrapped: the S3 notification is the envelope's `Message` string.
+    if body.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let inner = body.get("Message").and_then(Value::as_str).ok_or("SNS notification has no Message")?;
+        let inner: Value = serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
+        return notification_work(&inner);
+    }
+    notification_work(&body)
+}
+
+/// An S3 notification (`Records`), a test event, or an EventBridge event.
+fn notification_work(event: &Value) -> Result<Vec<Work>, String> {
+    if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(vec![Work::Acknowledge { reason: "s3:TestEvent".into() }]);
+    }
+    if event.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge_work(event).map(|w| vec![w]);
+    }
+    let records = event.get("Records").and_then(Value::as_array).ok_or("not an S3, SNS or EventBridge event")?;
+    records.iter().map(s3_record_work).collect()
+}
+
+fn s3_record_work(record: &Value) -> Result<Work, String> {
+    let version = record.get("eventVersion").and_then(Value::as_str).unwrap_or("");
+    if !version.starts_with("2.") {
+        return Err(format!("unsupported S3 event version {version:?} (expected 2.x)"));
+    }
+    let name = record.get("eventName").and_then(Value::as_str).unwrap_or("");
+    let s3 = record.get("s3").ok_or("S3 record has no s3 section")?;
+    let bucket = s3.pointer("/bucket/name").and_then(Value::as_str).ok_or("S3 record has no bucket name")?;
+    let object = s3.get("object").ok_or("S3 record has no object")?;
+    if !name.starts_with("ObjectCreated") {
+        return Ok(Work::Acknowledge { reason: format!("{name} is not a new object") });
+    }
+    object_work(bucket, object, "eTag", "versionId")
+}
+
+fn eventbridge_work(event: &Value) -> Result<Work, String> {
+    let kind = event.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    if kind != "Object Created" {
+        return Ok(Work::Acknowledge { reason: format!("EventBridge {kind:?} is not a new object") });
+    }
+    let detail = event.get("detail").ok_or("EventBridge event has no detail")?;
+    let bucket =
+        detail.pointer("/bucket/name").and_then(Value::as_str).ok_or("EventBridge event has no bucket name")?;
+    let object = detail.get("object").ok_or("EventBridge event has no object")?;
+    object_work(bucket, object, "etag", "version-id")
+}
+
+fn object_work(bucket: &str, object: &Value, etag_field: &str, version_field: &str) -> Result<Work, String> {
+    let encoded = object.get("key").and_then(Value::as_str).ok_or("object has no key")?;
+    let key = decode_key(encoded)?;
+    let size = object.get("size").and_then(Value::as_u64);
+    if key.ends_with('/') {
+        return Ok(Work::Acknowledge { reason: format!("folder marker s3://{bucket}/{key}") });
+    }
+    if size == Some(0) {
+        return Ok(Work::Acknowledge { reason: format!("0-byte object s3://{bucket}/{key}") });
+    }
+    Ok(Work::Ingest(ObjectRef {
+        bucket: bucket.to_string(),
+        key,
+        version_id: object.get(version_field).and_then(Value::as_str).map(str::to_string),
+        etag: object.get(etag_field).and_then(Value::as_str).map(str::to_string),
+        size,
+    }))
+}
+
+/// Decodes an object key as S3 notifications carry it: `+` is a space, `%XX` escapes
+/// are bytes, and the result must be UTF-8. A `%` not followed by two hex digits is an
+/// error (S3 always escapes `%` itself as `%25`).
+pub fn decode_key(encoded: &str) -> Result<String, String> {
+    let bytes = encoded.as_bytes();
+    for (i, _) in encoded.match_indices('%') {
+        let valid = bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if !valid {
+            return Err(format!("object key has an invalid percent escape at byte {i}"));
+        }
+    }
+    let spaced = encoded.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| "object key is not UTF-8 once decoded".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/samples/events").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn expected() -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/samples/EXPECTED.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn ingests(work: &[Work]) -> Vec<&ObjectRef> {
+        work.iter()
+            .filter_map(|w| match w {
+                Work::Ingest(o) => Some(o),
+                Work::Acknowledge { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_decoded_as_s3_encodes_them() {
+        let table = [
+            ("logs/a+b.ndjson", "logs/a b.ndjson"),
+            ("logs/a%2Bb.ndjson", "logs/a+b.ndjson"),
+            ("logs/a%20b.ndjson", "logs/a b.ndjson"),
+            ("logs/%C3%BCbersicht.gz", "logs/übersicht.gz"),
+            ("logs/100%25.gz", "logs/100%.gz"),
+        ];
+        for (encoded, decoded) in table {
+            assert_eq!(decode_key(encoded).as_deref(), Ok(decoded), "{encoded}");
+        }
+    }
+
+    #[test]
+    fn invalid_escapes_and_non_utf8_keys_are_errors() {
+        for encoded in ["logs/100%.gz", "logs/%zz", "logs/%C3", "logs/%FF%FE"] {
+            assert!(decode_key(encoded).is_err(), "{encoded}");
+        }
+    }
+
+    #[test]
+    fn a_direct_s3_notification_names_its_object_with_the_key_decoded() {
+        let deliveries = parse_event(&sample("s3-put.json")).unwrap();
+        assert_eq!(deliveries.len(), 1);
+        let work = deliveries[0].work.as_ref().unwrap();
+        let facts = &expected()["events"]["events/s3-put.json"]["objects"][0];
+        let objects = ingests(work);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].bucket, facts["bucket"].as_str().unwrap());
+        assert_eq!(objects[0].key, facts["key"].as_str().unwrap());
+        assert_eq!(objects[0].size, facts["size"].as_u64());
+    }
+
+    #[test]
+    fn an_sqs_batch_yields_one_delivery_per_message_and_a_poison_message_fails_alone() {
+        let deliveries = parse_event(&sample("sqs-s3.json")).unwrap();
+        let messages = expected()["events"]["events/sqs-s3.json"]["messages"].as_array().unwrap().clone();
+        assert_eq!(deliveries.len(), messages.len());
+        for (delivery, facts) in deliveries.iter().zip(&messages) {
+            assert_eq!(delivery.message_id.as_deref(), facts["messageId"].as_str());
+            if facts["outcome"] == "invalid_body" {
+                assert!(delivery.work.is_err(), "{delivery:?}");
+                continue;
+            }
+            let work = delivery.work.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            for (object, fact) in ingests(work).iter().zip(facts["objects"].as_array().unwrap()) {
+                assert_eq!(object.key, fact["key"].as_str().unwrap());
+            }
+            if facts["outcome"] == "acknowledged" {
+                assert!(ingests(work).is_empty(), "{work:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sns_wrapped_and_eventbridge_events_name_the_same_kind_of_objects() {
+        for name in ["sns-sqs-s3.json", "eventbridge-object-created.json"] {
+            let deliveries = parse_event(&sample(name)).unwrap();
+            let facts = &expected()["events"][format!("events/{name}")];
+            let mut keys: Vec<String> = Vec::new();
+            for delivery in &deliveries {
+                for object in ingests(delivery.work.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"))) {
+                    keys.push(object.key.clone());
+                }
+            }
+            let expected_keys: Vec<String> = facts
+                .get("messages")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter().flat_map(|m| m["objects"].as_array().cloned().unwrap_or_default()).collect::<Vec<_>>()
+                })
+                .unwrap_or_else(|| facts["objects"].as_array().cloned().unwrap_or_default())
+                .iter()
+                .filter(|o| o["outcome"] != "acknowledged")
+                .map(|o| o["key"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(keys, expected_keys, "{name}");
+        }
+    }
+
+    #[test]
+    fn test_events_deletes_folder_markers_and_empty_objects_are_acknowledged() {
+        let deliveries = parse_event(&sample("s3-test-event.json")).unwrap();
+        assert!(matches!(deliveries[0].work.as_deref(), Ok([Work::Acknowledge { .. }])));
+        let record = |name: &str, key: &str, size: u64| {
+            serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": name,
+                "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": size}}}]})
+            .to_string()
+        };
+        for event in [
+            record("ObjectRemoved:Delete", "a.gz", 10),
+            record("ObjectCreated:Put", "dir/", 0),
+            record("ObjectCreated:Put", "e.gz", 0),
+        ] {
+            let deliveries = parse_event(event.as_bytes()).unwrap();
+            assert!(matches!(deliveries[0].work.as_deref(), Ok([Work::Acknowledge { .. }])), "{event}");
+        }
+    }
+
+    #[test]
+    fn malformed_events_are_errors_not_panics() {
+        assert!(parse_event(b"not json").is_err());
+        let unknown = parse_event(br#"{"hello":"world"}"#).unwrap();
+        assert!(unknown[0].work.is_err());
+        let version = parse_event(
+            br#"{"Records":[{"eventVersion":"3.0","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}"#,
+        )
+        .unwrap();
+        assert!(version[0].work.as_ref().unwrap_err().contains("version"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_event(&bytes);
+        }
+
+        #[test]
+        fn decoding_arbitrary_keys_never_panics(key in ".*") {
+            let _ = decode_key(&key);
+        }
+    }
+}
