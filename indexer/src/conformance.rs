@@ -276,10 +276,9 @@ pub fn aggregations_follow_the_query(factory: &dyn Factory) {
     assert_eq!(response.total, total);
 }
 
-/// A recorded source is found again after a flush and listed by `sources`.
-pub fn source_records_are_committed_with_the_documents(factory: &dyn Factory) {
-    let (mut backend, _) = loaded(factory);
-    let record = SourceRecord {
+/// The source checkpoint the suite records: a completed object with one rejection.
+pub fn sample_source_record() -> SourceRecord {
+    SourceRecord {
         key: "0123456789abcdef0123456789abcdef".into(),
         source: "/logs/day.ndjson".into(),
         status: SourceStatus::Completed,
@@ -291,7 +290,13 @@ pub fn source_records_are_committed_with_the_documents(factory: &dyn Factory) {
         first_event: Some("2024-02-05T00:00:00.000Z".into()),
         last_event: Some("2024-02-05T11:45:00.000Z".into()),
         updated_at: "2024-02-06T00:00:00.000Z".into(),
-    };
+    }
+}
+
+/// A recorded source is found again after a flush and listed by `sources`.
+pub fn source_records_are_committed_with_the_documents(factory: &dyn Factory) {
+    let (mut backend, _) = loaded(factory);
+    let record = sample_source_record();
     backend.record_source(&record).expect("record_source");
     backend.flush().expect("flush");
     assert_eq!(backend.source_record(&record.key).expect("source_record"), Some(record.clone()));
@@ -314,11 +319,13 @@ pub fn malformed_queries_are_errors(factory: &dyn Factory) {
     }
 }
 
-/// Generates one `#[test]` per conformance check for a factory expression.
+/// Generates one `#[test]` per conformance check for a factory expression. Attributes
+/// after the factory go on every test, e.g.
+/// `conformance_tests!(factory(), #[ignore = "needs a live cluster"])`.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($factory:expr) => {
-        $crate::conformance_tests!(@each $factory;
+    ($factory:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@each $factory; [$(#[$attr])*];
             indexes_and_counts_every_document,
             reingesting_the_same_documents_reports_duplicates_and_changes_nothing,
             duplicates_within_one_batch_are_caught,
@@ -331,13 +338,15 @@ macro_rules! conformance_tests {
             malformed_queries_are_errors
         );
     };
-    (@each $factory:expr; $($name:ident),*) => {
-        $(
-            #[test]
-            fn $name() {
-                let factory = $factory;
-                $crate::conformance::$name(&factory);
-            }
-        )*
+    (@each $factory:expr; $attrs:tt; $($name:ident),*) => {
+        $( $crate::conformance_tests!(@one $factory; $attrs; $name); )*
+    };
+    (@one $factory:expr; [$(#[$attr:meta])*]; $name:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $name() {
+            let factory = $factory;
+            $crate::conformance::$name(&factory);
+        }
     };
 }

@@ -22,7 +22,7 @@ use indexer::elasticsearch::config::{RetryPolicy, Secret};
 use indexer::elasticsearch::{mapping, query};
 use indexer::{
     AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse,
-    SortSpec, SourceRecord, SourceStatus, TantivyBackend, TantivyConfig,
+    SortSpec, SourceRecord, TantivyBackend, TantivyConfig,
 };
 use serde_json::{json, Map, Value};
 
@@ -749,17 +749,8 @@ fn ensure_ready_falls_back_on_clusters_older_than_8_14() {
 #[test]
 fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
     let record = SourceRecord {
-        key: "0123456789abcdef0123456789abcdef".into(),
         source: "s3://bookings/2024/02/05/day.ndjson.gz?versionId=3HL4kqtJlcpXroDTDmJ".into(),
-        status: SourceStatus::Completed,
-        records: 48,
-        indexed: 47,
-        duplicates: 0,
-        rejected: 1,
-        failure: None,
-        first_event: Some("2024-02-05T00:00:00.000Z".into()),
-        last_event: Some("2024-02-05T11:45:00.000Z".into()),
-        updated_at: "2024-02-06T00:00:00.000Z".into(),
+        ..indexer::conformance::sample_source_record()
     };
     let stored = serde_json::to_value(&record).unwrap();
     let server = Scripted::start(move |_, r| match (r.method.as_str(), r.path()) {
