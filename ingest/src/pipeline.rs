@@ -8,7 +8,7 @@
 //! same index and the same dead-letter store.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -189,17 +189,7 @@ impl<'a> Pipeline<'a> {
         let key = identity.checkpoint_key();
         let prior = self.backend.source_record(&key)?;
         if prior.as_ref().is_some_and(|r| r.status == SourceStatus::Completed) {
-            let report = SourceReport {
-                source: name,
-                outcome: SourceOutcome::Skipped,
-                records: 0,
-                indexed: 0,
-                duplicates: 0,
-                rejected: 0,
-                unfinished: 0,
-                bytes_read: 0,
-                failure: None,
-            };
+            let report = SourceReport { outcome: SourceOutcome::Skipped, ..SourceState::new(&name).report(0) };
             self.summary.add(&report);
             self.progress.source_finished(&report);
             return Ok(report);
@@ -232,7 +222,7 @@ impl<'a> Pipeline<'a> {
         }
         dead_letter.finish()?;
         let report = state.report(bytes_read.load(Ordering::Relaxed));
-        self.backend.record_source(&state.record(&key, &report))?;
+        self.backend.record_source(&state.record(&key))?;
         self.summary.add(&report);
         self.maybe_commit()?;
         self.progress.source_finished(&report);
@@ -246,19 +236,19 @@ impl<'a> Pipeline<'a> {
         Ok(self.summary)
     }
 
-    /// Totals so far.
-    pub fn summary(&self) -> &RunSummary {
-        &self.summary
-    }
-
     fn maybe_commit(&mut self) -> Result<()> {
         if self.docs_since_commit >= self.config.commit_every_docs
             || self.last_commit.elapsed() >= self.config.commit_every
         {
-            self.backend.flush()?;
-            self.docs_since_commit = 0;
-            self.last_commit = Instant::now();
+            self.commit()?;
         }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.backend.flush()?;
+        self.docs_since_commit = 0;
+        self.last_commit = Instant::now();
         Ok(())
     }
 
@@ -271,14 +261,11 @@ impl<'a> Pipeline<'a> {
         state: &mut SourceState,
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (receiver, handle) =
-            spawn_reader(reader, identity.clone(), unseen_source, self.config.clone(), cancel.clone())
-                .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
+        let (receiver, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone())
+            .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
         let result = self.consume(&receiver, key, state, dead_letter);
-        // Stop the reader (if we stopped early) and drain so it can exit.
-        cancel.store(true, Ordering::Relaxed);
-        while receiver.recv().is_ok() {}
+        // If we stopped early, the reader's next send fails and it returns.
+        drop(receiver);
         let _ = handle.join();
         result
     }
@@ -302,10 +289,10 @@ impl<'a> Pipeline<'a> {
             let mut coordinates = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Item::Doc { doc, ordinal, offset, raw_len } => {
+                    Item::Doc { doc, ordinal, offset, .. } => {
                         state.records += 1;
                         state.see_time(doc.ts_millis);
-                        coordinates.push((ordinal, offset, raw_len));
+                        coordinates.push((ordinal, offset));
                         docs.push(doc);
                     }
                     Item::Rejected { ordinal, offset, rejection, raw } => {
@@ -337,7 +324,7 @@ impl<'a> Pipeline<'a> {
                     docs.len()
                 ))));
             }
-            for ((outcome, (ordinal, offset, _)), doc) in outcomes.into_iter().zip(coordinates).zip(&docs) {
+            for ((outcome, (ordinal, offset)), doc) in outcomes.into_iter().zip(coordinates).zip(&docs) {
                 match outcome {
                     Outcome::Indexed => {
                         state.indexed += 1;
@@ -373,13 +360,9 @@ impl<'a> Pipeline<'a> {
             if self.docs_since_commit >= self.config.commit_every_docs {
                 // A mid-source commit: record the source as in progress in the same
                 // commit, so a later run knows its positional ids may already exist.
-                let report = state.report(0);
-                let mut record = state.record(key, &report);
-                record.status = SourceStatus::InProgress;
+                let record = SourceRecord { status: SourceStatus::InProgress, ..state.record(key) };
                 self.backend.record_source(&record)?;
-                self.backend.flush()?;
-                self.docs_since_commit = 0;
-                self.last_commit = Instant::now();
+                self.commit()?;
             }
         }
         Ok(())
@@ -439,16 +422,16 @@ impl SourceState {
         }
     }
 
-    fn record(&self, key: &str, report: &SourceReport) -> SourceRecord {
+    fn record(&self, key: &str) -> SourceRecord {
         SourceRecord {
             key: key.to_string(),
             source: self.name.clone(),
             status: if self.failure.is_some() { SourceStatus::Failed } else { SourceStatus::Completed },
-            records: report.records,
-            indexed: report.indexed,
-            duplicates: report.duplicates,
-            rejected: report.rejected,
-            failure: report.failure.clone(),
+            records: self.records,
+            indexed: self.indexed,
+            duplicates: self.duplicates,
+            rejected: self.rejected,
+            failure: self.failure.as_ref().map(|f| f.reason.clone()),
             first_event: self.first_ms.map(format_ts),
             last_event: self.last_ms.map(format_ts),
             updated_at: now_rfc3339(),
@@ -463,7 +446,6 @@ fn spawn_reader(
     identity: SourceIdentity,
     unseen_source: bool,
     config: PipelineConfig,
-    cancel: Arc<AtomicBool>,
 ) -> std::io::Result<(Receiver<Vec<Item>>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = sync_channel::<Vec<Item>>(4);
     let handle = std::thread::Builder::new().name("tix-reader".into()).spawn(move || {
@@ -522,7 +504,7 @@ fn spawn_reader(
             let is_failure = matches!(item, Item::Failed(_));
             batch.push(item);
             if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
-                if sender.send(std::mem::take(&mut batch)).is_err() || cancel.load(Ordering::Relaxed) {
+                if sender.send(std::mem::take(&mut batch)).is_err() {
                     return;
                 }
                 batch_bytes = 0;
