@@ -55,7 +55,7 @@ pub struct TantivyBackend {
     writer: Option<IndexWriter>,
     config: TantivyConfig,
     /// Ids added since the last commit (not yet visible to the searcher).
-    pending_ids: FxHashSet<u128>,
+    pending_ids: PendingIds,
     /// Source records to write with the next commit.
     pending_sources: Vec<SourceRecord>,
     /// `_id` term dictionaries of the committed segments.
@@ -129,7 +129,7 @@ impl TantivyBackend {
             reader,
             writer: None,
             config: TantivyConfig::default(),
-            pending_ids: FxHashSet::default(),
+            pending_ids: PendingIds::default(),
             pending_sources: Vec::new(),
             committed_ids: Vec::new(),
         };
@@ -322,6 +322,25 @@ fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy>
     Box::new(policy)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::PendingIds;
+
+    #[test]
+    fn pending_ids_never_confuse_distinct_ids() {
+        let mut pending = PendingIds::default();
+        let lower = "0123456789abcdef0123456789abcdef";
+        pending.insert(lower);
+        pending.insert("evt-1");
+        assert!(pending.contains(lower) && pending.contains("evt-1"));
+        assert!(!pending.contains(&lower.to_uppercase()), "ids are case-sensitive, as the index is");
+        assert!(!pending.contains("+123456789abcdef0123456789abcdef"));
+        assert!(!pending.contains("evt-2"));
+        pending.clear();
+        assert!(!pending.contains(lower));
+    }
+}
+
 fn collect<K>(
     searcher: &Searcher,
     query: &dyn Query,
@@ -352,15 +371,14 @@ impl Backend for TantivyBackend {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
-            let key = id_key(&doc.id);
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
             if !doc.unseen_source {
-                if self.pending_ids.contains(&key) || (check_committed && self.is_committed(&doc.id)?) {
+                if self.pending_ids.contains(&doc.id) || (check_committed && self.is_committed(&doc.id)?) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
-                self.pending_ids.insert(key);
+                self.pending_ids.insert(&doc.id);
             }
             let document = self.schema.event_document(&doc.id, doc.ts_millis, &doc.doc);
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
@@ -420,14 +438,38 @@ impl Backend for TantivyBackend {
     }
 }
 
-/// Ids are 32 hex characters; anything else is hashed so the set stays one integer per id.
-fn id_key(id: &str) -> u128 {
-    u128::from_str_radix(id, 16).unwrap_or_else(|_| {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut hasher);
-        u128::from(hasher.finish()) | (1 << 127)
-    })
+/// Ids written since the last commit. tix-logs ids are 32 hex digits and are kept as one
+/// integer each; any other id is kept whole, so distinct ids can never collide.
+#[derive(Default)]
+struct PendingIds {
+    hex: FxHashSet<u128>,
+    other: FxHashSet<String>,
+}
+
+impl PendingIds {
+    fn hex_key(id: &str) -> Option<u128> {
+        let canonical = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        canonical.then(|| u128::from_str_radix(id, 16).ok()).flatten()
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match Self::hex_key(id) {
+            Some(key) => self.hex.contains(&key),
+            None => self.other.contains(id),
+        }
+    }
+
+    fn insert(&mut self, id: &str) {
+        match Self::hex_key(id) {
+            Some(key) => self.hex.insert(key),
+            None => self.other.insert(id.to_string()),
+        };
+    }
+
+    fn clear(&mut self) {
+        self.hex.clear();
+        self.other.clear();
+    }
 }
 
 /// Maps field names as analysts write them to the tantivy schema: unknown fields live
