@@ -227,7 +227,7 @@ impl TantivyBackend {
             request.sort.clone().unwrap_or(crate::backend::SortSpec { field: schema::TS.into(), descending: true });
         let order = if sort.descending { Order::Desc } else { Order::Asc };
         let top = TopDocs::with_limit(request.limit);
-        let field = if sort.field == schema::ES_TIMESTAMP { schema::TS.to_string() } else { sort.field.clone() };
+        let field = tantivy_field_name(&sort.field);
         let addresses: Vec<DocAddress> = match schema::field_spec(&field).map(|s| s.kind) {
             Some(FieldKind::Time) => collect(searcher, query, top.order_by_fast_field::<DateTime>(field, order)),
             Some(FieldKind::Number) => collect(searcher, query, top.order_by_fast_field::<f64>(field, order)),
