@@ -5,6 +5,8 @@
 # Usage:
 #   bench/run.sh [N]          N events (default 1000000): ingest + queries, markdown table at the end
 #   bench/run.sh rss SIZE     peak RSS while ingesting one gzip object of SIZE uncompressed (64MiB, 1GiB)
+#   bench/run.sh s3 SIZE      the same object from Garage (scripts/garage.sh) beside the local file:
+#                             throughput of both and peak RSS of the S3 path
 #
 # Not a test and not run by CI. Everything lands in bench-out/ (git-ignored); generated
 # inputs are reused while N and the seed are unchanged (rm -rf bench-out to start over).
@@ -333,8 +335,58 @@ rss() {
         'BEGIN { printf "| %s gzip | %.1f | %s | %.1f | %.0f | <= 256 MB |\n", s, c / 1e6, r, w, k / 1024 }'
 }
 
+# s3 SIZE: one gzip object of SIZE uncompressed, ingested from Garage and from the
+# local file; prints both throughputs, their ratio (target >= 0.8) and peak RSS.
+s3() {
+    local size="${1:-}"
+    [[ -n "$size" ]] || { usage; exit 2; }
+    mkdir -p "$OUT"
+    need_base_tools
+    build
+    local obj="$OUT/rss-$size.ndjson.gz"
+    if [[ ! -f "$obj" ]]; then
+        log "generating one gzip object of $size uncompressed"
+        "$GEN" --seed "$SEED" --bytes "$size" --compress gzip --out "$obj.tmp" --stats-json \
+            2>"$OUT/rss-$size.gen.json"
+        mv "$obj.tmp" "$obj"
+    fi
+    "$ROOT/scripts/garage.sh" start >/dev/null
+    # shellcheck disable=SC1090
+    . "$("$ROOT/scripts/garage.sh" env)"
+    python3 -c 'import boto3' 2>/dev/null || python3 -m pip install --quiet boto3
+    local key="bench/$size/$(basename "$obj")"
+    log "uploading $obj to s3://$TIX_S3_TEST_BUCKET/$key"
+    python3 - "$obj" "$TIX_S3_TEST_BUCKET" "$key" <<'PY'
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+s3.upload_file(sys.argv[1], sys.argv[2], sys.argv[3])
+PY
+    local name
+    for name in s3 local; do
+        rm -rf "$OUT/$name-index" "$OUT/$name-dl"
+    done
+    log "ingesting from S3"
+    timed "s3-$size" "$TIX" ingest --index "$OUT/s3-index" --dead-letter "$OUT/s3-dl" --json "s3://$TIX_S3_TEST_BUCKET/$key"
+    log "ingesting the local file"
+    timed "local-$size" "$TIX" ingest --index "$OUT/local-index" --dead-letter "$OUT/local-dl" --json "$obj"
+    echo
+    echo "| source | records | wall s | MB/s (raw JSON) | peak RSS MB |"
+    echo "|---|---:|---:|---:|---:|"
+    local raw
+    raw=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes"])' "$OUT/rss-$size.gen.json" 2>/dev/null || echo 0)
+    for name in s3 local; do
+        awk -v n="$name" -v r="$(json_field "$OUT/$name-$size.out" records)" -v w="$(stat_field "$name-$size" 1)" \
+            -v k="$(stat_field "$name-$size" 4)" -v b="$raw" \
+            'BEGIN { printf "| %s | %s | %.1f | %.1f | %.0f |\n", n, r, w, b / 1e6 / w, k / 1024 }'
+    done
+    awk -v s="$(stat_field "s3-$size" 1)" -v l="$(stat_field "local-$size" 1)" \
+        'BEGIN { printf "\nS3 throughput / local throughput: %.2f (target >= 0.80)\n", l / s }'
+}
+
 case "${1:-}" in
     -h | --help) usage ;;
     rss) shift; rss "$@" ;;
+    s3) shift; s3 "$@" ;;
     *) full "$@" ;;
 esac

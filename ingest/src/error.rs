@@ -84,6 +84,8 @@ pub enum Error {
     DeadLetter { path: String, error: std::io::Error },
     #[error(transparent)]
     Backend(#[from] indexer::Error),
+    #[error("unreadable trigger event: {0}")]
+    Event(String),
     #[error("invalid configuration: {0}")]
     Config(String),
 }

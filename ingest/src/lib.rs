@@ -11,12 +11,15 @@ pub mod error;
 pub mod events;
 pub mod framing;
 pub mod id;
+pub mod lambda;
 pub mod limits;
 pub mod pipeline;
 pub mod redact;
+pub mod s3;
 pub mod source;
 #[cfg(test)]
 mod test_support;
+pub mod trigger;
 pub mod validate;
 
 pub use error::{Error, ObjectFailure, RejectKind, Rejection, Result};

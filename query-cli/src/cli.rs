@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read log objects (files, directories, stdin) into the index.
+    /// Read log objects (files, directories, stdin, S3 prefixes, saved Lambda events) into the index.
     #[command(after_help = INGEST_EXAMPLES)]
     Ingest(IngestArgs),
     /// Search indexed events: hits, counts and aggregations.
@@ -32,10 +32,14 @@ const INGEST_EXAMPLES: &str = "Examples:
   tix-logs ingest ./logs/                         # a directory, recursively
   tix-logs ingest day.ndjson.gz day.json.zst      # gzip, zstd or plain; NDJSON, arrays, {\"Records\":[...]}
   zcat big.gz | tix-logs ingest -                 # stdin
+  tix-logs ingest s3://booking-logs/2024/02/      # every object under an S3 prefix
+  tix-logs ingest --event saved-sqs-event.json    # a saved Lambda event, through the Lambda's handler
   tix-logs ingest --json ./logs/ | jq .indexed    # one JSON summary on stdout
 
 Exit status: 0 every object completed, 1 some object failed, 2 usage or operational error.
-Rejected records go to the dead-letter directory, one NDJSON entry each, with the reason.";
+Rejected records go to the dead-letter directory, one NDJSON entry each, with the reason.
+S3 uses the standard AWS configuration (AWS_REGION, AWS_PROFILE, credentials, and
+AWS_ENDPOINT_URL for S3-compatible servers, which are then addressed path-style).";
 
 const SEARCH_EXAMPLES: &str = "Examples:
   tix-logs search 'type:booking.cancelled AND venue:\"Olympic Hall\"' --since 2024-02-01 --limit 20
@@ -68,13 +72,17 @@ pub struct StoreArgs {
 pub struct IngestArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Dead-letter directory for rejected records and failed objects.
+    /// Where rejected records and failed objects go: a directory, or s3://bucket/prefix.
     #[arg(long, default_value = "./tix-dead-letter")]
-    pub dead_letter: PathBuf,
+    pub dead_letter: String,
     /// Print one JSON summary on stdout instead of a progress bar and a readable summary.
     #[arg(long)]
     pub json: bool,
-    /// Files, directories (recursively) or `-` for stdin.
+    /// Run a saved S3, SQS, SNS or EventBridge event through the Lambda's handler
+    /// (the objects it names are read from S3).
+    #[arg(long, value_name = "FILE", conflicts_with = "sources")]
+    pub event: Option<PathBuf>,
+    /// Files, directories (recursively), `-` for stdin, or s3://bucket/prefix.
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Indexing threads of the tantivy writer (default: CPUs, at most 4).

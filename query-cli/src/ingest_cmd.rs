@@ -1,23 +1,62 @@
-//! `tix-logs ingest`: expand sources, run the pipeline, print the summary.
+//! `tix-logs ingest`: expand sources (local or S3) or read a saved trigger event, run
+//! the pipeline, print the summary.
 
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
 use indexer::{Backend, TantivyBackend, TantivyConfig};
-use ingest::dead_letter::LocalDeadLetter;
+use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
 use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary, SourceOutcome, SourceReport};
 use ingest::redact::Redactor;
+use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use ingest::source::SourceObject;
+use ingest::trigger::{handle_event, HandlerReport};
 use ingest::Limits;
 
 use crate::cli::{BackendKind, IngestArgs};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
 
-pub fn run(args: IngestArgs) -> Result<u8> {
-    if args.sources.is_empty() {
-        bail!("nothing to ingest: name files, directories or - for stdin (see tix-logs ingest --help)");
+/// The S3 client and the runtime its blocking calls run on, made only when needed.
+struct S3Edge {
+    // Kept alive for the client's connections; dropped after everything using it.
+    _runtime: tokio::runtime::Runtime,
+    context: S3Context,
+}
+
+impl S3Edge {
+    fn start() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the S3 client's runtime")?;
+        let context = S3Context::from_env_blocking(runtime.handle().clone());
+        Ok(S3Edge { _runtime: runtime, context })
     }
-    let sources = ingest::source::local_sources(&args.sources)?;
+}
+
+fn expand_sources(args: &[String], s3: Option<&S3Context>) -> Result<Vec<Box<dyn SourceObject>>> {
+    let mut sources = Vec::new();
+    for arg in args {
+        match s3.and_then(|s3| ingest::s3::sources_for(arg, s3)) {
+            Some(listed) => sources.extend(listed.with_context(|| format!("listing {arg}"))?),
+            None => sources.extend(ingest::source::local_sources(std::slice::from_ref(arg))?),
+        }
+    }
+    Ok(sources)
+}
+
+pub fn run(args: IngestArgs) -> Result<u8> {
+    if args.sources.is_empty() && args.event.is_none() {
+        bail!("nothing to ingest: name files, directories, s3://bucket/prefix, - for stdin, or --event FILE (see tix-logs ingest --help)");
+    }
+    let needs_s3 =
+        args.event.is_some() || args.dead_letter.starts_with("s3://") || args.sources.iter().any(|s| s.starts_with("s3://"));
+    let s3 = if needs_s3 { Some(S3Edge::start()?) } else { None };
+    let s3_context = s3.as_ref().map(|edge| &edge.context);
+    let event = args.event.as_ref().map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display()))).transpose()?;
+    let sources = expand_sources(&args.sources, s3_context)?;
     let (redactor, development_key) = Redactor::from_env();
     if development_key {
         // One warning, where the user will see it: stderr for people, the log for scripts.
@@ -42,7 +81,13 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         BackendKind::Elasticsearch => crate::search_cmd::connect_elasticsearch()?,
     };
     backend.ensure_ready().context("preparing the backend")?;
-    let mut dead_letter = LocalDeadLetter::new(&args.dead_letter);
+    let mut dead_letter: Box<dyn DeadLetterStore> = match S3Location::parse(&args.dead_letter) {
+        Some(location) => {
+            let location = location.map_err(anyhow::Error::msg)?;
+            Box::new(S3DeadLetter::new(s3_context.expect("S3 is started for an s3:// dead-letter").clone(), location))
+        }
+        None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.dead_letter))),
+    };
     let mut config = PipelineConfig::new(redactor);
     config.commit_every_docs = args.commit_every.max(1);
     config.limits = Limits {
@@ -52,11 +97,18 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         max_ratio: args.max_ratio,
         ..Limits::default()
     };
+    if let (Some(event), Some(s3)) = (event, s3_context) {
+        let report = handle_event(&event, s3, backend.as_mut(), dead_letter.as_mut(), config, None, None)
+            .context("handling the event")?;
+        backend.close().context("closing the index")?;
+        print_event_report(&report, &args)?;
+        return Ok(if report.failed.is_empty() { 0 } else { 1 });
+    }
     let total_bytes: u64 = sources.iter().filter_map(|s| s.size_hint()).sum();
     let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
     let mut reports: Vec<SourceReport> = Vec::new();
     let summary: RunSummary = {
-        let mut pipeline = Pipeline::new(backend.as_mut(), &mut dead_letter, config).with_progress(progress.clone());
+        let mut pipeline = Pipeline::new(backend.as_mut(), dead_letter.as_mut(), config).with_progress(progress.clone());
         for source in &sources {
             let report = pipeline
                 .ingest(source.as_ref())
@@ -73,6 +125,30 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         print_summary(&summary, &reports, &args);
     }
     Ok(if summary.objects_failed > 0 { 1 } else { 0 })
+}
+
+/// `--event`: the run summary plus exactly what the Lambda would answer.
+fn print_event_report(report: &HandlerReport, args: &IngestArgs) -> Result<()> {
+    let failures: Vec<serde_json::Value> =
+        report.batch_item_failures().into_iter().map(|id| serde_json::json!({ "itemIdentifier": id })).collect();
+    if args.json {
+        let mut out = serde_json::to_value(&report.summary)?;
+        out["acknowledged"] = report.acknowledged.into();
+        out["batch_item_failures"] = failures.into();
+        println!("{out}");
+        return Ok(());
+    }
+    print_summary(&report.summary, &report.sources, args);
+    println!(
+        "event: {} deliveries, {} notifications acknowledged without ingesting, {} failed",
+        report.deliveries,
+        report.acknowledged,
+        report.failed.len()
+    );
+    for failed in &report.failed {
+        println!("  redeliver {}: {}", failed.message_id.as_deref().unwrap_or("(whole event)"), failed.reason);
+    }
+    Ok(())
 }
 
 fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestArgs) {
@@ -99,7 +175,7 @@ fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestAr
         );
     }
     if summary.rejected > 0 || summary.objects_failed > 0 {
-        println!("dead-letter entries are in {}", args.dead_letter.display());
+        println!("dead-letter entries are in {}", args.dead_letter);
     }
     for report in reports.iter().filter(|r| r.outcome == SourceOutcome::Failed) {
         println!("failed: {}: {}", report.source, report.failure.as_deref().unwrap_or("unknown reason"));

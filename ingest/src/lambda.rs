@@ -1,0 +1,205 @@
+//! The Lambda's configuration and metrics, kept pure so they are tested without AWS:
+//! settings read from environment variables (refusing unsafe ones), and the one
+//! CloudWatch Embedded Metric Format line written per invocation.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::s3::S3Location;
+use crate::trigger::HandlerReport;
+
+/// The namespace of the EMF metrics (alarms in `template.yaml` use it).
+pub const METRICS_NAMESPACE: &str = "TixLogs";
+
+/// Which backend the Lambda writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LambdaBackend {
+    Elasticsearch,
+    /// A tantivy index at a path: for local runs and tests of the binary (a Lambda's
+    /// disk does not outlive it).
+    Tantivy(std::path::PathBuf),
+}
+
+/// Everything the Lambda reads from its environment.
+#[derive(Clone)]
+pub struct LambdaSettings {
+    pub backend: LambdaBackend,
+    pub dead_letter: S3Location,
+    pub trigger: Option<S3Location>,
+    /// HMAC key for PII tokens (required: a Lambda never uses the development key).
+    pub pii_key: Vec<u8>,
+    /// Stop taking new objects when less than this is left before the deadline.
+    pub deadline_margin: Duration,
+    pub function_name: String,
+}
+
+impl std::fmt::Debug for LambdaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaSettings")
+            .field("backend", &self.backend)
+            .field("dead_letter", &self.dead_letter)
+            .field("trigger", &self.trigger)
+            .field("pii_key", &"<redacted>")
+            .field("deadline_margin", &self.deadline_margin)
+            .field("function_name", &self.function_name)
+            .finish()
+    }
+}
+
+impl LambdaSettings {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads `TIX_BACKEND` (`elasticsearch`, the default, or `tantivy` with
+    /// `TIX_INDEX`), `TIX_DEAD_LETTER` (`s3://bucket/prefix`, required),
+    /// `TIX_TRIGGER_PREFIX` (`s3://bucket/prefix`), `TIX_PII_KEY` (required),
+    /// `TIX_DEADLINE_MARGIN_MS` (default 10000) and `AWS_LAMBDA_FUNCTION_NAME`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let config = |message: String| Error::Config(message);
+        let backend = match lookup("TIX_BACKEND").as_deref().unwrap_or("elasticsearch") {
+            "elasticsearch" => LambdaBackend::Elasticsearch,
+            "tantivy" => LambdaBackend::Tantivy(
+                lookup("TIX_INDEX").ok_or_else(|| config("TIX_BACKEND=tantivy needs TIX_INDEX".into()))?.into(),
+            ),
+            other => return Err(config(format!("TIX_BACKEND={other:?}: expected elasticsearch or tantivy"))),
+        };
+        let s3_location = |name: &str| -> Result<Option<S3Location>> {
+            lookup(name)
+                .map(|text| match S3Location::parse(&text) {
+                    Some(Ok(location)) => Ok(location),
+                    Some(Err(e)) => Err(config(format!("{name}: {e}"))),
+                    None => Err(config(format!("{name}={text:?}: expected s3://bucket/prefix"))),
+                })
+                .transpose()
+        };
+        let dead_letter = s3_location("TIX_DEAD_LETTER")?
+            .ok_or_else(|| config("TIX_DEAD_LETTER is required (s3://bucket/prefix outside the trigger prefix)".into()))?;
+        let trigger = s3_location("TIX_TRIGGER_PREFIX")?;
+        if let Some(trigger) = &trigger {
+            if trigger.overlaps(&dead_letter) {
+                return Err(config(format!(
+                    "the dead-letter prefix {dead_letter} lies under the trigger prefix {trigger}: every dead-letter \
+                     object would trigger the function again. Choose a prefix outside it."
+                )));
+            }
+        }
+        let pii_key = lookup("TIX_PII_KEY").filter(|k| !k.is_empty()).ok_or_else(|| {
+            config("TIX_PII_KEY is required in the Lambda (the HMAC key for e-mail and phone tokens)".into())
+        })?;
+        let deadline_margin = match lookup("TIX_DEADLINE_MARGIN_MS") {
+            None => Duration::from_secs(10),
+            Some(ms) => Duration::from_millis(
+                ms.parse().map_err(|_| config(format!("TIX_DEADLINE_MARGIN_MS={ms:?}: expected milliseconds")))?,
+            ),
+        };
+        Ok(LambdaSettings {
+            backend,
+            dead_letter,
+            trigger,
+            pii_key: pii_key.into_bytes(),
+            deadline_margin,
+            function_name: lookup("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "tix-logs-lambda".into()),
+        })
+    }
+}
+
+/// One CloudWatch Embedded Metric Format record for an invocation.
+pub fn emf_record(report: &HandlerReport, function_name: &str, duration: Duration, timestamp_ms: i64) -> Value {
+    let summary = &report.summary;
+    let metrics: [(&str, u64, &str); 10] = [
+        ("Objects", summary.objects, "Count"),
+        ("Records", summary.records, "Count"),
+        ("Indexed", summary.indexed, "Count"),
+        ("Duplicates", summary.duplicates, "Count"),
+        ("Rejected", summary.rejected, "Count"),
+        ("FailedObjects", summary.objects_failed, "Count"),
+        ("FailedMessages", report.failed.len() as u64, "Count"),
+        ("Acknowledged", report.acknowledged, "Count"),
+        ("BytesRead", summary.bytes_read, "Bytes"),
+        ("DurationMs", duration.as_millis() as u64, "Milliseconds"),
+    ];
+    let mut record = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        },
+        "FunctionName": function_name,
+    });
+    for (name, value, _) in metrics {
+        record[name] = json!(value);
+    }
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::pipeline::RunSummary;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<LambdaSettings> {
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        LambdaSettings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    const GOOD: [(&str, &str); 3] =
+        [("TIX_DEAD_LETTER", "s3://logs/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/in/"), ("TIX_PII_KEY", "k3y")];
+
+    #[test]
+    fn good_settings_are_read_and_debug_hides_the_key() {
+        let s = settings(&GOOD).unwrap();
+        assert_eq!(s.backend, LambdaBackend::Elasticsearch);
+        assert_eq!(s.dead_letter.prefix, "dead/");
+        assert_eq!(s.deadline_margin, Duration::from_secs(10));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("k3y"), "{debug}");
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_settings_are_refused_with_the_variable_named() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("TIX_DEAD_LETTER", "s3://logs/dead/")], "TIX_PII_KEY"),
+            (&[("TIX_PII_KEY", "k")], "TIX_DEAD_LETTER"),
+            (
+                &[("TIX_DEAD_LETTER", "s3://logs/in/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/in/"), ("TIX_PII_KEY", "k")],
+                "lies under the trigger prefix",
+            ),
+            (
+                &[("TIX_DEAD_LETTER", "s3://logs/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/"), ("TIX_PII_KEY", "k")],
+                "lies under the trigger prefix",
+            ),
+            (&[("TIX_DEAD_LETTER", "/tmp/dead"), ("TIX_PII_KEY", "k")], "expected s3://"),
+        ];
+        for (pairs, expected) in cases {
+            let error = settings(pairs).err().expect("must be refused").to_string();
+            assert!(error.contains(expected), "{pairs:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_emf_record_declares_every_metric_it_carries() {
+        let report = HandlerReport {
+            summary: RunSummary { objects: 3, records: 10, indexed: 7, duplicates: 2, rejected: 1, ..Default::default() },
+            ..HandlerReport::default()
+        };
+        let record = emf_record(&report, "fn", Duration::from_millis(1500), 1_700_000_000_000);
+        let declared = record["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        assert_eq!(declared.len(), 10);
+        for metric in declared {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(record[name].is_u64(), "{name} declared but not present");
+        }
+        assert_eq!(record["Indexed"], 7);
+        assert_eq!(record["DurationMs"], 1500);
+        assert_eq!(record["FunctionName"], "fn");
+        assert_eq!(record["_aws"]["CloudWatchMetrics"][0]["Namespace"], METRICS_NAMESPACE);
+    }
+}

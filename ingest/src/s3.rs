@@ -1,0 +1,429 @@
+//! S3 at the edge: the client (standard AWS configuration, `AWS_ENDPOINT_URL` for
+//! S3-compatible servers), objects as [`SourceObject`]s streamed through `GetObject`,
+//! `s3://bucket/prefix` listings, and the dead-letter store on an S3 prefix.
+//!
+//! The pipeline is synchronous and reads on its own thread, so every S3 call here
+//! blocks on a Tokio runtime handle. Never call these from inside an async task: the
+//! Lambda runs the pipeline under `spawn_blocking`, the CLI on its main thread.
+
+use std::io::{BufWriter, Read, Write};
+use std::time::Duration;
+
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use tokio::runtime::Handle;
+use tokio_util::io::SyncIoBridge;
+
+use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore};
+use crate::error::{Error, Result};
+use crate::events::ObjectRef;
+use crate::id::SourceIdentity;
+use crate::source::SourceObject;
+
+/// How often a broken `GetObject` body is resumed (ranged, pinned to the same ETag or
+/// version) before the object is reported failed.
+const BODY_RESUMES: u32 = 3;
+
+/// `s3://bucket/prefix`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// May be empty (the whole bucket).
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket[/prefix]`; `None` when `text` is not an `s3://` URL.
+    pub fn parse(text: &str) -> Option<std::result::Result<Self, String>> {
+        let rest = text.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Some(Err(format!("{text:?} names no bucket (expected s3://bucket/prefix)")));
+        }
+        Some(Ok(S3Location { bucket: bucket.to_string(), prefix: prefix.to_string() }))
+    }
+
+    /// Whether every key under `other` is also under `self` (or the two overlap so that
+    /// writing under `other` would be seen under `self`).
+    pub fn overlaps(&self, other: &S3Location) -> bool {
+        self.bucket == other.bucket && (other.prefix.starts_with(&self.prefix) || self.prefix.starts_with(&other.prefix))
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// An S3 client and the runtime its calls block on. Cheap to clone.
+#[derive(Clone)]
+pub struct S3Context {
+    client: Client,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for S3Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's configuration holds credentials: show nothing of it.
+        f.debug_struct("S3Context").finish_non_exhaustive()
+    }
+}
+
+impl S3Context {
+    /// Loads the standard AWS configuration (environment, profiles, instance roles).
+    /// With a custom endpoint (`AWS_ENDPOINT_URL`, an S3-compatible server) requests
+    /// use path-style addressing, which such servers expect.
+    pub async fn from_env(handle: Handle) -> Self {
+        let shared = aws_config::load_from_env().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            // Only what S3 requires: S3-compatible servers differ on the newer defaults.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if shared.endpoint_url().is_some() || std::env::var_os("TIX_S3_PATH_STYLE").is_some() {
+            builder = builder.force_path_style(true);
+        }
+        S3Context { client: Client::from_conf(builder.build()), handle }
+    }
+
+    /// [`S3Context::from_env`] for synchronous callers (not inside the runtime).
+    pub fn from_env_blocking(handle: Handle) -> Self {
+        handle.clone().block_on(Self::from_env(handle))
+    }
+
+    /// A context from an explicit client (tests with other credentials).
+    pub fn with_client(client: Client, handle: Handle) -> Self {
+        S3Context { client, handle }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Every object under `location`, in key order, following pagination. Folder
+    /// markers (keys ending in `/`) are left out: they hold no records.
+    pub fn list(&self, location: &S3Location) -> Result<Vec<S3Object>> {
+        let failure = |error: String| Error::Source { source_name: location.to_string(), error: io_error(error) };
+        self.block_on(async {
+            let mut objects = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&location.bucket)
+                .prefix(&location.prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| failure(format!("listing failed: {}", DisplayErrorContext(&e))))?;
+                for object in page.contents() {
+                    let Some(key) = object.key() else { continue };
+                    if key.ends_with('/') {
+                        continue;
+                    }
+                    let etag = object.e_tag().unwrap_or_default();
+                    objects.push(S3Object::new(
+                        self.clone(),
+                        ObjectRef {
+                            bucket: location.bucket.clone(),
+                            key: key.to_string(),
+                            version_id: None,
+                            etag: Some(etag.to_string()),
+                            size: object.size().and_then(|s| u64::try_from(s).ok()),
+                        },
+                    ));
+                }
+            }
+            Ok(objects)
+        })
+    }
+
+    /// Uploads `body` (tests and fixtures).
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+        self.block_on(self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send())
+            .map(|_| ())
+            .map_err(|e| Error::Source {
+                source_name: format!("s3://{bucket}/{key}"),
+                error: io_error(format!("upload failed: {}", DisplayErrorContext(&e))),
+            })
+    }
+
+    /// The current ETag of an object, asked with `HeadObject`.
+    pub fn etag(&self, bucket: &str, key: &str) -> Result<String> {
+        self.block_on(self.client.head_object().bucket(bucket).key(key).send())
+            .map(|head| head.e_tag().unwrap_or_default().to_string())
+            .map_err(|e| Error::Source {
+                source_name: format!("s3://{bucket}/{key}"),
+                error: io_error(format!("HeadObject failed: {}", DisplayErrorContext(&e))),
+            })
+    }
+}
+
+fn io_error(message: String) -> std::io::Error {
+    std::io::Error::other(message)
+}
+
+/// One S3 object, identified by bucket, key and version id (or ETag).
+#[derive(Clone)]
+pub struct S3Object {
+    s3: S3Context,
+    object: ObjectRef,
+    identity: SourceIdentity,
+}
+
+impl S3Object {
+    pub fn new(s3: S3Context, object: ObjectRef) -> Self {
+        let version = object.version_id.clone().or_else(|| object.etag.clone()).unwrap_or_default();
+        let identity = SourceIdentity::S3 { bucket: object.bucket.clone(), key: object.key.clone(), version };
+        S3Object { s3, object, identity }
+    }
+
+    pub fn object(&self) -> &ObjectRef {
+        &self.object
+    }
+
+    async fn get(&self, from: u64) -> std::io::Result<ByteStream> {
+        let request = self
+            .s3
+            .client
+            .get_object()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .set_version_id(self.object.version_id.clone())
+            // Read exactly the object the identity names: a replaced object has its
+            // own event and its own identity.
+            .set_if_match(if self.object.version_id.is_none() { self.object.etag.clone() } else { None })
+            .set_range((from > 0).then(|| format!("bytes={from}-")));
+        match request.send().await {
+            Ok(output) => Ok(output.body),
+            Err(e) => {
+                let not_found = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                let what = if not_found { "the object does not exist (deleted before it was read?)" } else { "" };
+                Err(io_error(format!("GetObject failed: {what}{}", DisplayErrorContext(&e))))
+            }
+        }
+    }
+
+    fn bridge(&self, body: ByteStream) -> Box<dyn Read + Send> {
+        Box::new(SyncIoBridge::new_with_handle(Box::pin(body.into_async_read()), self.s3.handle.clone()))
+    }
+}
+
+impl SourceObject for S3Object {
+    fn identity(&self) -> &SourceIdentity {
+        &self.identity
+    }
+    fn size_hint(&self) -> Option<u64> {
+        self.object.size
+    }
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        let body = self.s3.block_on(self.get(0))?;
+        Ok(Box::new(ResumingBody { object: self.clone(), inner: self.bridge(body), position: 0, resumes_left: BODY_RESUMES }))
+    }
+}
+
+/// A `GetObject` body that, when the connection breaks mid-object, resumes with a
+/// ranged request from the last byte read (pinned by ETag or version id).
+struct ResumingBody {
+    object: S3Object,
+    inner: Box<dyn Read + Send>,
+    position: u64,
+    resumes_left: u32,
+}
+
+impl Read for ResumingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Ok(n) => {
+                    self.position += n as u64;
+                    return Ok(n);
+                }
+                Err(error) if self.resumes_left > 0 && error.kind() != std::io::ErrorKind::Interrupted => {
+                    self.resumes_left -= 1;
+                    tracing::warn!(
+                        object = %self.object.identity.display_name(),
+                        offset = self.position,
+                        error = %error,
+                        "S3 body broke; resuming with a ranged GetObject"
+                    );
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(BODY_RESUMES - self.resumes_left)));
+                    match self.object.s3.block_on(self.object.get(self.position)) {
+                        Ok(body) => self.inner = self.object.bridge(body),
+                        Err(reopen) => {
+                            return Err(io_error(format!(
+                                "read broke at byte {} ({error}) and could not resume: {reopen}",
+                                self.position
+                            )))
+                        }
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(io_error(format!("read broke at byte {} after {BODY_RESUMES} resumes: {error}", self.position)))
+                }
+            }
+        }
+    }
+}
+
+/// Dead-letter entries on an S3 prefix: one NDJSON object per source, named after its
+/// checkpoint key, spooled to a local temporary file and uploaded when the source ends
+/// (a replay overwrites the same object, so entries are never doubled).
+#[derive(Clone)]
+pub struct S3DeadLetter {
+    s3: S3Context,
+    location: S3Location,
+}
+
+impl S3DeadLetter {
+    pub fn new(s3: S3Context, location: S3Location) -> Self {
+        S3DeadLetter { s3, location }
+    }
+
+    fn object_key(&self, source: &SourceIdentity) -> String {
+        let separator = if self.location.prefix.is_empty() || self.location.prefix.ends_with('/') { "" } else { "/" };
+        format!("{}{separator}{}.ndjson", self.location.prefix, source.checkpoint_key())
+    }
+
+    /// Every entry under the prefix (tests and audits).
+    pub fn read_all(&self) -> Result<Vec<DeadLetterEntry>> {
+        let mut entries = Vec::new();
+        for object in self.s3.list(&self.location)? {
+            let mut text = String::new();
+            object
+                .open()
+                .and_then(|mut body| body.read_to_string(&mut text))
+                .map_err(|error| Error::DeadLetter { path: self.location.to_string(), error })?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let entry = serde_json::from_str(line).map_err(|e| Error::DeadLetter {
+                    path: object.identity.display_name(),
+                    error: io_error(e.to_string()),
+                })?;
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+impl DeadLetterStore for S3DeadLetter {
+    fn begin(&mut self, source: &SourceIdentity) -> Result<Box<dyn DeadLetterFile>> {
+        Ok(Box::new(S3DeadLetterFile { s3: self.s3.clone(), bucket: self.location.bucket.clone(), key: self.object_key(source), spool: None }))
+    }
+
+    fn location(&self) -> String {
+        self.location.to_string()
+    }
+}
+
+struct S3DeadLetterFile {
+    s3: S3Context,
+    bucket: String,
+    key: String,
+    spool: Option<BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl S3DeadLetterFile {
+    fn error(&self, message: String) -> Error {
+        Error::DeadLetter { path: format!("s3://{}/{}", self.bucket, self.key), error: io_error(message) }
+    }
+}
+
+impl DeadLetterFile for S3DeadLetterFile {
+    fn write(&mut self, entry: &DeadLetterEntry) -> Result<()> {
+        if self.spool.is_none() {
+            let file = tempfile::NamedTempFile::new().map_err(|e| self.error(format!("cannot spool entries: {e}")))?;
+            self.spool = Some(BufWriter::new(file));
+        }
+        let line = serde_json::to_string(entry).map_err(|e| self.error(e.to_string()))?;
+        let spool = self.spool.as_mut().expect("spool was just created");
+        spool.write_all(line.as_bytes()).and_then(|_| spool.write_all(b"\n")).map_err(|e| {
+            Error::DeadLetter { path: "local dead-letter spool".into(), error: e }
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let Some(spool) = self.spool.take() else {
+            // No entries this time: remove what an earlier attempt left (deleting a
+            // missing key succeeds in S3).
+            let deleted = self.s3.block_on(self.s3.client.delete_object().bucket(&self.bucket).key(&self.key).send());
+            return deleted.map(|_| ()).map_err(|e| self.error(format!("DeleteObject failed: {}", DisplayErrorContext(&e))));
+        };
+        let file = spool.into_inner().map_err(|e| self.error(format!("cannot flush the spool: {}", e.error())))?;
+        let path = file.path().to_path_buf();
+        let uploaded = self.s3.block_on(async {
+            let body = ByteStream::from_path(&path).await.map_err(|e| format!("cannot read the spool: {e}"))?;
+            self.s3
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("PutObject failed: {}", DisplayErrorContext(&e)))
+        });
+        drop(file);
+        uploaded.map(|_| ()).map_err(|message| self.error(message))
+    }
+}
+
+/// The sources a CLI argument names: an `s3://` prefix listed in full, else `None`.
+pub fn sources_for(arg: &str, s3: &S3Context) -> Option<Result<Vec<Box<dyn SourceObject>>>> {
+    let location = S3Location::parse(arg)?;
+    Some(
+        location
+            .map_err(Error::Config)
+            .and_then(|location| s3.list(&location))
+            .map(|objects| objects.into_iter().map(|o| Box::new(o) as Box<dyn SourceObject>).collect()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_parse_into_bucket_and_prefix() {
+        let cases = [
+            ("s3://logs", Some(("logs", ""))),
+            ("s3://logs/", Some(("logs", ""))),
+            ("s3://logs/2024/02/", Some(("logs", "2024/02/"))),
+            ("s3://logs/a b+c", Some(("logs", "a b+c"))),
+            ("/tmp/logs", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = S3Location::parse(text).map(|r| r.unwrap());
+            assert_eq!(parsed.as_ref().map(|l| (l.bucket.as_str(), l.prefix.as_str())), expected, "{text}");
+        }
+        assert!(S3Location::parse("s3:///x").unwrap().is_err());
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_detected_both_ways() {
+        let loc = |t: &str| S3Location::parse(t).unwrap().unwrap();
+        assert!(loc("s3://b/logs/").overlaps(&loc("s3://b/logs/dead/")));
+        assert!(loc("s3://b/logs/dead/").overlaps(&loc("s3://b/logs/")));
+        assert!(loc("s3://b/").overlaps(&loc("s3://b/dead/")), "a whole-bucket trigger covers every prefix");
+        assert!(!loc("s3://b/logs/").overlaps(&loc("s3://b/dead/")));
+        assert!(!loc("s3://b/logs/").overlaps(&loc("s3://other/logs/")));
+    }
+}

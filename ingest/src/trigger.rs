@@ -1,0 +1,161 @@
+//! The trigger handler: one S3, SQS, SNS or EventBridge event in, the objects it names
+//! ingested, and the answer the trigger needs out (SQS `batchItemFailures`).
+//!
+//! This is exactly what the Lambda runs and what `tix-logs ingest --event FILE` runs.
+//! A message counts as done only when every object it names completed (or had already
+//! completed) and the backend committed them; everything else is reported failed so the
+//! queue redelivers it, and document ids make the redo safe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexer::Backend;
+use serde::Serialize;
+
+use crate::dead_letter::DeadLetterStore;
+use crate::error::{Error, Result};
+use crate::events::{parse_event, Work};
+use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceOutcome, SourceReport};
+use crate::s3::{S3Context, S3Object};
+
+/// When to stop taking new work: `deadline - margin`.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    /// Time kept back for the final commit, the dead-letter upload and the answer.
+    pub margin: Duration,
+}
+
+impl Deadline {
+    pub fn reached(&self) -> bool {
+        Instant::now() + self.margin >= self.at
+    }
+}
+
+/// One delivery the handler could not finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedDelivery {
+    /// The SQS `messageId`; `None` for a direct S3 or EventBridge event.
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+/// What one event came to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HandlerReport {
+    pub summary: RunSummary,
+    /// Notifications acknowledged without ingesting (test events, deletes, folder
+    /// markers, 0-byte objects).
+    pub acknowledged: u64,
+    /// Deliveries (SQS messages, or the whole event) in the event.
+    pub deliveries: u64,
+    pub failed: Vec<FailedDelivery>,
+    pub sources: Vec<SourceReport>,
+}
+
+impl HandlerReport {
+    /// The SQS partial-batch answer: the ids of exactly the messages to redeliver.
+    pub fn batch_item_failures(&self) -> Vec<String> {
+        self.failed.iter().filter_map(|f| f.message_id.clone()).collect()
+    }
+
+    /// A failure without a message id (a direct S3 or EventBridge event) can only be
+    /// retried by failing the whole invocation.
+    pub fn must_fail_invocation(&self) -> bool {
+        self.failed.iter().any(|f| f.message_id.is_none())
+    }
+}
+
+/// Handles one event. `Err` is operational (the event is unreadable as a whole, the
+/// backend or dead-letter store failed): nothing of it may be acknowledged.
+pub fn handle_event(
+    event: &[u8],
+    s3: &S3Context,
+    backend: &mut dyn Backend,
+    dead_letter: &mut dyn DeadLetterStore,
+    mut config: PipelineConfig,
+    deadline: Option<Deadline>,
+    progress: Option<Arc<dyn Progress>>,
+) -> Result<HandlerReport> {
+    let deliveries = parse_event(event).map_err(Error::Event)?;
+    if let Some(deadline) = deadline {
+        let earlier = config.should_stop.take();
+        config.should_stop = Some(Arc::new(move || deadline.reached() || earlier.as_ref().is_some_and(|stop| stop())));
+    }
+    let mut report = HandlerReport { deliveries: deliveries.len() as u64, ..HandlerReport::default() };
+    let mut pipeline = Pipeline::new(backend, dead_letter, config);
+    if let Some(progress) = progress {
+        pipeline = pipeline.with_progress(progress);
+    }
+    for delivery in deliveries {
+        let fail = |reason: String| FailedDelivery { message_id: delivery.message_id.clone(), reason };
+        let works = match delivery.work {
+            Ok(works) => works,
+            Err(reason) => {
+                tracing::warn!(message_id = ?delivery.message_id, %reason, "unreadable message");
+                report.failed.push(fail(reason));
+                continue;
+            }
+        };
+        let mut unfinished: Option<String> = None;
+        for work in works {
+            let object = match work {
+                Work::Acknowledge { reason } => {
+                    tracing::info!(%reason, "acknowledged without ingesting");
+                    report.acknowledged += 1;
+                    continue;
+                }
+                Work::Ingest(object) => object,
+            };
+            if pipeline.stop_requested() {
+                unfinished.get_or_insert_with(|| "not started before the deadline; it will be redelivered".into());
+                continue;
+            }
+            let source = S3Object::new(s3.clone(), object);
+            let source_report = pipeline.ingest(&source)?;
+            if source_report.outcome == SourceOutcome::Failed {
+                let reason = source_report.failure.clone().unwrap_or_else(|| "failed".into());
+                unfinished.get_or_insert_with(|| format!("{}: {reason}", source_report.source));
+            }
+            report.sources.push(source_report);
+        }
+        if let Some(reason) = unfinished {
+            report.failed.push(fail(reason));
+        }
+    }
+    // Acknowledge only what is durable: the commit comes before the answer.
+    report.summary = pipeline.finish()?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_reached_margin_early() {
+        let soon = Deadline { at: Instant::now() + Duration::from_secs(5), margin: Duration::from_secs(10) };
+        assert!(soon.reached());
+        let later = Deadline { at: Instant::now() + Duration::from_secs(60), margin: Duration::from_secs(10) };
+        assert!(!later.reached());
+    }
+
+    #[test]
+    fn only_messages_with_ids_are_batch_item_failures() {
+        let report = HandlerReport {
+            failed: vec![
+                FailedDelivery { message_id: Some("m-3".into()), reason: "bad body".into() },
+                FailedDelivery { message_id: Some("m-7".into()), reason: "truncated".into() },
+            ],
+            ..HandlerReport::default()
+        };
+        assert_eq!(report.batch_item_failures(), vec!["m-3", "m-7"]);
+        assert!(!report.must_fail_invocation());
+        let direct = HandlerReport {
+            failed: vec![FailedDelivery { message_id: None, reason: "truncated".into() }],
+            ..HandlerReport::default()
+        };
+        assert!(direct.batch_item_failures().is_empty());
+        assert!(direct.must_fail_invocation());
+    }
+}

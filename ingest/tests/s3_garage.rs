@@ -1,0 +1,395 @@
+//! The S3 tier (DESIGN.md, "Test tiers" 3): the trigger handler against a real Garage
+//! server on 127.0.0.1. Every test counts the index and the dead-letter store.
+//!
+//! Ignored by a plain `cargo test`, which lists them as not run; `scripts/test.sh`
+//! (what CI runs) starts Garage and runs them with `--ignored`.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indexer::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord, SourceStatus};
+use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
+use ingest::pipeline::SourceOutcome;
+use ingest::s3::{S3Context, S3Location};
+use ingest::trigger::{handle_event, Deadline, HandlerReport};
+use serde_json::json;
+use support::*;
+
+fn handle(
+    garage: &Garage,
+    event: &serde_json::Value,
+    backend: &mut dyn Backend,
+    dead_letter: &mut dyn DeadLetterStore,
+) -> HandlerReport {
+    handle_event(event.to_string().as_bytes(), &garage.s3, backend, dead_letter, pipeline_config(), None, None).unwrap()
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn keys_with_spaces_plus_percent_and_non_ascii_are_ingested_from_encoded_events() {
+    let garage = garage();
+    let prefix = unique_prefix("odd-keys");
+    let names = ["day one.ndjson", "a+b.ndjson.gz", "100% sure.json", "Übersicht café/日本.ndjson", "tab\there#?.ndjson"];
+    let mut records = Vec::new();
+    let mut expected = 0;
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{prefix}{name}");
+        let events = 20 + i as u64;
+        let body = if name.ends_with(".gz") { gzip(&ndjson(100 + i as u64, events)) } else { ndjson(100 + i as u64, events) };
+        let size = body.len();
+        let etag = garage.put(&key, body);
+        records.push(s3_record(&garage.bucket, &key, &etag, size));
+        expected += events;
+    }
+    let event = json!({ "Records": records });
+    let encoded = event.to_string();
+    assert!(encoded.contains("day+one") && encoded.contains("a%2Bb") && encoded.contains("100%25+sure"), "{encoded}");
+
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.sources.len(), names.len());
+    assert!(report.sources.iter().all(|s| s.outcome == SourceOutcome::Completed), "{:?}", report.sources);
+    assert_eq!(report.summary.records, expected);
+    assert_eq!(count(&backend), expected, "every record of every object is in the index");
+    assert!(dead_letter.read_all().unwrap().is_empty());
+    for name in names {
+        let source = report.sources.iter().find(|s| s.source.contains(name)).unwrap_or_else(|| panic!("{name} not read"));
+        assert!(source.records > 0);
+    }
+}
+
+/// Ten SQS messages, one poison: only that message is answered as failed, and the
+/// other nine objects are fully indexed.
+fn poison_batch(poison: impl FnOnce(&Garage, &str) -> String) {
+    let garage = garage();
+    let prefix = unique_prefix("poison");
+    let mut messages = Vec::new();
+    let mut expected = 0;
+    for i in 0..9u64 {
+        let key = format!("{prefix}obj-{i}.ndjson.gz");
+        let body = gzip(&ndjson(200 + i, 30));
+        let size = body.len();
+        let etag = garage.put(&key, body);
+        let body = json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string();
+        messages.push((format!("msg-{i}"), body));
+        expected += 30;
+    }
+    messages.insert(4, ("msg-poison".to_string(), poison(&garage, &prefix)));
+    assert_eq!(messages.len(), 10);
+    let event = sqs_event(&messages);
+
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+
+    assert_eq!(report.batch_item_failures(), vec!["msg-poison"], "{:?}", report.failed);
+    let good_indexed: u64 = report.sources.iter().filter(|s| s.source.contains("obj-")).map(|s| s.indexed).sum();
+    assert_eq!(good_indexed, expected);
+    // The poison object may have contributed the records it had before failing; the
+    // index holds exactly the nine good objects plus those.
+    let poison_indexed: u64 = report.sources.iter().filter(|s| !s.source.contains("obj-")).map(|s| s.indexed).sum();
+    assert_eq!(count(&backend), expected + poison_indexed);
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn an_sqs_batch_with_a_bad_json_body_fails_only_that_message() {
+    poison_batch(|_, _| "{not json".to_string());
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn an_sqs_batch_with_an_undecodable_object_fails_only_that_message() {
+    poison_batch(|garage, prefix| {
+        let key = format!("{prefix}truncated.ndjson.gz");
+        let whole = gzip(&ndjson(299, 200));
+        let body = whole[..whole.len() / 2].to_vec();
+        let size = body.len();
+        let etag = garage.put(&key, body);
+        json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()
+    });
+}
+
+fn three_object_event(garage: &Garage, prefix: &str) -> (serde_json::Value, u64) {
+    let mut messages = Vec::new();
+    for i in 0..3u64 {
+        let key = format!("{prefix}part {i}.ndjson");
+        // No event ids: ids come from the object's identity and the record's position.
+        let text = String::from_utf8(ndjson(300 + i, 200)).unwrap();
+        let body: String = text
+            .lines()
+            .map(|line| {
+                let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value.as_object_mut().unwrap().remove("event_id");
+                value.to_string() + "\n"
+            })
+            .collect();
+        let size = body.len();
+        let etag = garage.put(&key, body.into_bytes());
+        messages
+            .push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
+    }
+    (sqs_event(&messages), 600)
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn the_same_event_delivered_twice_leaves_the_index_of_one_delivery() {
+    let garage = garage();
+    let prefix = unique_prefix("twice");
+    let (event, expected) = three_object_event(&garage, &prefix);
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+
+    let first = handle(&garage, &event, &mut backend, &mut dead_letter);
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert_eq!(first.summary.indexed, expected);
+    let ids = all_ids(&backend);
+    assert_eq!(ids.len() as u64, expected);
+
+    let second = handle(&garage, &event, &mut backend, &mut dead_letter);
+    assert!(second.failed.is_empty(), "{:?}", second.failed);
+    assert_eq!(second.summary.objects_skipped, 3, "completed objects are skipped by their checkpoint");
+    assert_eq!(second.summary.indexed, 0);
+    assert_eq!(all_ids(&backend), ids, "the index is the index of one delivery");
+}
+
+/// One store shared by two handlers at once, as two Lambda instances share an
+/// Elasticsearch cluster: like a `_bulk` `create`, the store checks every id itself,
+/// whatever the pipeline's `unseen_source` hint says (that hint is only sound for the
+/// single tantivy writer, whose lock keeps a second handler out; see the next test).
+struct Shared(Arc<Mutex<Box<dyn Backend>>>);
+
+impl Backend for Shared {
+    fn name(&self) -> &'static str {
+        "shared"
+    }
+    fn ensure_ready(&mut self) -> indexer::Result<()> {
+        self.0.lock().unwrap().ensure_ready()
+    }
+    fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
+        self.0.lock().unwrap().source_record(key)
+    }
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
+        let checked: Vec<IndexDoc> = docs.iter().map(|d| IndexDoc { unseen_source: false, ..d.clone() }).collect();
+        let outcomes = self.0.lock().unwrap().index_batch(&checked);
+        // Let the other handler interleave its batches with ours.
+        std::thread::yield_now();
+        outcomes
+    }
+    fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
+        self.0.lock().unwrap().record_source(record)
+    }
+    fn flush(&mut self) -> indexer::Result<()> {
+        self.0.lock().unwrap().flush()
+    }
+    fn search(&self, request: &SearchRequest) -> indexer::Result<SearchResponse> {
+        self.0.lock().unwrap().search(request)
+    }
+    fn count(&self, request: &SearchRequest) -> indexer::Result<u64> {
+        self.0.lock().unwrap().count(request)
+    }
+    fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
+        self.0.lock().unwrap().sources()
+    }
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn two_handlers_on_the_same_objects_at_once_leave_the_index_of_one_delivery() {
+    let garage = garage();
+    let prefix = unique_prefix("concurrent");
+    let (event, expected) = three_object_event(&garage, &prefix);
+
+    let reference_dir = tempfile::tempdir().unwrap();
+    let mut reference = tantivy(reference_dir.path());
+    handle(&garage, &event, &mut reference, &mut LocalDeadLetter::new(&reference_dir.path().join("dl")));
+    let reference_ids = all_ids(&reference);
+    assert_eq!(reference_ids.len() as u64, expected);
+
+    let index = tempfile::tempdir().unwrap();
+    let shared: Arc<Mutex<Box<dyn Backend>>> = Arc::new(Mutex::new(Box::new(tantivy(index.path()))));
+    let event_bytes = event.to_string().into_bytes();
+    let reports: Vec<HandlerReport> = std::thread::scope(|scope| {
+        let handlers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut backend = Shared(shared.clone());
+                let mut dead_letter = garage.dead_letter(&prefix);
+                let (s3, bytes) = (&garage.s3, &event_bytes);
+                scope.spawn(move || {
+                    handle_event(bytes, s3, &mut backend, &mut dead_letter, pipeline_config(), None, None).unwrap()
+                })
+            })
+            .collect();
+        handlers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for report in &reports {
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let s = &report.summary;
+        assert_eq!(s.records, s.indexed + s.duplicates + s.rejected, "conservation per handler: {s:?}");
+    }
+    let indexed: u64 = reports.iter().map(|r| r.summary.indexed).sum();
+    assert_eq!(indexed, expected, "each record indexed by exactly one of the two handlers");
+    let backend = shared.lock().unwrap();
+    assert_eq!(all_ids(backend.as_ref()), reference_ids, "the same documents as one delivery");
+    assert!(garage.dead_letter(&prefix).read_all().unwrap().is_empty());
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_second_handler_on_a_locked_tantivy_index_acknowledges_nothing() {
+    let garage = garage();
+    let prefix = unique_prefix("locked");
+    let (event, expected) = three_object_event(&garage, &prefix);
+    let index = tempfile::tempdir().unwrap();
+    let mut first = tantivy(index.path());
+    // The second handler of the same event at the same time cannot take the writer:
+    // a clear operational error, so the trigger redelivers the whole event.
+    let second = indexer::TantivyBackend::open_for_writing(index.path(), indexer::TantivyConfig::default());
+    let error = second.err().expect("the index is locked by the first handler").to_string();
+    assert!(error.contains("lock"), "{error}");
+    let report = handle(&garage, &event, &mut first, &mut garage.dead_letter(&prefix));
+    assert_eq!(report.summary.indexed, expected);
+    Box::new(first).close().unwrap();
+    // The redelivery, once the lock is free, changes nothing.
+    let mut again = tantivy(index.path());
+    let before = all_ids(&again);
+    let report = handle(&garage, &event, &mut again, &mut garage.dead_letter(&prefix));
+    assert_eq!(report.summary.objects_skipped, 3);
+    assert_eq!(all_ids(&again), before);
+    assert_eq!(before.len() as u64, expected);
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_deleted_object_a_missing_bucket_and_wrong_credentials_fail_their_message_clearly() {
+    let garage = garage();
+    let prefix = unique_prefix("missing");
+    let gone_key = format!("{prefix}gone.ndjson");
+    let etag = garage.put(&gone_key, ndjson(400, 10));
+    garage.runtime.block_on(garage.s3.client().delete_object().bucket(&garage.bucket).key(&gone_key).send()).unwrap();
+    let good_key = format!("{prefix}good.ndjson");
+    let good_etag = garage.put(&good_key, ndjson(401, 10));
+    let event = sqs_event(&[
+        ("gone".into(), json!({ "Records": [s3_record(&garage.bucket, &gone_key, &etag, 100)] }).to_string()),
+        (
+            "no-bucket".into(),
+            json!({ "Records": [s3_record("tix-logs-no-such-bucket", &good_key, &good_etag, 100)] }).to_string(),
+        ),
+        ("good".into(), json!({ "Records": [s3_record(&garage.bucket, &good_key, &good_etag, 100)] }).to_string()),
+    ]);
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+    assert_eq!(report.batch_item_failures(), vec!["gone", "no-bucket"], "{:?}", report.failed);
+    let reason = |id: &str| report.failed.iter().find(|f| f.message_id.as_deref() == Some(id)).unwrap().reason.clone();
+    assert!(reason("gone").contains("does not exist"), "{}", reason("gone"));
+    assert!(reason("no-bucket").contains("NoSuchBucket"), "{}", reason("no-bucket"));
+    assert_eq!(count(&backend), 10, "only the good object is indexed");
+    let sources = backend.sources().unwrap();
+    let failed: Vec<&SourceRecord> = sources.iter().filter(|s| s.status == SourceStatus::Failed).collect();
+    assert_eq!(failed.len(), 2, "{sources:?}");
+    let entries = dead_letter.read_all().unwrap();
+    assert_eq!(entries.len(), 2, "one dead-letter entry per failed object: {entries:?}");
+    assert!(entries.iter().all(|e| e.record.is_none()));
+
+    // Wrong credentials: nothing is acknowledged, the reason says access was refused.
+    let bad_config = garage
+        .s3
+        .client()
+        .config()
+        .to_builder()
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("GKwrongwrongwrongwrong0000", "0".repeat(64), None, None, "test"))
+        .build();
+    let wrong = S3Context::with_client(aws_sdk_s3::Client::from_conf(bad_config), garage.runtime.handle().clone());
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut local_dead_letter = LocalDeadLetter::new(&index.path().join("dl"));
+    let report =
+        handle_event(event.to_string().as_bytes(), &wrong, &mut backend, &mut local_dead_letter, pipeline_config(), None, None)
+            .unwrap();
+    assert_eq!(report.batch_item_failures(), vec!["gone", "no-bucket", "good"]);
+    let reason = &report.failed[2].reason;
+    assert!(reason.contains("GetObject failed"), "{reason}");
+    assert!(["403", "Forbidden", "AccessDenied", "InvalidAccessKeyId"].iter().any(|w| reason.contains(w)), "{reason}");
+    assert_eq!(count(&backend), 0);
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
+    let garage = garage();
+    let prefix = unique_prefix("deadline");
+    let mut messages = Vec::new();
+    for i in 0..4u64 {
+        let key = format!("{prefix}obj-{i}.ndjson");
+        let body = ndjson(500 + i, 3_000);
+        let size = body.len();
+        let etag = garage.put(&key, body);
+        messages.push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
+    }
+    let event = sqs_event(&messages);
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+
+    // Little time left: nothing may start.
+    let expired = Deadline { at: Instant::now(), margin: Duration::from_secs(1) };
+    let report = handle_event(
+        event.to_string().as_bytes(),
+        &garage.s3,
+        &mut backend,
+        &mut dead_letter,
+        pipeline_config(),
+        Some(expired),
+        None,
+    )
+    .unwrap();
+    assert_eq!(report.batch_item_failures(), vec!["m0", "m1", "m2", "m3"]);
+    assert!(report.failed.iter().all(|f| f.reason.contains("deadline")), "{:?}", report.failed);
+    assert_eq!(count(&backend), 0);
+
+    // The deadline arrives in the middle of the second object: the first is done, the
+    // rest are reported, and the redelivery completes the work without doubling it.
+    let checks = Arc::new(AtomicU32::new(0));
+    let mut config = pipeline_config();
+    config.batch_records = 500;
+    let seen = checks.clone();
+    config.should_stop = Some(Arc::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 11));
+    let report =
+        handle_event(event.to_string().as_bytes(), &garage.s3, &mut backend, &mut dead_letter, config, None, None).unwrap();
+    assert_eq!(report.batch_item_failures(), vec!["m1", "m2", "m3"], "{:?}", report.failed);
+    assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
+    assert_eq!(report.sources[1].outcome, SourceOutcome::Failed);
+    let partial = count(&backend);
+    assert!(partial > 3_000 && partial < 6_000, "{partial}");
+
+    let redelivered = handle(&garage, &event, &mut backend, &mut dead_letter);
+    assert!(redelivered.failed.is_empty(), "{:?}", redelivered.failed);
+    assert_eq!(count(&backend), 12_000, "every record once");
+    assert_eq!(redelivered.summary.duplicates, partial - 3_000, "the stopped object's records are duplicates");
+    assert!(dead_letter.read_all().unwrap().is_empty(), "a stopped object's entry is replaced once it completes");
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_listed_prefix_follows_pagination() {
+    let garage = garage();
+    let prefix = unique_prefix("listing");
+    for i in 0..1_005u32 {
+        garage.s3.put(&garage.bucket, &format!("{prefix}{i:05}.ndjson"), b"{}".to_vec()).unwrap();
+    }
+    let listed = garage.s3.list(&S3Location { bucket: garage.bucket.clone(), prefix: prefix.clone() }).unwrap();
+    assert_eq!(listed.len(), 1_005, "more than one page of 1,000 keys");
+    assert!(listed.windows(2).all(|w| w[0].object().key < w[1].object().key));
+}

@@ -1,0 +1,145 @@
+//! Shared by the S3 tier's tests: the Garage connection (started by
+//! `scripts/garage.sh`, configured through the standard AWS variables), unique key
+//! prefixes, objects with known record counts, and trigger events shaped as AWS sends
+//! them (keys URL-encoded, `+` for spaces).
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+
+use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
+use ingest::pipeline::PipelineConfig;
+use ingest::redact::Redactor;
+use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use serde_json::{json, Value};
+
+pub const HOW_TO_RUN: &str =
+    "the S3 tier needs Garage: run `scripts/test.sh` (installs and starts it), or `scripts/garage.sh start` and \
+     `. target/garage/env` before `cargo test -- --ignored`";
+
+/// A Garage connection for one test, with the runtime its client blocks on.
+pub struct Garage {
+    pub s3: S3Context,
+    pub bucket: String,
+    pub dl_bucket: String,
+    // Declared last: dropped after the client that uses it.
+    pub runtime: tokio::runtime::Runtime,
+}
+
+pub fn garage() -> Garage {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: {HOW_TO_RUN}"));
+    assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing a non-loopback S3: {endpoint}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
+    let bucket = std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into());
+    let dl_bucket = std::env::var("TIX_S3_TEST_DL_BUCKET").unwrap_or_else(|_| "tix-logs-dl".into());
+    Garage { s3, bucket, dl_bucket, runtime }
+}
+
+impl Garage {
+    /// A dead-letter store on a prefix of its own.
+    pub fn dead_letter(&self, prefix: &str) -> S3DeadLetter {
+        S3DeadLetter::new(self.s3.clone(), S3Location { bucket: self.dl_bucket.clone(), prefix: prefix.to_string() })
+    }
+
+    /// Uploads and returns the ETag Garage gives the object.
+    pub fn put(&self, key: &str, body: Vec<u8>) -> String {
+        self.s3.put(&self.bucket, key, body).unwrap();
+        self.s3.etag(&self.bucket, key).unwrap()
+    }
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("tests/{test}/{nanos}-{}/", std::process::id())
+}
+
+/// `n` realistic booking events (all distinct for distinct seeds), as NDJSON.
+pub fn ndjson(seed: u64, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let stats = fixtures::generate(&fixtures::GenConfig::new(seed, n), &mut out).unwrap();
+    assert_eq!(stats.events, n);
+    out
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Encodes a key as S3 notifications carry it: form-URL-encoding (space as `+`).
+pub fn aws_encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// One S3 notification record for an uploaded object.
+pub fn s3_record(bucket: &str, key: &str, etag: &str, size: usize) -> Value {
+    json!({
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "garage",
+        "eventTime": "2024-02-06T00:00:11.407Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "tix-logs-ingest",
+            "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": aws_encode_key(key), "size": size, "eTag": etag.trim_matches('"'), "sequencer": "0065C1000000A0000B"}
+        }
+    })
+}
+
+/// An SQS event whose messages carry the given bodies.
+pub fn sqs_event(messages: &[(String, String)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("receipt-{id}"),
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:garage:000000000000:tix-logs-ingest",
+                "awsRegion": "garage"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+pub fn tantivy(dir: &Path) -> TantivyBackend {
+    let mut backend = TantivyBackend::open_for_writing(dir, TantivyConfig::default()).unwrap();
+    backend.ensure_ready().unwrap();
+    backend
+}
+
+pub fn pipeline_config() -> PipelineConfig {
+    PipelineConfig::new(Redactor::new(b"test-pii-key"))
+}
+
+/// Events in the index, counted by the backend.
+pub fn count(backend: &dyn Backend) -> u64 {
+    backend.count(&SearchRequest::default()).unwrap()
+}
+
+/// Every document id in the index, sorted (for "the same index" comparisons).
+pub fn all_ids(backend: &dyn Backend) -> Vec<String> {
+    let total = count(backend) as usize;
+    let response = backend.search(&SearchRequest { limit: total.max(1), ..SearchRequest::default() }).unwrap();
+    let mut ids: Vec<String> = response.hits.into_iter().map(|h| h.id).collect();
+    ids.sort();
+    ids
+}

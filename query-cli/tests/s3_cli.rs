@@ -1,0 +1,168 @@
+//! `tix-logs ingest` against S3 (Garage on 127.0.0.1, started by `scripts/garage.sh`):
+//! prefixes, S3 dead letters, and `--event` answering exactly what the Lambda answers.
+//! Ignored by a plain `cargo test`; `scripts/test.sh` runs them with Garage up.
+
+use std::io::Write;
+use std::process::Command;
+
+use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
+use ingest::pipeline::PipelineConfig;
+use ingest::redact::Redactor;
+use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
+
+struct Garage {
+    s3: S3Context,
+    bucket: String,
+    dl_bucket: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn garage() -> Garage {
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
+    Garage {
+        s3,
+        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
+        dl_bucket: std::env::var("TIX_S3_TEST_DL_BUCKET").unwrap_or_else(|_| "tix-logs-dl".into()),
+        _runtime: runtime,
+    }
+}
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("cli-tests/{test}/{nanos}-{}/", std::process::id())
+}
+
+fn ndjson(seed: u64, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    fixtures::generate(&fixtures::GenConfig::new(seed, n), &mut out).unwrap();
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn tix(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).env("TIX_PII_KEY", "test-pii-key").env_remove("TIX_INDEX").env_remove("TIX_BACKEND");
+    command
+}
+
+fn count(index: &std::path::Path) -> u64 {
+    TantivyBackend::open_for_reading(index).unwrap().count(&SearchRequest::default()).unwrap()
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_prefix_of_120_objects_adds_up_to_its_objects() {
+    let garage = garage();
+    let prefix = unique_prefix("prefix");
+    let mut expected_records = 0;
+    let mut expected_rejected = 0;
+    for i in 0..120u64 {
+        let mut body = ndjson(1_000 + i, 5 + i % 7);
+        expected_records += 5 + i % 7;
+        if i % 10 == 0 {
+            body.extend_from_slice(b"{\"type\":\"booking.confirmed\",\"ts\":\"2024-02-05T10:00:00Z\",\"amount\":\"lots\"}\n");
+            expected_records += 1;
+            expected_rejected += 1;
+        }
+        let body = if i % 2 == 0 { gzip(&body) } else { body };
+        garage.s3.put(&garage.bucket, &format!("{prefix}{i:03} part.ndjson"), body).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letter = format!("s3://{}/{prefix}", garage.dl_bucket);
+    let output = tix(dir.path())
+        .args(["ingest", "--json", "--dead-letter", &dead_letter, &format!("s3://{}/{prefix}", garage.bucket)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["objects"], 120);
+    assert_eq!(summary["objects_failed"], 0);
+    assert_eq!(summary["records"], expected_records);
+    assert_eq!(summary["rejected"], expected_rejected);
+    assert_eq!(summary["indexed"], expected_records - expected_rejected);
+    assert_eq!(count(&dir.path().join("tix-index")), expected_records - expected_rejected, "counted in the index");
+    let entries = S3DeadLetter::new(garage.s3.clone(), S3Location { bucket: garage.dl_bucket.clone(), prefix: prefix.clone() })
+        .read_all()
+        .unwrap();
+    assert_eq!(entries.len() as u64, expected_rejected, "counted in the S3 dead-letter store");
+    assert!(entries.iter().all(|e| e.reason.contains("amount")), "{entries:?}");
+
+    // Again: every object is skipped by its checkpoint, the index is unchanged.
+    let again = tix(dir.path())
+        .args(["ingest", "--json", "--dead-letter", &dead_letter, &format!("s3://{}/{prefix}", garage.bucket)])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["objects_skipped"], 120);
+    assert_eq!(count(&dir.path().join("tix-index")), expected_records - expected_rejected);
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
+    let garage = garage();
+    let prefix = unique_prefix("event");
+    let mut messages = Vec::new();
+    for i in 0..4u64 {
+        let key = format!("{prefix}obj {i}.ndjson.gz");
+        let body = if i == 2 {
+            let whole = gzip(&ndjson(2_000 + i, 100));
+            whole[..whole.len() - 20].to_vec()
+        } else {
+            gzip(&ndjson(2_000 + i, 100))
+        };
+        let size = body.len();
+        garage.s3.put(&garage.bucket, &key, body).unwrap();
+        let etag = garage.s3.etag(&garage.bucket, &key).unwrap();
+        let encoded = key.replace(' ', "+");
+        let notification = json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": garage.bucket}, "object": {"key": encoded, "size": size, "eTag": etag.trim_matches('"')}}
+        }]});
+        messages.push(json!({"messageId": format!("m-{i}"), "body": notification.to_string(), "eventSource": "aws:sqs"}));
+    }
+    messages.push(json!({"messageId": "m-bad", "body": "not json", "eventSource": "aws:sqs"}));
+    let event = json!({ "Records": messages });
+    let dir = tempfile::tempdir().unwrap();
+    let event_path = dir.path().join("saved-sqs-event.json");
+    std::fs::write(&event_path, serde_json::to_vec_pretty(&event).unwrap()).unwrap();
+
+    let output = tix(dir.path()).args(["ingest", "--json", "--event"]).arg(&event_path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "failed messages make exit 1: {}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = json!([{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-bad"}]);
+    assert_eq!(summary["batch_item_failures"], expected);
+
+    // The Lambda's handler on the same event, into another index, answers the same.
+    let lambda_index = tempfile::tempdir().unwrap();
+    let mut backend = TantivyBackend::open_for_writing(lambda_index.path(), TantivyConfig::default()).unwrap();
+    backend.ensure_ready().unwrap();
+    let mut dead_letter = ingest::dead_letter::LocalDeadLetter::new(&lambda_index.path().join("dl"));
+    let report = ingest::trigger::handle_event(
+        &std::fs::read(&event_path).unwrap(),
+        &garage.s3,
+        &mut backend,
+        &mut dead_letter,
+        PipelineConfig::new(Redactor::new(b"test-pii-key")),
+        None,
+        None,
+    )
+    .unwrap();
+    let lambda_answer: Vec<Value> =
+        report.batch_item_failures().into_iter().map(|id| json!({"itemIdentifier": id})).collect();
+    assert_eq!(Value::from(lambda_answer), expected);
+    assert_eq!(summary["indexed"], report.summary.indexed);
+    assert_eq!(count(&dir.path().join("tix-index")), backend.count(&SearchRequest::default()).unwrap());
+    let s = &summary;
+    assert_eq!(s["records"], s["indexed"].as_u64().unwrap() + s["duplicates"].as_u64().unwrap() + s["rejected"].as_u64().unwrap());
+}
