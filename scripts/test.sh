@@ -22,7 +22,7 @@ echo "== unit, property, conformance, wire-protocol and CLI tests"
 cargo test --workspace --locked
 
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
-cargo test --locked -p ingest --test s3_garage --test lambda_binary -- --ignored
+cargo test --locked -p ingest --test s3_garage --test s3_faults --test lambda_binary -- --ignored
 cargo test --locked -p query-cli --test s3_cli -- --ignored
 
 echo "== SAM template (cfn-lint)"
