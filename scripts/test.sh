@@ -21,6 +21,9 @@ trap 'scripts/garage.sh stop || true' EXIT
 echo "== unit, property, conformance, wire-protocol and CLI tests"
 cargo test --workspace --locked
 
+echo "== crash tests: failpoints (the fail crate) and the conservation oracle"
+cargo test --locked -p ingest --features failpoints --test failpoints
+
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
 cargo test --locked -p ingest --test s3_garage --test s3_faults --test lambda_binary -- --ignored
 cargo test --locked -p query-cli --test s3_cli -- --ignored

@@ -405,7 +405,10 @@ impl Backend for TantivyBackend {
             doc.add_text(self.schema.source, serde_json::to_string(record).unwrap_or_default());
             writer.add_document(doc).map_err(|e| tantivy_error(&self.path, e))?;
         }
-        writer.commit().map_err(|e| tantivy_error(&self.path, e))?;
+        let prepared = writer.prepare_commit().map_err(|e| tantivy_error(&self.path, e))?;
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("tantivy.during_commit");
+        prepared.commit().map_err(|e| tantivy_error(&self.path, e))?;
         self.reader.reload().map_err(|e| tantivy_error(&self.path, e))?;
         self.pending_ids.clear();
         self.refresh_committed()

@@ -246,6 +246,8 @@ impl<'a> Pipeline<'a> {
     }
 
     fn commit(&mut self) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("pipeline.before_commit");
         self.backend.flush()?;
         self.docs_since_commit = 0;
         self.last_commit = Instant::now();
@@ -278,6 +280,8 @@ impl<'a> Pipeline<'a> {
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
         while let Ok(items) = receiver.recv() {
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("pipeline.between_batches");
             if self.stop_requested() {
                 state.fail(ObjectFailure::limit(
                     "stopped before the end of the object (deadline); it will be retried",
@@ -316,6 +320,8 @@ impl<'a> Pipeline<'a> {
                 continue;
             }
             let outcomes = self.backend.index_batch(&docs)?;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("pipeline.after_bulk");
             if outcomes.len() != docs.len() {
                 return Err(crate::Error::Backend(indexer::Error::Other(format!(
                     "{} answered {} outcomes for {} documents",
