@@ -11,14 +11,17 @@ pub mod error;
 pub mod events;
 pub mod framing;
 pub mod id;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod limits;
 pub mod pipeline;
 pub mod redact;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod source;
 #[cfg(test)]
 mod test_support;
+#[cfg(feature = "aws")]
 pub mod trigger;
 pub mod validate;
 
