@@ -112,7 +112,6 @@ run_target() {
 case "${1:-}" in
     smoke)
         need_cargo_fuzz
-        (cd fuzz && cargo fuzz build -O)
         for target in "${TARGETS[@]}"; do run_target "$target" "${2:-20}"; done ;;
     run)
         need_cargo_fuzz

@@ -4,7 +4,8 @@
 # 1. every tier that needs nothing but the workspace (cargo test --workspace);
 # 2. the S3 tier against a real Garage server on 127.0.0.1, installed (once, into the
 #    cargo bin directory) and started by scripts/garage.sh;
-# 3. the SAM template through cfn-lint.
+# 3. crash tests with failpoints, a short smoke run of every fuzz target, and the SAM
+#    template through cfn-lint.
 # The live Elasticsearch tier cannot run here (no server installable); it is reported
 # as not run, never as passed.
 set -euo pipefail
@@ -27,6 +28,9 @@ cargo test --locked -p ingest --features failpoints --test failpoints
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
 cargo test --locked -p ingest --test s3_garage --test s3_faults --test lambda_binary -- --ignored
 cargo test --locked -p query-cli --test s3_cli -- --ignored
+
+echo "== fuzz smoke: every cargo fuzz target for 15 s (the 10-minute runs: scripts/fuzz.sh run TARGET)"
+scripts/fuzz.sh smoke 15
 
 echo "== SAM template (cfn-lint)"
 scripts/check-template.sh
