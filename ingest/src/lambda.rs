@@ -75,8 +75,9 @@ impl LambdaSettings {
                 })
                 .transpose()
         };
-        let dead_letter = s3_location("TIX_DEAD_LETTER")?
-            .ok_or_else(|| config("TIX_DEAD_LETTER is required (s3://bucket/prefix outside the trigger prefix)".into()))?;
+        let dead_letter = s3_location("TIX_DEAD_LETTER")?.ok_or_else(|| {
+            config("TIX_DEAD_LETTER is required (s3://bucket/prefix outside the trigger prefix)".into())
+        })?;
         let trigger = s3_location("TIX_TRIGGER_PREFIX")?;
         if let Some(trigger) = &trigger {
             if trigger.overlaps(&dead_letter) {
@@ -169,7 +170,11 @@ mod tests {
             (&[("TIX_DEAD_LETTER", "s3://logs/dead/")], "TIX_PII_KEY"),
             (&[("TIX_PII_KEY", "k")], "TIX_DEAD_LETTER"),
             (
-                &[("TIX_DEAD_LETTER", "s3://logs/in/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/in/"), ("TIX_PII_KEY", "k")],
+                &[
+                    ("TIX_DEAD_LETTER", "s3://logs/in/dead/"),
+                    ("TIX_TRIGGER_PREFIX", "s3://logs/in/"),
+                    ("TIX_PII_KEY", "k"),
+                ],
                 "lies under the trigger prefix",
             ),
             (
@@ -179,7 +184,7 @@ mod tests {
             (&[("TIX_DEAD_LETTER", "/tmp/dead"), ("TIX_PII_KEY", "k")], "expected s3://"),
         ];
         for (pairs, expected) in cases {
-            let error = settings(pairs).err().expect("must be refused").to_string();
+            let error = settings(pairs).expect_err("must be refused").to_string();
             assert!(error.contains(expected), "{pairs:?}: {error}");
         }
     }
@@ -187,7 +192,14 @@ mod tests {
     #[test]
     fn the_emf_record_declares_every_metric_it_carries() {
         let report = HandlerReport {
-            summary: RunSummary { objects: 3, records: 10, indexed: 7, duplicates: 2, rejected: 1, ..Default::default() },
+            summary: RunSummary {
+                objects: 3,
+                records: 10,
+                indexed: 7,
+                duplicates: 2,
+                rejected: 1,
+                ..Default::default()
+            },
             ..HandlerReport::default()
         };
         let record = emf_record(&report, "fn", Duration::from_millis(1500), 1_700_000_000_000);

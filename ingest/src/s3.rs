@@ -49,7 +49,8 @@ impl S3Location {
     /// Whether every key under `other` is also under `self` (or the two overlap so that
     /// writing under `other` would be seen under `self`).
     pub fn overlaps(&self, other: &S3Location) -> bool {
-        self.bucket == other.bucket && (other.prefix.starts_with(&self.prefix) || self.prefix.starts_with(&other.prefix))
+        self.bucket == other.bucket
+            && (other.prefix.starts_with(&self.prefix) || self.prefix.starts_with(&other.prefix))
     }
 }
 
@@ -123,13 +124,8 @@ impl S3Context {
         let failure = |error: String| Error::Source { source_name: location.to_string(), error: io_error(error) };
         self.block_on(async {
             let mut objects = Vec::new();
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&location.bucket)
-                .prefix(&location.prefix)
-                .into_paginator()
-                .send();
+            let mut pages =
+                self.client.list_objects_v2().bucket(&location.bucket).prefix(&location.prefix).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| failure(format!("listing failed: {}", DisplayErrorContext(&e))))?;
                 for object in page.contents() {
@@ -234,7 +230,12 @@ impl SourceObject for S3Object {
     }
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
         let body = self.s3.block_on(self.get(0))?;
-        Ok(Box::new(ResumingBody { object: self.clone(), inner: self.bridge(body), position: 0, resumes_left: BODY_RESUMES }))
+        Ok(Box::new(ResumingBody {
+            object: self.clone(),
+            inner: self.bridge(body),
+            position: 0,
+            resumes_left: BODY_RESUMES,
+        }))
     }
 }
 
@@ -276,7 +277,10 @@ impl Read for ResumingBody {
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    return Err(io_error(format!("read broke at byte {} after {BODY_RESUMES} resumes: {error}", self.position)))
+                    return Err(io_error(format!(
+                        "read broke at byte {} after {BODY_RESUMES} resumes: {error}",
+                        self.position
+                    )))
                 }
             }
         }
@@ -325,7 +329,12 @@ impl S3DeadLetter {
 
 impl DeadLetterStore for S3DeadLetter {
     fn begin(&mut self, source: &SourceIdentity) -> Result<Box<dyn DeadLetterFile>> {
-        Ok(Box::new(S3DeadLetterFile { s3: self.s3.clone(), bucket: self.location.bucket.clone(), key: self.object_key(source), spool: None }))
+        Ok(Box::new(S3DeadLetterFile {
+            s3: self.s3.clone(),
+            bucket: self.location.bucket.clone(),
+            key: self.object_key(source),
+            spool: None,
+        }))
     }
 
     fn location(&self) -> String {
@@ -354,9 +363,10 @@ impl DeadLetterFile for S3DeadLetterFile {
         }
         let line = serde_json::to_string(entry).map_err(|e| self.error(e.to_string()))?;
         let spool = self.spool.as_mut().expect("spool was just created");
-        spool.write_all(line.as_bytes()).and_then(|_| spool.write_all(b"\n")).map_err(|e| {
-            Error::DeadLetter { path: "local dead-letter spool".into(), error: e }
-        })
+        spool
+            .write_all(line.as_bytes())
+            .and_then(|_| spool.write_all(b"\n"))
+            .map_err(|e| Error::DeadLetter { path: "local dead-letter spool".into(), error: e })
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
@@ -364,7 +374,9 @@ impl DeadLetterFile for S3DeadLetterFile {
             // No entries this time: remove what an earlier attempt left (deleting a
             // missing key succeeds in S3).
             let deleted = self.s3.block_on(self.s3.client.delete_object().bucket(&self.bucket).key(&self.key).send());
-            return deleted.map(|_| ()).map_err(|e| self.error(format!("DeleteObject failed: {}", DisplayErrorContext(&e))));
+            return deleted
+                .map(|_| ())
+                .map_err(|e| self.error(format!("DeleteObject failed: {}", DisplayErrorContext(&e))));
         };
         let file = spool.into_inner().map_err(|e| self.error(format!("cannot flush the spool: {}", e.error())))?;
         let path = file.path().to_path_buf();

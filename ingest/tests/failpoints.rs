@@ -45,11 +45,11 @@ fn corpus() -> Corpus {
         for (i, line) in String::from_utf8(generated).unwrap().lines().enumerate() {
             let ordinal = i as u64 + 1;
             let mut record: Map<String, Value> = serde_json::from_str(line).unwrap();
-            if ordinal % 7 == 0 {
+            if ordinal.is_multiple_of(7) {
                 // Positional ids for some: they derive from the file and the position.
                 record.remove("event_id");
             }
-            if ordinal % 53 == 0 {
+            if ordinal.is_multiple_of(53) {
                 record.insert("latency_ms".into(), Value::String("slow".into()));
                 bad.insert((name.clone(), ordinal));
             } else {
@@ -87,7 +87,11 @@ fn run(index: &Path, dead_letter: &Path, sources: &[Box<dyn SourceObject>]) -> R
         summary
     }))
     .map_err(|panic| {
-        panic.downcast_ref::<String>().cloned().or(panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or(panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
     })
 }
 
@@ -120,7 +124,11 @@ fn file_sources(dir: &Path) -> Vec<Box<dyn SourceObject>> {
 fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: &BTreeMap<String, Map<String, Value>>) {
     let docs = indexed(index);
     assert_eq!(docs.len() as u64, corpus.good, "every good record indexed, none twice");
-    assert_eq!(docs.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "nothing indexed that was not sent");
+    assert_eq!(
+        docs.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>(),
+        "nothing indexed that was not sent"
+    );
     for (id, doc) in &docs {
         assert_eq!(doc, &reference[id], "{id}: the stored document is the validated, redacted record");
     }
@@ -162,10 +170,16 @@ fn crashes_at_every_failpoint_converge_to_the_fault_free_index() {
         (&[("pipeline.before_commit", "1*off->1*panic(before commit)->off")], "before a commit"),
         (&[("tantivy.during_commit", "2*off->1*panic(during commit)->off")], "during the tantivy commit"),
         (
-            &[("pipeline.after_bulk", "2*off->1*panic->5*off->1*panic->off"), ("tantivy.during_commit", "1*panic->off")],
+            &[
+                ("pipeline.after_bulk", "2*off->1*panic->5*off->1*panic->off"),
+                ("tantivy.during_commit", "1*panic->off"),
+            ],
             "repeated crashes at several points",
         ),
-        (&[("pipeline.between_batches", "1*off->1*panic->1*off->1*panic->1*off->1*panic->off")], "three crashes in a row"),
+        (
+            &[("pipeline.between_batches", "1*off->1*panic->1*off->1*panic->1*off->1*panic->off")],
+            "three crashes in a row",
+        ),
     ];
     for (faults, what) in schedules {
         let out = tempfile::tempdir().unwrap();

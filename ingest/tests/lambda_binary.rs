@@ -87,12 +87,14 @@ fn serve_connection(stream: TcpStream, event: Value, mut may_invoke: bool, sende
             .unwrap();
         } else {
             let text = String::from_utf8_lossy(&body).to_string();
-            let posted = match path.strip_prefix("/2018-06-01/runtime/invocation/").and_then(|p| p.strip_suffix("/response")) {
-                Some(request_id) => {
-                    Posted::Response { request_id: request_id.to_string(), body: serde_json::from_str(&text).unwrap() }
-                }
-                None => Posted::Error { path: path.clone(), body: text },
-            };
+            let posted =
+                match path.strip_prefix("/2018-06-01/runtime/invocation/").and_then(|p| p.strip_suffix("/response")) {
+                    Some(request_id) => Posted::Response {
+                        request_id: request_id.to_string(),
+                        body: serde_json::from_str(&text).unwrap(),
+                    },
+                    None => Posted::Error { path: path.clone(), body: text },
+                };
             let _ = sender.send(posted);
             write!(writer, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}")
                 .unwrap();
@@ -177,7 +179,10 @@ fn the_binary_answers_an_sqs_event_through_the_runtime_api() {
         .unwrap_or_else(|| panic!("no EMF line on stdout: {stdout}"));
     assert_eq!(metrics["Indexed"], 250);
     assert_eq!(metrics["FailedMessages"], 1);
-    assert!(stderr.lines().all(|l| l.trim().is_empty() || serde_json::from_str::<Value>(l).is_ok()), "logs are JSON: {stderr}");
+    assert!(
+        stderr.lines().all(|l| l.trim().is_empty() || serde_json::from_str::<Value>(l).is_ok()),
+        "logs are JSON: {stderr}"
+    );
     let backend = indexer::TantivyBackend::open_for_reading(index.path()).unwrap();
     assert_eq!(count(&backend), 250);
 }

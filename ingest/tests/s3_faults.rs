@@ -107,7 +107,10 @@ fn object(garage: &Garage, test: &str, events: u64) -> (serde_json::Value, Strin
     let body = ndjson(700, events);
     let size = body.len();
     let etag = garage.put(&key, body);
-    (sqs_event(&[("m1".into(), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string())]), prefix)
+    (
+        sqs_event(&[("m1".into(), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string())]),
+        prefix,
+    )
 }
 
 #[test]

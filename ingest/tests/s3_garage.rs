@@ -32,13 +32,15 @@ fn handle(
 fn keys_with_spaces_plus_percent_and_non_ascii_are_ingested_from_encoded_events() {
     let garage = garage();
     let prefix = unique_prefix("odd-keys");
-    let names = ["day one.ndjson", "a+b.ndjson.gz", "100% sure.json", "Übersicht café/日本.ndjson", "tab\there#?.ndjson"];
+    let names =
+        ["day one.ndjson", "a+b.ndjson.gz", "100% sure.json", "Übersicht café/日本.ndjson", "tab\there#?.ndjson"];
     let mut records = Vec::new();
     let mut expected = 0;
     for (i, name) in names.iter().enumerate() {
         let key = format!("{prefix}{name}");
         let events = 20 + i as u64;
-        let body = if name.ends_with(".gz") { gzip(&ndjson(100 + i as u64, events)) } else { ndjson(100 + i as u64, events) };
+        let body =
+            if name.ends_with(".gz") { gzip(&ndjson(100 + i as u64, events)) } else { ndjson(100 + i as u64, events) };
         let size = body.len();
         let etag = garage.put(&key, body);
         records.push(s3_record(&garage.bucket, &key, &etag, size));
@@ -60,7 +62,8 @@ fn keys_with_spaces_plus_percent_and_non_ascii_are_ingested_from_encoded_events(
     assert_eq!(count(&backend), expected, "every record of every object is in the index");
     assert!(dead_letter.read_all().unwrap().is_empty());
     for name in names {
-        let source = report.sources.iter().find(|s| s.source.contains(name)).unwrap_or_else(|| panic!("{name} not read"));
+        let source =
+            report.sources.iter().find(|s| s.source.contains(name)).unwrap_or_else(|| panic!("{name} not read"));
         assert!(source.records > 0);
     }
 }
@@ -255,7 +258,8 @@ fn a_second_handler_on_a_locked_tantivy_index_acknowledges_nothing() {
     // The second handler of the same event at the same time cannot take the writer:
     // a clear operational error, so the trigger redelivers the whole event.
     let second = indexer::TantivyBackend::open_for_writing(index.path(), indexer::TantivyConfig::default());
-    let error = second.err().expect("the index is locked by the first handler").to_string();
+    let Err(error) = second else { panic!("the index is locked by the first handler") };
+    let error = error.to_string();
     assert!(error.contains("lock"), "{error}");
     let report = handle(&garage, &event, &mut first, &mut garage.dead_letter(&prefix));
     assert_eq!(report.summary.indexed, expected);
@@ -309,15 +313,28 @@ fn a_deleted_object_a_missing_bucket_and_wrong_credentials_fail_their_message_cl
         .client()
         .config()
         .to_builder()
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("GKwrongwrongwrongwrong0000", "0".repeat(64), None, None, "test"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "GKwrongwrongwrongwrong0000",
+            "0".repeat(64),
+            None,
+            None,
+            "test",
+        ))
         .build();
     let wrong = S3Context::with_client(aws_sdk_s3::Client::from_conf(bad_config), garage.runtime.handle().clone());
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut local_dead_letter = LocalDeadLetter::new(&index.path().join("dl"));
-    let report =
-        handle_event(event.to_string().as_bytes(), &wrong, &mut backend, &mut local_dead_letter, pipeline_config(), None, None)
-            .unwrap();
+    let report = handle_event(
+        event.to_string().as_bytes(),
+        &wrong,
+        &mut backend,
+        &mut local_dead_letter,
+        pipeline_config(),
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(report.batch_item_failures(), vec!["gone", "no-bucket", "good"]);
     let reason = &report.failed[2].reason;
     assert!(reason.contains("GetObject failed"), "{reason}");
@@ -336,7 +353,8 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
         let body = ndjson(500 + i, 3_000);
         let size = body.len();
         let etag = garage.put(&key, body);
-        messages.push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
+        messages
+            .push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
     }
     let event = sqs_event(&messages);
     let index = tempfile::tempdir().unwrap();
@@ -367,7 +385,8 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
     let seen = checks.clone();
     config.should_stop = Some(Arc::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 11));
     let report =
-        handle_event(event.to_string().as_bytes(), &garage.s3, &mut backend, &mut dead_letter, config, None, None).unwrap();
+        handle_event(event.to_string().as_bytes(), &garage.s3, &mut backend, &mut dead_letter, config, None, None)
+            .unwrap();
     assert_eq!(report.batch_item_failures(), vec!["m1", "m2", "m3"], "{:?}", report.failed);
     assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
     assert_eq!(report.sources[1].outcome, SourceOutcome::Failed);

@@ -51,11 +51,16 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     if args.sources.is_empty() && args.event.is_none() {
         bail!("nothing to ingest: name files, directories, s3://bucket/prefix, - for stdin, or --event FILE (see tix-logs ingest --help)");
     }
-    let needs_s3 =
-        args.event.is_some() || args.dead_letter.starts_with("s3://") || args.sources.iter().any(|s| s.starts_with("s3://"));
+    let needs_s3 = args.event.is_some()
+        || args.dead_letter.starts_with("s3://")
+        || args.sources.iter().any(|s| s.starts_with("s3://"));
     let s3 = if needs_s3 { Some(S3Edge::start()?) } else { None };
     let s3_context = s3.as_ref().map(|edge| &edge.context);
-    let event = args.event.as_ref().map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display()))).transpose()?;
+    let event = args
+        .event
+        .as_ref()
+        .map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display())))
+        .transpose()?;
     let sources = expand_sources(&args.sources, s3_context)?;
     let (redactor, development_key) = Redactor::from_env();
     if development_key {
@@ -108,7 +113,8 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
     let mut reports: Vec<SourceReport> = Vec::new();
     let summary: RunSummary = {
-        let mut pipeline = Pipeline::new(backend.as_mut(), dead_letter.as_mut(), config).with_progress(progress.clone());
+        let mut pipeline =
+            Pipeline::new(backend.as_mut(), dead_letter.as_mut(), config).with_progress(progress.clone());
         for source in &sources {
             let report = pipeline
                 .ingest(source.as_ref())

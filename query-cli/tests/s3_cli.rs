@@ -70,7 +70,9 @@ fn a_prefix_of_120_objects_adds_up_to_its_objects() {
         let mut body = ndjson(1_000 + i, 5 + i % 7);
         expected_records += 5 + i % 7;
         if i % 10 == 0 {
-            body.extend_from_slice(b"{\"type\":\"booking.confirmed\",\"ts\":\"2024-02-05T10:00:00Z\",\"amount\":\"lots\"}\n");
+            body.extend_from_slice(
+                b"{\"type\":\"booking.confirmed\",\"ts\":\"2024-02-05T10:00:00Z\",\"amount\":\"lots\"}\n",
+            );
             expected_records += 1;
             expected_rejected += 1;
         }
@@ -91,9 +93,10 @@ fn a_prefix_of_120_objects_adds_up_to_its_objects() {
     assert_eq!(summary["rejected"], expected_rejected);
     assert_eq!(summary["indexed"], expected_records - expected_rejected);
     assert_eq!(count(&dir.path().join("tix-index")), expected_records - expected_rejected, "counted in the index");
-    let entries = S3DeadLetter::new(garage.s3.clone(), S3Location { bucket: garage.dl_bucket.clone(), prefix: prefix.clone() })
-        .read_all()
-        .unwrap();
+    let entries =
+        S3DeadLetter::new(garage.s3.clone(), S3Location { bucket: garage.dl_bucket.clone(), prefix: prefix.clone() })
+            .read_all()
+            .unwrap();
     assert_eq!(entries.len() as u64, expected_rejected, "counted in the S3 dead-letter store");
     assert!(entries.iter().all(|e| e.reason.contains("amount")), "{entries:?}");
 
@@ -129,7 +132,8 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
             "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
             "s3": {"bucket": {"name": garage.bucket}, "object": {"key": encoded, "size": size, "eTag": etag.trim_matches('"')}}
         }]});
-        messages.push(json!({"messageId": format!("m-{i}"), "body": notification.to_string(), "eventSource": "aws:sqs"}));
+        messages
+            .push(json!({"messageId": format!("m-{i}"), "body": notification.to_string(), "eventSource": "aws:sqs"}));
     }
     messages.push(json!({"messageId": "m-bad", "body": "not json", "eventSource": "aws:sqs"}));
     let event = json!({ "Records": messages });
@@ -138,7 +142,12 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
     std::fs::write(&event_path, serde_json::to_vec_pretty(&event).unwrap()).unwrap();
 
     let output = tix(dir.path()).args(["ingest", "--json", "--event"]).arg(&event_path).output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "failed messages make exit 1: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "failed messages make exit 1: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     let expected = json!([{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-bad"}]);
     assert_eq!(summary["batch_item_failures"], expected);
@@ -164,5 +173,8 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
     assert_eq!(summary["indexed"], report.summary.indexed);
     assert_eq!(count(&dir.path().join("tix-index")), backend.count(&SearchRequest::default()).unwrap());
     let s = &summary;
-    assert_eq!(s["records"], s["indexed"].as_u64().unwrap() + s["duplicates"].as_u64().unwrap() + s["rejected"].as_u64().unwrap());
+    assert_eq!(
+        s["records"],
+        s["indexed"].as_u64().unwrap() + s["duplicates"].as_u64().unwrap() + s["rejected"].as_u64().unwrap()
+    );
 }

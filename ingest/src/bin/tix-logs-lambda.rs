@@ -76,8 +76,7 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
         let mut worker = worker.lock().map_err(|_| "an earlier invocation panicked; restart the instance")?;
         let Worker { settings, s3, backend, dead_letter, pipeline } = &mut *worker;
         let deadline = Deadline { at: started + remaining, margin: settings.deadline_margin };
-        let report =
-            handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), Some(deadline), None)?;
+        let report = handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), Some(deadline), None)?;
         let metrics = emf_record(&report, &settings.function_name, started.elapsed(), epoch_ms());
         // EMF goes to stdout as one line, where CloudWatch picks it up.
         println!("{metrics}");

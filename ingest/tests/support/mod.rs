@@ -28,7 +28,8 @@ pub struct Garage {
 }
 
 pub fn garage() -> Garage {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: {HOW_TO_RUN}"));
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: {HOW_TO_RUN}"));
     assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing a non-loopback S3: {endpoint}");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let s3 = S3Context::from_env_blocking(runtime.handle().clone());
