@@ -199,21 +199,46 @@ fn children_peak_rss_bytes() -> u64 {
 }
 
 #[test]
-fn no_card_number_or_email_reaches_the_index_or_the_dead_letter_store() {
+fn no_card_number_or_email_reaches_the_index_the_dead_letter_store_or_the_logs() {
     let ws = Workspace::new();
     let mut content = GOOD.as_bytes().to_vec();
     content.extend_from_slice(br#"{"type":"x","note":"card 5500-0000-0000-0004 mail bob@example.org"}"#);
     content.push(b'\n');
+    // Rejected records carry PII too: their dead-letter `raw` and every log line must not.
+    content
+        .extend_from_slice(br#"{"type":"x","ts":"not a time","email":"carol@example.net","pan":"4012888888881881"}"#);
+    content.push(b'\n');
+    content.extend_from_slice(
+        b"{\"type\":\"x\",\"ts\":\"2024-02-05T10:00:00Z\",\"amount\":\"dave@example.com 4012 8888 8888 1881\"}\n",
+    );
     let file = ws.write("pii.ndjson", &content);
-    ws.ingest(&[&file]);
+    // Debug logging on: nothing it prints may hold a secret either.
+    let out = bin()
+        .current_dir(ws.dir.path())
+        .env("TIX_LOG", "debug")
+        .args(["-vv", "ingest", "--index", &ws.index(), "--dead-letter"])
+        .arg(ws.dead_letter())
+        .arg(&file)
+        .output()
+        .expect("run tix-logs");
+    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ws.dead_letters().len(), 3, "the three bad records are dead-lettered");
     let out = ws.search(&["--format", "ndjson", "--limit", "1000"]);
     let indexed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(indexed.contains("1111"), "last four digits are kept: {indexed}");
     let dead = ws.dead_letters().iter().map(|e| e.to_string()).collect::<String>();
-    for text in [&indexed, &dead] {
-        for secret in
-            ["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "anna@example.com", "bob@example.org"]
-        {
+    for text in [&indexed, &dead, &logs] {
+        for secret in [
+            "4111 1111 1111 1111",
+            "4111111111111111",
+            "5500-0000-0000-0004",
+            "anna@example.com",
+            "bob@example.org",
+            "carol@example.net",
+            "4012888888881881",
+            "dave@example.com",
+            "4012 8888 8888 1881",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
     }
