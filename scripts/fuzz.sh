@@ -96,15 +96,17 @@ PY
 }
 
 run_target() {
-    local target="$1" seconds="$2"
+    local target="$1" seconds="$2" log
     seed "$target"
-    echo "== fuzz $target for ${seconds}s"
+    log="$ROOT/target/fuzz-$target.log"
+    echo "== fuzz $target for ${seconds}s (full output: $log)"
+    local code=0
     (cd fuzz && cargo fuzz run "$target" "$CORPUS/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 2>&1) |
-        grep -E "^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|thread|panicked|artifact)" || true
-    # cargo fuzz exits non-zero on a crash; the pipe above hides it, so check the artifacts.
-    if compgen -G "fuzz/artifacts/$target/crash-*" >/dev/null; then
-        echo "fuzz.sh: $target crashed; inputs in fuzz/artifacts/$target/" >&2
+        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1) >"$log" 2>&1 || code=$?
+    grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
+    if ((code != 0)); then
+        tail -n 40 "$log" >&2
+        echo "fuzz.sh: $target failed (exit $code); a crashing input is in fuzz/artifacts/$target/" >&2
         return 1
     fi
 }

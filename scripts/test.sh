@@ -23,11 +23,11 @@ echo "== unit, property, conformance, wire-protocol and CLI tests"
 cargo test --workspace --locked
 
 echo "== crash tests: failpoints (the fail crate) and the conservation oracle"
-cargo test --locked -p ingest --features failpoints --test failpoints
+cargo test --workspace --locked --features ingest/failpoints --test failpoints
 
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
-cargo test --locked -p ingest --test s3_garage --test s3_faults --test lambda_binary -- --ignored
-cargo test --locked -p query-cli --test s3_cli -- --ignored
+# --workspace keeps the feature set of the first run, so nothing is rebuilt.
+cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli -- --ignored
 
 echo "== fuzz smoke: every cargo fuzz target for 15 s (the 10-minute runs: scripts/fuzz.sh run TARGET)"
 scripts/fuzz.sh smoke 15
