@@ -308,19 +308,27 @@ full() {
     cat "$OUT/report.md"
 }
 
-rss() {
-    local size="${1:-}"
-    [[ -n "$size" ]] || { usage; exit 2; }
-    mkdir -p "$OUT"
-    need_base_tools
-    build
-    local obj="$OUT/rss-$size.ndjson.gz"
+# big_object SIZE: one gzip object of SIZE uncompressed (reused while it exists); prints
+# its path. Its generator stats are in $OUT/rss-SIZE.gen.json.
+big_object() {
+    local size="$1" obj="$OUT/rss-$1.ndjson.gz"
     if [[ ! -f "$obj" ]]; then
         log "generating one gzip object of $size uncompressed"
         "$GEN" --seed "$SEED" --bytes "$size" --compress gzip --out "$obj.tmp" --stats-json \
             2>"$OUT/rss-$size.gen.json"
         mv "$obj.tmp" "$obj"
     fi
+    echo "$obj"
+}
+
+rss() {
+    local size="${1:-}"
+    [[ -n "$size" ]] || { usage; exit 2; }
+    mkdir -p "$OUT"
+    need_base_tools
+    build
+    local obj
+    obj=$(big_object "$size")
     log "ingesting $obj"
     rm -rf "$OUT/rss-index" "$OUT/rss-dl"
     timed "rss-$size" "$TIX" ingest --index "$OUT/rss-index" --dead-letter "$OUT/rss-dl" --json "$obj"
@@ -343,13 +351,8 @@ s3() {
     mkdir -p "$OUT"
     need_base_tools
     build
-    local obj="$OUT/rss-$size.ndjson.gz"
-    if [[ ! -f "$obj" ]]; then
-        log "generating one gzip object of $size uncompressed"
-        "$GEN" --seed "$SEED" --bytes "$size" --compress gzip --out "$obj.tmp" --stats-json \
-            2>"$OUT/rss-$size.gen.json"
-        mv "$obj.tmp" "$obj"
-    fi
+    local obj
+    obj=$(big_object "$size")
     "$ROOT/scripts/garage.sh" start >/dev/null
     # shellcheck disable=SC1090
     . "$("$ROOT/scripts/garage.sh" env)"

@@ -41,8 +41,8 @@ pub struct Delivery {
 /// of no known shape); a bad SQS message is an `Err` inside its own [`Delivery`].
 pub fn parse_event(bytes: &[u8]) -> Result<Vec<Delivery>, String> {
     let event: Value = serde_json::from_slice(bytes).map_err(|e| format!("event is not JSON: {e}"))?;
-    let records = event.get("Records").and_then(Value::as_array);
-    if let Some(records) = records.filter(|r| r.iter().any(|r| r.get("eventSource") == Some(&"aws:sqs".into()))) {
+    if is_sqs_event(&event) {
+        let records = event["Records"].as_array().map(Vec::as_slice).unwrap_or_default();
         return Ok(records
             .iter()
             .map(|message| Delivery {
@@ -52,6 +52,11 @@ pub fn parse_event(bytes: &[u8]) -> Result<Vec<Delivery>, String> {
             .collect());
     }
     Ok(vec![Delivery { message_id: None, work: notification_work(&event) }])
+}
+
+/// Whether an event is an SQS batch (its answer is `batchItemFailures`).
+pub fn is_sqs_event(event: &Value) -> bool {
+    event.get("Records").and_then(Value::as_array).is_some_and(|r| r.iter().any(|r| r["eventSource"] == "aws:sqs"))
 }
 
 fn sqs_message_work(message: &Value) -> Result<Vec<Work>, String> {

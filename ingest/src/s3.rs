@@ -150,23 +150,13 @@ impl S3Context {
         })
     }
 
-    /// Uploads `body` (tests and fixtures).
-    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    /// Uploads `body` (tests and benchmarks) and returns the ETag S3 gave it.
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<String> {
         self.block_on(self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send())
-            .map(|_| ())
+            .map(|output| output.e_tag().unwrap_or_default().to_string())
             .map_err(|e| Error::Source {
                 source_name: format!("s3://{bucket}/{key}"),
                 error: io_error(format!("upload failed: {}", DisplayErrorContext(&e))),
-            })
-    }
-
-    /// The current ETag of an object, asked with `HeadObject`.
-    pub fn etag(&self, bucket: &str, key: &str) -> Result<String> {
-        self.block_on(self.client.head_object().bucket(bucket).key(key).send())
-            .map(|head| head.e_tag().unwrap_or_default().to_string())
-            .map_err(|e| Error::Source {
-                source_name: format!("s3://{bucket}/{key}"),
-                error: io_error(format!("HeadObject failed: {}", DisplayErrorContext(&e))),
             })
     }
 }
@@ -210,7 +200,7 @@ impl S3Object {
             Ok(output) => Ok(output.body),
             Err(e) => {
                 let not_found = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-                let what = if not_found { "the object does not exist (deleted before it was read?)" } else { "" };
+                let what = if not_found { "the object does not exist (deleted before it was read?): " } else { "" };
                 Err(io_error(format!("GetObject failed: {what}{}", DisplayErrorContext(&e))))
             }
         }

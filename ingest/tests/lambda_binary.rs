@@ -143,11 +143,8 @@ fn the_binary_answers_an_sqs_event_through_the_runtime_api() {
     let garage = garage();
     let prefix = unique_prefix("lambda-binary");
     let key = format!("{prefix}day log.ndjson.gz");
-    let body = gzip(&ndjson(600, 250));
-    let size = body.len();
-    let etag = garage.put(&key, body);
     let event = sqs_event(&[
-        ("good".into(), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()),
+        ("good".into(), garage.notify(&key, gzip(&ndjson(600, 250)))),
         ("poison".into(), "{\"Records\": 5".into()),
     ]);
     let (address, posted) = runtime_api(event);

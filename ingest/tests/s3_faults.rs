@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use ingest::pipeline::SourceOutcome;
 use ingest::s3::S3Context;
-use ingest::trigger::handle_event;
-use serde_json::json;
 use support::*;
 
 /// What the proxy does to one accepted connection.
@@ -104,13 +102,7 @@ fn through(garage: &Garage, proxy: &Proxy) -> S3Context {
 fn object(garage: &Garage, test: &str, events: u64) -> (serde_json::Value, String) {
     let prefix = unique_prefix(test);
     let key = format!("{prefix}big object.ndjson");
-    let body = ndjson(700, events);
-    let size = body.len();
-    let etag = garage.put(&key, body);
-    (
-        sqs_event(&[("m1".into(), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string())]),
-        prefix,
-    )
+    (sqs_event(&[("m1".into(), garage.notify(&key, ndjson(700, events)))]), prefix)
 }
 
 #[test]
@@ -123,9 +115,7 @@ fn a_connection_cut_mid_body_is_resumed_and_every_record_lands_once() {
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report =
-        handle_event(event.to_string().as_bytes(), &s3, &mut backend, &mut dead_letter, pipeline_config(), None, None)
-            .unwrap();
+    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
     assert_eq!(report.summary.indexed, 5_000);
@@ -143,9 +133,7 @@ fn a_connection_cut_on_every_attempt_fails_the_object_and_its_redelivery_complet
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report =
-        handle_event(event.to_string().as_bytes(), &s3, &mut backend, &mut dead_letter, pipeline_config(), None, None)
-            .unwrap();
+    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
     assert_eq!(report.batch_item_failures(), vec!["m1"], "not acknowledged: {:?}", report.sources);
     assert!(report.failed[0].reason.contains("resume"), "{}", report.failed[0].reason);
     let partial = count(&backend);
@@ -154,16 +142,7 @@ fn a_connection_cut_on_every_attempt_fails_the_object_and_its_redelivery_complet
     assert_eq!(entries.len(), 1, "one entry for the failed object: {entries:?}");
 
     // The redelivery, on a healthy network, completes without doubling.
-    let report = handle_event(
-        event.to_string().as_bytes(),
-        &garage.s3,
-        &mut backend,
-        &mut dead_letter,
-        pipeline_config(),
-        None,
-        None,
-    )
-    .unwrap();
+    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.summary.duplicates, partial);
     assert_eq!(count(&backend), 5_000);
@@ -180,9 +159,7 @@ fn throttling_is_retried_by_the_client() {
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report =
-        handle_event(event.to_string().as_bytes(), &s3, &mut backend, &mut dead_letter, pipeline_config(), None, None)
-            .unwrap();
+    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(count(&backend), 500);
     assert!(proxy.connections.load(Ordering::SeqCst) >= 3, "two throttled attempts, then the real one");

@@ -11,21 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indexer::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord, SourceStatus};
-use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
+use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::SourceOutcome;
 use ingest::s3::{S3Context, S3Location};
-use ingest::trigger::{handle_event, Deadline, HandlerReport};
+use ingest::trigger::{Deadline, HandlerReport};
 use serde_json::json;
 use support::*;
-
-fn handle(
-    garage: &Garage,
-    event: &serde_json::Value,
-    backend: &mut dyn Backend,
-    dead_letter: &mut dyn DeadLetterStore,
-) -> HandlerReport {
-    handle_event(event.to_string().as_bytes(), &garage.s3, backend, dead_letter, pipeline_config(), None, None).unwrap()
-}
 
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
@@ -53,7 +44,7 @@ fn keys_with_spaces_plus_percent_and_non_ascii_are_ingested_from_encoded_events(
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
 
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.sources.len(), names.len());
@@ -77,11 +68,7 @@ fn poison_batch(poison: impl FnOnce(&Garage, &str) -> String) {
     let mut expected = 0;
     for i in 0..9u64 {
         let key = format!("{prefix}obj-{i}.ndjson.gz");
-        let body = gzip(&ndjson(200 + i, 30));
-        let size = body.len();
-        let etag = garage.put(&key, body);
-        let body = json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string();
-        messages.push((format!("msg-{i}"), body));
+        messages.push((format!("msg-{i}"), garage.notify(&key, gzip(&ndjson(200 + i, 30)))));
         expected += 30;
     }
     messages.insert(4, ("msg-poison".to_string(), poison(&garage, &prefix)));
@@ -91,7 +78,7 @@ fn poison_batch(poison: impl FnOnce(&Garage, &str) -> String) {
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
 
     assert_eq!(report.batch_item_failures(), vec!["msg-poison"], "{:?}", report.failed);
     let good_indexed: u64 = report.sources.iter().filter(|s| s.source.contains("obj-")).map(|s| s.indexed).sum();
@@ -114,10 +101,7 @@ fn an_sqs_batch_with_an_undecodable_object_fails_only_that_message() {
     poison_batch(|garage, prefix| {
         let key = format!("{prefix}truncated.ndjson.gz");
         let whole = gzip(&ndjson(299, 200));
-        let body = whole[..whole.len() / 2].to_vec();
-        let size = body.len();
-        let etag = garage.put(&key, body);
-        json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()
+        garage.notify(&key, whole[..whole.len() / 2].to_vec())
     });
 }
 
@@ -135,10 +119,7 @@ fn three_object_event(garage: &Garage, prefix: &str) -> (serde_json::Value, u64)
                 value.to_string() + "\n"
             })
             .collect();
-        let size = body.len();
-        let etag = garage.put(&key, body.into_bytes());
-        messages
-            .push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
+        messages.push((format!("m{i}"), garage.notify(&key, body.into_bytes())));
     }
     (sqs_event(&messages), 600)
 }
@@ -153,13 +134,13 @@ fn the_same_event_delivered_twice_leaves_the_index_of_one_delivery() {
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
 
-    let first = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let first = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert!(first.failed.is_empty(), "{:?}", first.failed);
     assert_eq!(first.summary.indexed, expected);
     let ids = all_ids(&backend);
     assert_eq!(ids.len() as u64, expected);
 
-    let second = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let second = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert!(second.failed.is_empty(), "{:?}", second.failed);
     assert_eq!(second.summary.objects_skipped, 3, "completed objects are skipped by their checkpoint");
     assert_eq!(second.summary.indexed, 0);
@@ -215,22 +196,19 @@ fn two_handlers_on_the_same_objects_at_once_leave_the_index_of_one_delivery() {
 
     let reference_dir = tempfile::tempdir().unwrap();
     let mut reference = tantivy(reference_dir.path());
-    handle(&garage, &event, &mut reference, &mut LocalDeadLetter::new(&reference_dir.path().join("dl")));
+    handle(&garage.s3, &event, &mut reference, &mut LocalDeadLetter::new(&reference_dir.path().join("dl")));
     let reference_ids = all_ids(&reference);
     assert_eq!(reference_ids.len() as u64, expected);
 
     let index = tempfile::tempdir().unwrap();
     let shared: Arc<Mutex<Box<dyn Backend>>> = Arc::new(Mutex::new(Box::new(tantivy(index.path()))));
-    let event_bytes = event.to_string().into_bytes();
     let reports: Vec<HandlerReport> = std::thread::scope(|scope| {
         let handlers: Vec<_> = (0..2)
             .map(|_| {
                 let mut backend = Shared(shared.clone());
                 let mut dead_letter = garage.dead_letter(&prefix);
-                let (s3, bytes) = (&garage.s3, &event_bytes);
-                scope.spawn(move || {
-                    handle_event(bytes, s3, &mut backend, &mut dead_letter, pipeline_config(), None, None).unwrap()
-                })
+                let (s3, event) = (&garage.s3, &event);
+                scope.spawn(move || handle(s3, event, &mut backend, &mut dead_letter))
             })
             .collect();
         handlers.into_iter().map(|h| h.join().unwrap()).collect()
@@ -261,13 +239,13 @@ fn a_second_handler_on_a_locked_tantivy_index_acknowledges_nothing() {
     let Err(error) = second else { panic!("the index is locked by the first handler") };
     let error = error.to_string();
     assert!(error.contains("lock"), "{error}");
-    let report = handle(&garage, &event, &mut first, &mut garage.dead_letter(&prefix));
+    let report = handle(&garage.s3, &event, &mut first, &mut garage.dead_letter(&prefix));
     assert_eq!(report.summary.indexed, expected);
     Box::new(first).close().unwrap();
     // The redelivery, once the lock is free, changes nothing.
     let mut again = tantivy(index.path());
     let before = all_ids(&again);
-    let report = handle(&garage, &event, &mut again, &mut garage.dead_letter(&prefix));
+    let report = handle(&garage.s3, &event, &mut again, &mut garage.dead_letter(&prefix));
     assert_eq!(report.summary.objects_skipped, 3);
     assert_eq!(all_ids(&again), before);
     assert_eq!(before.len() as u64, expected);
@@ -294,7 +272,7 @@ fn a_deleted_object_a_missing_bucket_and_wrong_credentials_fail_their_message_cl
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert_eq!(report.batch_item_failures(), vec!["gone", "no-bucket"], "{:?}", report.failed);
     let reason = |id: &str| report.failed.iter().find(|f| f.message_id.as_deref() == Some(id)).unwrap().reason.clone();
     assert!(reason("gone").contains("does not exist"), "{}", reason("gone"));
@@ -325,16 +303,7 @@ fn a_deleted_object_a_missing_bucket_and_wrong_credentials_fail_their_message_cl
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
     let mut local_dead_letter = LocalDeadLetter::new(&index.path().join("dl"));
-    let report = handle_event(
-        event.to_string().as_bytes(),
-        &wrong,
-        &mut backend,
-        &mut local_dead_letter,
-        pipeline_config(),
-        None,
-        None,
-    )
-    .unwrap();
+    let report = handle(&wrong, &event, &mut backend, &mut local_dead_letter);
     assert_eq!(report.batch_item_failures(), vec!["gone", "no-bucket", "good"]);
     let reason = &report.failed[2].reason;
     assert!(reason.contains("GetObject failed"), "{reason}");
@@ -350,11 +319,7 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
     let mut messages = Vec::new();
     for i in 0..4u64 {
         let key = format!("{prefix}obj-{i}.ndjson");
-        let body = ndjson(500 + i, 3_000);
-        let size = body.len();
-        let etag = garage.put(&key, body);
-        messages
-            .push((format!("m{i}"), json!({ "Records": [s3_record(&garage.bucket, &key, &etag, size)] }).to_string()));
+        messages.push((format!("m{i}"), garage.notify(&key, ndjson(500 + i, 3_000))));
     }
     let event = sqs_event(&messages);
     let index = tempfile::tempdir().unwrap();
@@ -363,16 +328,7 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
 
     // Little time left: nothing may start.
     let expired = Deadline { at: Instant::now(), margin: Duration::from_secs(1) };
-    let report = handle_event(
-        event.to_string().as_bytes(),
-        &garage.s3,
-        &mut backend,
-        &mut dead_letter,
-        pipeline_config(),
-        Some(expired),
-        None,
-    )
-    .unwrap();
+    let report = handle_with(&garage.s3, &event, &mut backend, &mut dead_letter, pipeline_config(), Some(expired));
     assert_eq!(report.batch_item_failures(), vec!["m0", "m1", "m2", "m3"]);
     assert!(report.failed.iter().all(|f| f.reason.contains("deadline")), "{:?}", report.failed);
     assert_eq!(count(&backend), 0);
@@ -384,16 +340,14 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
     config.batch_records = 500;
     let seen = checks.clone();
     config.should_stop = Some(Arc::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 11));
-    let report =
-        handle_event(event.to_string().as_bytes(), &garage.s3, &mut backend, &mut dead_letter, config, None, None)
-            .unwrap();
+    let report = handle_with(&garage.s3, &event, &mut backend, &mut dead_letter, config, None);
     assert_eq!(report.batch_item_failures(), vec!["m1", "m2", "m3"], "{:?}", report.failed);
     assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
     assert_eq!(report.sources[1].outcome, SourceOutcome::Failed);
     let partial = count(&backend);
     assert!(partial > 3_000 && partial < 6_000, "{partial}");
 
-    let redelivered = handle(&garage, &event, &mut backend, &mut dead_letter);
+    let redelivered = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert!(redelivered.failed.is_empty(), "{:?}", redelivered.failed);
     assert_eq!(count(&backend), 12_000, "every record once");
     assert_eq!(redelivered.summary.duplicates, partial - 3_000, "the stopped object's records are duplicates");

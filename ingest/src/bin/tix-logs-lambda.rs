@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use indexer::{Backend, ElasticsearchBackend, EsConfig, TantivyBackend, TantivyConfig};
+use ingest::events::is_sqs_event;
 use ingest::lambda::{emf_record, LambdaBackend, LambdaSettings};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
@@ -95,7 +96,7 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
         let reasons: Vec<&str> = report.failed.iter().map(|f| f.reason.as_str()).collect();
         return Err(format!("not every object completed: {}", reasons.join("; ")).into());
     }
-    if report.deliveries > 0 && report.failed.iter().all(|f| f.message_id.is_some()) && is_sqs(&event.payload) {
+    if is_sqs_event(&event.payload) {
         let mut response = SqsBatchResponse::default();
         for id in report.batch_item_failures() {
             let mut failure = BatchItemFailure::default();
@@ -105,10 +106,6 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
         return Ok(serde_json::to_value(response)?);
     }
     Ok(json!({ "summary": report.summary, "acknowledged": report.acknowledged }))
-}
-
-fn is_sqs(payload: &Value) -> bool {
-    payload["Records"].as_array().is_some_and(|records| records.iter().any(|r| r["eventSource"] == "aws:sqs"))
 }
 
 fn epoch_ms() -> i64 {

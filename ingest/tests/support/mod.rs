@@ -9,9 +9,11 @@ use std::io::Write;
 use std::path::Path;
 
 use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
+use ingest::dead_letter::DeadLetterStore;
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use ingest::trigger::{handle_event, Deadline, HandlerReport};
 use serde_json::{json, Value};
 
 pub const HOW_TO_RUN: &str =
@@ -46,9 +48,37 @@ impl Garage {
 
     /// Uploads and returns the ETag Garage gives the object.
     pub fn put(&self, key: &str, body: Vec<u8>) -> String {
-        self.s3.put(&self.bucket, key, body).unwrap();
-        self.s3.etag(&self.bucket, key).unwrap()
+        self.s3.put(&self.bucket, key, body).unwrap()
     }
+
+    /// Uploads an object and returns the S3 notification announcing it (an SQS body).
+    pub fn notify(&self, key: &str, body: Vec<u8>) -> String {
+        let size = body.len();
+        let etag = self.put(key, body);
+        json!({ "Records": [s3_record(&self.bucket, key, &etag, size)] }).to_string()
+    }
+}
+
+/// Runs `event` through the trigger handler with the test pipeline settings.
+pub fn handle(
+    s3: &S3Context,
+    event: &Value,
+    backend: &mut dyn Backend,
+    dead_letter: &mut dyn DeadLetterStore,
+) -> HandlerReport {
+    handle_with(s3, event, backend, dead_letter, pipeline_config(), None)
+}
+
+/// [`handle`] with other pipeline settings or a deadline.
+pub fn handle_with(
+    s3: &S3Context,
+    event: &Value,
+    backend: &mut dyn Backend,
+    dead_letter: &mut dyn DeadLetterStore,
+    config: PipelineConfig,
+    deadline: Option<Deadline>,
+) -> HandlerReport {
+    handle_event(event.to_string().as_bytes(), s3, backend, dead_letter, config, deadline, None).unwrap()
 }
 
 /// A prefix no other test (or earlier run) uses.
@@ -71,19 +101,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Encodes a key as S3 notifications carry it: form-URL-encoding (space as `+`).
-pub fn aws_encode_key(key: &str) -> String {
-    let mut out = String::new();
-    for byte in key.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 /// One S3 notification record for an uploaded object.
 pub fn s3_record(bucket: &str, key: &str, etag: &str, size: usize) -> Value {
     json!({
@@ -96,7 +113,7 @@ pub fn s3_record(bucket: &str, key: &str, etag: &str, size: usize) -> Value {
             "s3SchemaVersion": "1.0",
             "configurationId": "tix-logs-ingest",
             "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-            "object": {"key": aws_encode_key(key), "size": size, "eTag": etag.trim_matches('"'), "sequencer": "0065C1000000A0000B"}
+            "object": {"key": fixtures::samples::aws_encode_key(key), "size": size, "eTag": etag.trim_matches('"'), "sequencer": "0065C1000000A0000B"}
         }
     })
 }
