@@ -268,7 +268,24 @@ impl<'a> Pipeline<'a> {
         let result = self.consume(&receiver, key, state, dead_letter);
         // If we stopped early, the reader's next send fails and it returns.
         drop(receiver);
-        let _ = handle.join();
+        if let Err(panic) = handle.join() {
+            // A crashed reader closes the channel exactly as a finished one does: without
+            // this the object would count as completed with the records it never read.
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            tracing::error!(source = %state.name, records = state.records, "the reader thread panicked");
+            state.fail(ObjectFailure::decode(
+                format!(
+                    "internal error: the reader crashed after record {} ({message}); the object will be retried, \
+                     please report this",
+                    state.records
+                ),
+                None,
+            ));
+        }
         result
     }
 
@@ -540,4 +557,54 @@ fn truncate(mut text: String, max: usize) -> String {
 /// The current time as RFC 3339 (UTC, seconds).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::LocalDeadLetter;
+    use crate::redact::Redactor;
+
+    /// A source whose bytes end in a panic, as a bug in a decoder would.
+    struct PanickingSource(SourceIdentity);
+
+    impl SourceObject for PanickingSource {
+        fn identity(&self) -> &SourceIdentity {
+            &self.0
+        }
+        fn size_hint(&self) -> Option<u64> {
+            None
+        }
+        fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+            let good = "{\"ts\":\"2024-02-05T10:00:00Z\",\"type\":\"booking.requested\",\"event_id\":\"p-1\"}\n";
+            Ok(Box::new(std::io::Read::chain(good.as_bytes(), PanicOnRead)))
+        }
+    }
+
+    struct PanicOnRead;
+
+    impl Read for PanicOnRead {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            panic!("decoder bug")
+        }
+    }
+
+    #[test]
+    fn a_reader_that_panics_fails_the_object_instead_of_completing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend =
+            indexer::TantivyBackend::open_for_writing(&dir.path().join("index"), Default::default()).unwrap();
+        let mut dead_letter = LocalDeadLetter::new(&dir.path().join("dl"));
+        let source = PanickingSource(SourceIdentity::Stream { name: "panicking".into(), nonce: "n".into() });
+        let mut pipeline = Pipeline::new(&mut backend, &mut dead_letter, PipelineConfig::new(Redactor::new(b"k")));
+        let report = pipeline.ingest(&source).unwrap();
+        assert_eq!(report.outcome, SourceOutcome::Failed, "{report:?}");
+        let summary = pipeline.finish().unwrap();
+        assert_eq!(summary.objects_failed, 1);
+        let entries = LocalDeadLetter::read_all(&dir.path().join("dl")).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].reason.contains("reader crashed") && entries[0].reason.contains("decoder bug"));
+        let record = backend.source_record(&source.0.checkpoint_key()).unwrap().expect("recorded");
+        assert_eq!(record.status, indexer::SourceStatus::Failed, "never recorded completed");
+    }
 }

@@ -14,8 +14,8 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
-use tokio_util::io::SyncIoBridge;
 
 use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore};
 use crate::error::{Error, Result};
@@ -65,7 +65,13 @@ impl std::fmt::Display for S3Location {
 pub struct S3Context {
     client: Client,
     handle: Handle,
+    body_idle_timeout: Duration,
 }
+
+/// How long a `GetObject` body may send nothing before the read counts as broken (and is
+/// resumed). The SDK's read timeout covers only the wait for the response headers; a
+/// body that stalls mid-object would otherwise hold the reader forever.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for S3Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,7 +99,7 @@ impl S3Context {
         if shared.endpoint_url().is_some() || std::env::var_os("TIX_S3_PATH_STYLE").is_some() {
             builder = builder.force_path_style(true);
         }
-        S3Context { client: Client::from_conf(builder.build()), handle }
+        S3Context { client: Client::from_conf(builder.build()), handle, body_idle_timeout: BODY_IDLE_TIMEOUT }
     }
 
     /// [`S3Context::from_env`] for synchronous callers (not inside the runtime).
@@ -103,7 +109,13 @@ impl S3Context {
 
     /// A context from an explicit client (tests with other credentials).
     pub fn with_client(client: Client, handle: Handle) -> Self {
-        S3Context { client, handle }
+        S3Context { client, handle, body_idle_timeout: BODY_IDLE_TIMEOUT }
+    }
+
+    /// The same context with another body idle timeout (default 30 s).
+    pub fn with_body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle_timeout = idle;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -207,7 +219,11 @@ impl S3Object {
     }
 
     fn bridge(&self, body: ByteStream) -> Box<dyn Read + Send> {
-        Box::new(SyncIoBridge::new_with_handle(Box::pin(body.into_async_read()), self.s3.handle.clone()))
+        Box::new(IdleGuardedBody {
+            body: Box::pin(body.into_async_read()),
+            handle: self.s3.handle.clone(),
+            idle: self.s3.body_idle_timeout,
+        })
     }
 }
 
@@ -226,6 +242,29 @@ impl SourceObject for S3Object {
             position: 0,
             resumes_left: BODY_RESUMES,
         }))
+    }
+}
+
+/// A body read synchronously, one blocking read at a time, that fails with `TimedOut`
+/// when no byte arrives for `idle`.
+struct IdleGuardedBody {
+    body: std::pin::Pin<Box<dyn AsyncRead + Send>>,
+    handle: Handle,
+    idle: Duration,
+}
+
+impl Read for IdleGuardedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let idle = self.idle;
+        let body = &mut self.body;
+        // The timer must be made inside the runtime, hence the async block.
+        match self.handle.block_on(async move { tokio::time::timeout(idle, body.read(buf)).await }) {
+            Ok(read) => read,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no data from S3 for {} s", idle.as_secs_f64()),
+            )),
+        }
     }
 }
 

@@ -11,9 +11,9 @@
 //!
 //! Built only with `--features failpoints` (scripts/test.sh runs it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend, TantivyConfig};
 use ingest::dead_letter::LocalDeadLetter;
@@ -21,46 +21,10 @@ use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary};
 use ingest::redact::Redactor;
 use ingest::source::{local_sources, SourceObject};
 use serde_json::{Map, Value};
-
-const SOURCES: u64 = 4;
-const RECORDS_PER_SOURCE: u64 = 600;
-
-/// Objects whose every record's fate is known by construction.
-struct Corpus {
-    dir: tempfile::TempDir,
-    /// (file name, 1-based record number) of every record that must be rejected.
-    bad: BTreeSet<(String, u64)>,
-    good: u64,
-}
+use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter, ObservedSource};
 
 fn corpus() -> Corpus {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bad = BTreeSet::new();
-    let mut good = 0;
-    for source in 0..SOURCES {
-        let name = format!("part-{source}.ndjson");
-        let mut generated = Vec::new();
-        fixtures::generate(&fixtures::GenConfig::new(9_000 + source, RECORDS_PER_SOURCE), &mut generated).unwrap();
-        let mut out = String::new();
-        for (i, line) in String::from_utf8(generated).unwrap().lines().enumerate() {
-            let ordinal = i as u64 + 1;
-            let mut record: Map<String, Value> = serde_json::from_str(line).unwrap();
-            if ordinal.is_multiple_of(7) {
-                // Positional ids for some: they derive from the file and the position.
-                record.remove("event_id");
-            }
-            if ordinal.is_multiple_of(53) {
-                record.insert("latency_ms".into(), Value::String("slow".into()));
-                bad.insert((name.clone(), ordinal));
-            } else {
-                good += 1;
-            }
-            out.push_str(&Value::Object(record).to_string());
-            out.push('\n');
-        }
-        std::fs::write(dir.path().join(&name), out).unwrap();
-    }
-    Corpus { dir, bad, good }
+    Corpus::generate(4, 600, 9_000)
 }
 
 fn config() -> PipelineConfig {
@@ -101,60 +65,39 @@ fn indexed(index: &Path) -> BTreeMap<String, Map<String, Value>> {
     let total = backend.count(&SearchRequest::default()).unwrap() as usize;
     let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
     assert_eq!(hits.len(), total);
-    let mut by_id = BTreeMap::new();
-    for hit in hits {
-        let id = hit.id.clone();
-        assert!(by_id.insert(id.clone(), hit.source).is_none(), "{id} is indexed twice");
-    }
-    by_id
+    Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source)))
 }
 
-fn file_sources(dir: &Path) -> Vec<Box<dyn SourceObject>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
-        .collect();
-    names.sort();
-    local_sources(&names.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).unwrap()
+fn file_sources(corpus: &Corpus) -> Vec<Box<dyn SourceObject>> {
+    local_sources(&corpus.files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).unwrap()
 }
 
-/// The oracle: checks a finished index and dead-letter store against the corpus and the
-/// fault-free reference.
-fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: &BTreeMap<String, Map<String, Value>>) {
-    let docs = indexed(index);
-    assert_eq!(docs.len() as u64, corpus.good, "every good record indexed, none twice");
-    assert_eq!(
-        docs.keys().collect::<Vec<_>>(),
-        reference.keys().collect::<Vec<_>>(),
-        "nothing indexed that was not sent"
-    );
-    for (id, doc) in &docs {
-        assert_eq!(doc, &reference[id], "{id}: the stored document is the validated, redacted record");
-    }
-    let entries = LocalDeadLetter::read_all(dead_letter).unwrap();
-    let mut rejected = BTreeSet::new();
-    for entry in &entries {
-        let record = entry.record.unwrap_or_else(|| panic!("a failed-object entry is left: {entry:?}"));
-        let file = Path::new(&entry.source).file_name().unwrap().to_string_lossy().to_string();
-        assert!(entry.reason.contains("latency_ms"), "{entry:?}");
-        assert!(rejected.insert((file, record)), "dead-lettered twice: {entry:?}");
-    }
-    assert_eq!(rejected, corpus.bad, "exactly the bad records are dead-lettered");
+/// The oracle over what the run left in the index and the dead-letter store.
+fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: Option<&BTreeMap<String, Map<String, Value>>>) {
     let backend = TantivyBackend::open_for_reading(index).unwrap();
-    let sources = backend.sources().unwrap();
-    assert_eq!(sources.len() as u64, SOURCES);
-    for source in &sources {
-        assert_eq!(source.status, SourceStatus::Completed, "{source:?}");
-    }
+    let observed = Observed {
+        docs: indexed(index),
+        dead_letters: LocalDeadLetter::read_all(dead_letter)
+            .unwrap()
+            .into_iter()
+            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
+            .collect(),
+        sources: backend
+            .sources()
+            .unwrap()
+            .into_iter()
+            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
+            .collect(),
+    };
+    oracle::check(corpus, &observed, reference);
 }
 
 fn fault_free(corpus: &Corpus) -> BTreeMap<String, Map<String, Value>> {
     let out = tempfile::tempdir().unwrap();
     let (index, dead_letter) = (out.path().join("index"), out.path().join("dl"));
-    run(&index, &dead_letter, &file_sources(corpus.dir.path())).unwrap();
+    run(&index, &dead_letter, &file_sources(corpus)).unwrap();
     let reference = indexed(&index);
-    check(corpus, &index, &dead_letter, &reference);
+    check(corpus, &index, &dead_letter, None);
     reference
 }
 
@@ -162,7 +105,7 @@ fn fault_free(corpus: &Corpus) -> BTreeMap<String, Map<String, Value>> {
 fn crashes_at_every_failpoint_converge_to_the_fault_free_index() {
     let scenario = fail::FailScenario::setup();
     let corpus = corpus();
-    let sources = file_sources(corpus.dir.path());
+    let sources = file_sources(&corpus);
     let reference = fault_free(&corpus);
     let schedules: [(&[(&str, &str)], &str); 6] = [
         (&[("pipeline.after_bulk", "3*off->1*panic(after bulk)->off")], "after a bulk write, before its checkpoint"),
@@ -202,16 +145,13 @@ fn crashes_at_every_failpoint_converge_to_the_fault_free_index() {
         }
         assert!(crashes > 0, "{what}: the failpoint was never reached");
         assert_eq!(summary.objects_failed, 0, "{what}");
-        check(&corpus, &index, &dead_letter, &reference);
+        check(&corpus, &index, &dead_letter, Some(&reference));
 
         // Liveness: once the faults stop, a new object goes in.
-        let new_object = out.path().join("new.ndjson");
-        let mut generated = Vec::new();
-        fixtures::generate(&fixtures::GenConfig::new(9_999, 40), &mut generated).unwrap();
-        std::fs::write(&new_object, generated).unwrap();
+        let new_object = Corpus::new_object(&out.path().join("new.ndjson"), 40);
         let summary = run(&index, &dead_letter, &local_sources(&[new_object.display().to_string()]).unwrap()).unwrap();
         assert_eq!((summary.objects, summary.indexed, summary.objects_failed), (1, 40, 0), "{what}");
-        assert_eq!(indexed(&index).len() as u64, corpus.good + 40, "{what}");
+        assert_eq!(indexed(&index).len() as u64, corpus.good() + 40, "{what}");
     }
     scenario.teardown();
 }
