@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter, ObservedSource};
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
@@ -442,49 +443,89 @@ fn the_truncated_sample_keeps_the_records_before_the_cut() {
     assert_eq!(ws.count(""), truncated["complete_records_before_cut"].as_u64().unwrap());
 }
 
-#[test]
-fn an_ingest_killed_mid_source_converges_on_rerun_without_loss_or_doubles() {
-    let ws = Workspace::new();
-    let total = 60_000u64;
-    let mut content = String::new();
-    for i in 0..total {
-        // Half carry an event_id, half are identified by their position in the file.
-        let id = if i % 2 == 0 { format!(r#","event_id":"kill-{i}""#) } else { String::new() };
-        content.push_str(&format!(
-            "{{\"ts\":\"2024-02-05T10:00:00Z\",\"type\":\"booking.requested\",\"booking_id\":\"BK-{i}\"{id},\"message\":\"padding padding padding padding\"}}\n"
-        ));
+impl Workspace {
+    /// What the run left in the index and the dead-letter store, for the oracle.
+    fn observed(&self) -> Observed {
+        let out = self.search(&["--format", "json", "--limit", "1000000"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let response: Value = serde_json::from_slice(&out.stdout).expect("search --format json");
+        let hits = response["hits"].as_array().expect("hits").iter().map(|hit| {
+            let mut doc = hit.as_object().expect("hit").clone();
+            let id = doc.remove("_id").and_then(|id| id.as_str().map(str::to_string)).expect("_id");
+            (id, doc)
+        });
+        let docs = Observed::docs_by_id(hits);
+        assert_eq!(docs.len() as u64, self.count(""), "search returned every document");
+        let audit = bin().args(["audit", "--format", "json", "--index", &self.index()]).output().expect("audit");
+        assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
+        let sources: Vec<Value> = serde_json::from_slice(&audit.stdout).expect("audit --format json");
+        Observed {
+            docs,
+            dead_letters: ingest::dead_letter::LocalDeadLetter::read_all(&self.dead_letter())
+                .expect("dead-letter store")
+                .into_iter()
+                .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
+                .collect(),
+            sources: sources
+                .iter()
+                .map(|s| ObservedSource {
+                    source: s["source"].as_str().expect("source").to_string(),
+                    completed: s["status"] == "completed",
+                })
+                .collect(),
+        }
     }
-    let file = ws.write("big.ndjson", content.as_bytes());
-    let mut child = bin()
-        .args(["ingest", "--json", "--commit-every", "5000", "--index", &ws.index(), "--dead-letter"])
-        .arg(ws.dead_letter())
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // Wait until at least one commit is visible, then kill without warning.
-    let committed = (0..600).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let out = ws.search(&["--count"]);
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0) > 0
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(committed, "no commit became visible before the ingest ended");
-    let before = ws.count("");
-    assert!(before < total, "the kill came too late to test anything ({before} of {total} indexed)");
 
-    let (code, summary, stderr) = ws.ingest(&[&file]);
+    /// Starts `tix-logs ingest` on `sources`, waits until more than `at_least` events are
+    /// committed (visible to a search), then kills it without warning. Returns the count
+    /// at the kill.
+    fn ingest_and_kill(&self, sources: &[PathBuf], at_least: u64) -> u64 {
+        let mut child = bin()
+            .args(["ingest", "--json", "--commit-every", "2000", "--index", &self.index(), "--dead-letter"])
+            .arg(self.dead_letter())
+            .args(sources)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let committed = (0..3_000).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let out = self.search(&["--count"]);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0) > at_least
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(committed, "no new commit became visible before the ingest ended");
+        self.count("")
+    }
+}
+
+#[test]
+fn an_ingest_killed_twice_mid_run_converges_on_rerun_to_the_fault_free_result() {
+    let corpus = Corpus::generate(3, 15_000, 4_242);
+    let files = corpus.files().to_vec();
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+
+    let fault_free = Workspace::new();
+    let (code, _, stderr) = fault_free.ingest(&paths);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(summary["records"], total, "{summary}");
-    assert_eq!(summary["indexed"].as_u64().unwrap() + summary["duplicates"].as_u64().unwrap(), total, "{summary}");
-    assert_eq!(
-        summary["duplicates"].as_u64().unwrap(),
-        before,
-        "exactly the committed records are duplicates: {summary}"
-    );
-    assert_eq!(ws.count(""), total, "every record indexed exactly once");
-    let (_, again, _) = ws.ingest(&[&file]);
-    assert_eq!(again["objects_skipped"], 1, "the completed source is skipped: {again}");
+    let reference = fault_free.observed();
+    oracle::check(&corpus, &reference, None);
+
+    let ws = Workspace::new();
+    let first = ws.ingest_and_kill(&files, 0);
+    let second = ws.ingest_and_kill(&files, first);
+    assert!(second < corpus.good(), "the second kill came too late to test anything ({second} indexed)");
+    let (code, summary, stderr) = ws.ingest(&paths);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["objects_failed"], 0, "{summary}");
+    oracle::check(&corpus, &ws.observed(), Some(&reference.docs));
+
+    let (_, again, _) = ws.ingest(&paths);
+    assert_eq!(again["objects_skipped"], 3, "completed sources are skipped: {again}");
+    // Liveness: a new object goes in after the crashes.
+    let new_object = Corpus::new_object(&ws.path("new.ndjson"), 50);
+    let (code, summary, stderr) = ws.ingest(&[&new_object]);
+    assert_eq!((code, summary["indexed"].as_u64()), (0, Some(50)), "{stderr} {summary}");
+    assert_eq!(ws.count(""), corpus.good() + 50);
 }
