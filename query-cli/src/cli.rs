@@ -25,6 +25,7 @@ pub enum Command {
     #[command(after_help = SEARCH_EXAMPLES)]
     Search(SearchArgs),
     /// List what happened to each source: records, indexed, duplicates, rejected, failures.
+    #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
 }
 
@@ -148,10 +149,36 @@ pub struct SearchArgs {
     pub aggs: Vec<String>,
 }
 
+const AUDIT_EXAMPLES: &str = "Examples:
+  tix-logs audit --since 1d                       # did the last day's logs all land?
+  tix-logs audit --since 2024-02-05 --until 2024-02-06 --status failed
+  tix-logs audit --format json | jq '.[] | select(.rejected > 0)'
+
+A source is shown when its events (or, without events, its last ingest) fall in the
+--since/--until window. Exit status: 0 every source shown completed, 1 some source shown
+failed or is unfinished, 2 usage or operational error.";
+
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Sources with events at or after this time (same forms as search --since).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Sources with events before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only sources in this state.
+    #[arg(long, value_enum)]
+    pub status: Option<AuditStatus>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+/// `--status` of `tix-logs audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditStatus {
+    Completed,
+    Failed,
+    InProgress,
 }

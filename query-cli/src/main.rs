@@ -4,6 +4,7 @@
 //! and `indexer` crates. Exit codes: 0 success, 1 some object failed, 2 usage or
 //! operational error.
 
+mod audit_cmd;
 mod cli;
 mod ingest_cmd;
 mod progress;
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Ingest(args) => ingest_cmd::run(args),
         cli::Command::Search(args) => search_cmd::run(args),
-        cli::Command::Audit(args) => search_cmd::audit(args),
+        cli::Command::Audit(args) => audit_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

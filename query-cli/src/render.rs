@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use indexer::{AggSpec, SearchResponse, SourceRecord};
+use indexer::{AggSpec, SearchResponse, SourceRecord, SourceStatus};
 use serde_json::{Map, Value};
 
 /// Output formats of `tix-logs search`.
@@ -254,7 +254,19 @@ pub fn audit_table(records: &[SourceRecord]) -> String {
             clip(r.failure.as_deref().unwrap_or("")),
         ]);
     }
-    format!("{table}\n{} sources\n", records.len())
+    let count = |status| records.iter().filter(|r| r.status == status).count();
+    let sum = |field: fn(&SourceRecord) -> u64| group_digits(records.iter().map(field).sum::<u64>());
+    format!(
+        "{table}\n{} sources: {} completed, {} failed, {} in progress; {} records: {} indexed, {} duplicates, {} rejected\n",
+        records.len(),
+        count(SourceStatus::Completed),
+        count(SourceStatus::Failed),
+        count(SourceStatus::InProgress),
+        sum(|r| r.records),
+        sum(|r| r.indexed),
+        sum(|r| r.duplicates),
+        sum(|r| r.rejected),
+    )
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
-//! `tix-logs search` and `tix-logs audit`.
+//! `tix-logs search`, and the backend opening shared with `tix-logs audit`.
 
 use std::io::Write;
 
 use anyhow::{bail, Result};
 use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SortSpec, TantivyBackend};
 
-use crate::cli::{AuditArgs, BackendKind, SearchArgs, StoreArgs};
-use crate::render::{self, Format};
+use crate::cli::{BackendKind, SearchArgs, StoreArgs};
+use crate::render;
 use crate::timespec::parse_time;
 
-fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
+pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
     match store.backend {
         BackendKind::Tantivy => Ok(Box::new(TantivyBackend::open_for_reading(&store.index)?)),
         BackendKind::Elasticsearch => connect_elasticsearch(),
@@ -49,21 +49,5 @@ pub fn run(args: SearchArgs) -> Result<u8> {
     let fields: Vec<String> =
         args.fields.clone().unwrap_or_else(|| render::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect());
     stdout.write_all(render::render(&response, &aggs, &fields, args.format).as_bytes())?;
-    Ok(0)
-}
-
-pub fn audit(args: AuditArgs) -> Result<u8> {
-    let backend = open_backend(&args.store)?;
-    let records = backend.sources()?;
-    let mut stdout = std::io::stdout().lock();
-    match args.format {
-        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&records)?)?,
-        Format::Ndjson => {
-            for record in &records {
-                writeln!(stdout, "{}", serde_json::to_string(record)?)?;
-            }
-        }
-        Format::Table | Format::Csv => stdout.write_all(render::audit_table(&records).as_bytes())?,
-    }
     Ok(0)
 }

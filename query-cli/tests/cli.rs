@@ -355,6 +355,34 @@ fn audit_lists_each_source_with_its_outcome() {
 }
 
 #[test]
+fn audit_answers_did_it_all_land_for_a_time_window_and_a_state() {
+    let ws = Workspace::new();
+    let good = ws.write("good.ndjson", GOOD.as_bytes());
+    let truncated = samples().join("logs/truncated.ndjson.gz");
+    ws.ingest(&[&good, &truncated]);
+    let audit = |args: &[&str]| {
+        let out = bin().args(["audit", "--index", &ws.index(), "--format", "json"]).args(args).output().unwrap();
+        let records: Vec<Value> = serde_json::from_slice(&out.stdout).expect("audit json");
+        let names: Vec<String> = records
+            .iter()
+            .map(|r| Path::new(r["source"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into())
+            .collect();
+        (out.status.code(), names)
+    };
+    let (code, names) = audit(&[]);
+    assert_eq!((code, names.len()), (Some(1), 2), "a failed source makes the verdict 1: {names:?}");
+    assert_eq!(audit(&["--status", "failed"]), (Some(1), vec!["truncated.ndjson.gz".to_string()]));
+    assert_eq!(audit(&["--status", "completed"]), (Some(0), vec!["good.ndjson".to_string()]));
+    let (code, names) = audit(&["--since", "2024-02-05", "--until", "2024-02-06", "--status", "completed"]);
+    assert_eq!((code, names), (Some(0), vec!["good.ndjson".to_string()]), "good.ndjson's events are on 2024-02-05");
+    assert_eq!(audit(&["--since", "2024-02-06", "--until", "2024-02-07", "--status", "completed"]), (Some(0), vec![]));
+
+    let table = bin().args(["audit", "--index", &ws.index()]).output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("2 sources: 1 completed, 1 failed, 0 in progress"), "{text}");
+}
+
+#[test]
 fn committed_samples_ingest_with_conservation() {
     let dir = samples();
     if !dir.exists() {
