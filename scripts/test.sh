@@ -23,7 +23,7 @@ echo "== unit, property, conformance, wire-protocol and CLI tests"
 cargo test --workspace --locked
 
 echo "== crash tests: failpoints (the fail crate) and the conservation oracle"
-cargo test --workspace --locked --features ingest/failpoints --test failpoints
+cargo test --workspace --locked --features ingest/failpoints --test failpoints -- --include-ignored
 
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
 # --workspace keeps the feature set of the first run, so nothing is rebuilt.

@@ -125,6 +125,8 @@ pub fn handle_event(
     }
     // Acknowledge only what is durable: the commit comes before the answer.
     report.summary = pipeline.finish()?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("trigger.before_ack");
     Ok(report)
 }
 

@@ -9,7 +9,12 @@
 //! - every source is recorded completed, and only because all its records are accounted;
 //! - after the faults, a new object is ingested (liveness).
 //!
-//! Built only with `--features failpoints` (scripts/test.sh runs it).
+//! The same oracle judges the Lambda handler crashing before its first batch, between
+//! batches, after a bulk write, and after its commit but before it answered (the
+//! acknowledgement is lost, so SQS redelivers everything), against objects in Garage.
+//!
+//! Built only with `--features failpoints` (scripts/test.sh runs it; the Garage case with
+//! `--include-ignored` once Garage is up).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +27,8 @@ use ingest::redact::Redactor;
 use ingest::source::{local_sources, SourceObject};
 use serde_json::{Map, Value};
 use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter, ObservedSource};
+
+mod support;
 
 fn corpus() -> Corpus {
     Corpus::generate(4, 600, 9_000)
@@ -152,6 +159,95 @@ fn crashes_at_every_failpoint_converge_to_the_fault_free_index() {
         let summary = run(&index, &dead_letter, &local_sources(&[new_object.display().to_string()]).unwrap()).unwrap();
         assert_eq!((summary.objects, summary.indexed, summary.objects_failed), (1, 40, 0), "{what}");
         assert_eq!(indexed(&index).len() as u64, corpus.good() + 40, "{what}");
+    }
+    scenario.teardown();
+}
+
+/// One Lambda invocation on a fresh process: the backend is opened, the event handled,
+/// and on a crash the backend is dropped without its commit. `Err` on a crash.
+fn invoke(garage: &support::Garage, index: &Path, prefix: &str, event: &Value) -> Result<Vec<String>, String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut backend = support::tantivy(index);
+        let mut dead_letter = garage.dead_letter(prefix);
+        let report = support::handle_with(&garage.s3, event, &mut backend, &mut dead_letter, config(), None);
+        Box::new(backend).close().unwrap();
+        report.batch_item_failures()
+    }))
+    .map_err(|panic| format!("{panic:?}"))
+}
+
+fn observed_in_garage(garage: &support::Garage, index: &Path, prefix: &str) -> Observed {
+    let backend = TantivyBackend::open_for_reading(index).unwrap();
+    Observed {
+        docs: indexed(index),
+        dead_letters: garage
+            .dead_letter(prefix)
+            .read_all()
+            .unwrap()
+            .into_iter()
+            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
+            .collect(),
+        sources: backend
+            .sources()
+            .unwrap()
+            .into_iter()
+            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
+            .collect(),
+    }
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn lambda_crashes_and_lost_acknowledgements_converge_under_redelivery() {
+    let scenario = fail::FailScenario::setup();
+    let garage = support::garage();
+    let corpus = Corpus::generate(3, 500, 7_000);
+    let prefix = support::unique_prefix("lambda-crash");
+    let messages: Vec<(String, String)> = corpus
+        .files()
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let key = format!("{prefix}{}", file.file_name().unwrap().to_string_lossy());
+            (format!("msg-{i}"), garage.notify(&key, std::fs::read(file).unwrap()))
+        })
+        .collect();
+    let event = support::sqs_event(&messages);
+
+    let out = tempfile::tempdir().unwrap();
+    let reference_index = out.path().join("reference");
+    let dl_reference = format!("{prefix}dl-reference/");
+    assert_eq!(invoke(&garage, &reference_index, &dl_reference, &event), Ok(vec![]));
+    let reference = indexed(&reference_index);
+    oracle::check(&corpus, &observed_in_garage(&garage, &reference_index, &dl_reference), None);
+
+    let schedules: [(&str, &str, &str); 4] = [
+        ("pipeline.between_batches", "1*panic(crash)->off", "before the first batch"),
+        ("pipeline.between_batches", "7*off->1*panic(crash)->off", "between batches"),
+        ("pipeline.after_bulk", "4*off->1*panic(crash)->off", "after a bulk write, before its checkpoint"),
+        ("trigger.before_ack", "1*panic(crash)->off", "after the commit, before answering"),
+    ];
+    for (n, (point, actions, what)) in schedules.into_iter().enumerate() {
+        let index = out.path().join(format!("index-{n}"));
+        let dl_prefix = format!("{prefix}dl-{n}/");
+        fail::cfg(point, actions).unwrap();
+        let mut crashes = 0;
+        loop {
+            // SQS redelivers the whole batch after a crash (no answer), and the failed
+            // messages after a partial answer.
+            match invoke(&garage, &index, &dl_prefix, &event) {
+                Ok(failures) if failures.is_empty() => break,
+                Ok(failures) => panic!("{what}: a fault-free redelivery still fails {failures:?}"),
+                Err(_) => crashes += 1,
+            }
+            assert!(crashes <= 3, "{what}: no invocation completes");
+        }
+        fail::remove(point);
+        assert_eq!(crashes, 1, "{what}: the failpoint crashed the handler once");
+        oracle::check(&corpus, &observed_in_garage(&garage, &index, &dl_prefix), Some(&reference));
+        // A lost acknowledgement means a redelivery of completed work: nothing changes.
+        assert_eq!(invoke(&garage, &index, &dl_prefix, &event), Ok(vec![]), "{what}");
+        assert_eq!(indexed(&index), reference, "{what}: the redelivery changed nothing");
     }
     scenario.teardown();
 }
