@@ -383,6 +383,20 @@ fn audit_answers_did_it_all_land_for_a_time_window_and_a_state() {
 }
 
 #[test]
+fn compression_is_told_by_the_bytes_not_the_file_name() {
+    let ws = Workspace::new();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(GOOD.as_bytes()).unwrap();
+    let gzip_named_json = ws.write("really-gzip.json", &encoder.finish().unwrap());
+    let plain_named_gz = ws.write("really-plain.ndjson.gz", GOOD.replace("e-1", "e-9").replace("e-2", "e-8").as_bytes());
+    let (code, summary, stderr) = ws.ingest(&[&gzip_named_json, &plain_named_gz]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((summary["objects"].as_u64(), summary["objects_failed"].as_u64()), (Some(2), Some(0)), "{summary}");
+    assert_eq!(summary["indexed"], 8, "both files read whole: {summary}");
+    ws.assert_conservation(&summary, 0);
+}
+
+#[test]
 fn committed_samples_ingest_with_conservation() {
     let dir = samples();
     if !dir.exists() {
