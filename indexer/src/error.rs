@@ -16,6 +16,11 @@ pub enum Error {
     Unreachable(String),
     #[error("backend refused credentials: {0}")]
     Auth(String),
+    /// The cluster refuses every write to the index (a `cluster_block_exception` with
+    /// HTTP 403): an operator has to lift the block, so retrying cannot help and the
+    /// documents are not at fault.
+    #[error("backend index is write-blocked: {0}")]
+    Blocked(String),
     #[error("{0}")]
     Other(String),
 }

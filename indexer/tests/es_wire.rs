@@ -8,10 +8,14 @@
 //! review the diff); the hand-written `response_*.json` files are Elasticsearch-shaped
 //! answers whose parsed form must equal what the tantivy backend returns for the same
 //! request on the same data.
+//!
+//! The same server also speaks HTTPS ([`Scripted::start_tls`], with a certificate made
+//! fresh for each test) to check that certificate verification fails closed.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,7 @@ use indexer::{
     SortSpec, SourceRecord, TantivyBackend, TantivyConfig,
 };
 use serde_json::{json, Map, Value};
+use testkit::fault_proxy::{Fault, FaultProxy};
 
 // ---------------------------------------------------------------------------------------
 // The scripted server
@@ -94,14 +99,28 @@ enum Reply {
     Drop,
     /// Waits, then answers (longer than the client's timeout: a slow server).
     Delay(Duration, Box<Reply>),
+    /// Announces the whole JSON body in `content-length` but sends only its first `sent`
+    /// bytes, then closes the connection: an answer lost on the way back, after the
+    /// cluster has done the work.
+    Cut {
+        status: u16,
+        body: String,
+        sent: usize,
+    },
 }
 
 type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
-/// A tiny HTTP/1.1 server: keep-alive, Content-Length bodies, one thread per connection.
+/// A tiny HTTP/1.1 server: keep-alive, Content-Length bodies, one thread per connection;
+/// plain TCP or TLS.
 struct Scripted {
     addr: SocketAddr,
+    tls: bool,
     log: Arc<Mutex<Vec<Request>>>,
+    /// TLS only: each connection's bytes as they came off the socket (before decryption).
+    wire: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// TLS only: why handshakes failed, as the server saw it.
+    handshake_errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -113,33 +132,145 @@ impl Scripted {
     /// `keep_bodies: false` logs requests without their bodies (the benchmark sends
     /// hundreds of megabytes).
     fn start_with(keep_bodies: bool, script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
+        Self::listen(keep_bodies, None, Arc::new(script))
+    }
+
+    /// The same server behind TLS with `identity` as its certificate and key.
+    fn start_tls(
+        identity: &rcgen::CertifiedKey,
+        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::listen(true, Some(tls_server_config(identity)), Arc::new(script))
+    }
+
+    fn listen(keep_bodies: bool, tls: Option<Arc<rustls::ServerConfig>>, script: Arc<Script>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let script: Arc<Script> = Arc::new(script);
+        let server = Scripted {
+            addr: listener.local_addr().unwrap(),
+            tls: tls.is_some(),
+            log: Arc::default(),
+            wire: Arc::default(),
+            handshake_errors: Arc::default(),
+            stop: Arc::default(),
+        };
         let counter = Arc::new(AtomicUsize::new(0));
-        let (log2, stop2) = (log.clone(), stop.clone());
+        let (log, wire, handshake_errors, stop) =
+            (server.log.clone(), server.wire.clone(), server.handshake_errors.clone(), server.stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (script, log, counter) = (script.clone(), log2.clone(), counter.clone());
-                std::thread::spawn(move || serve_connection(stream, &*script, &log, &counter, keep_bodies));
+                let _ = stream.set_nodelay(true);
+                let (script, log, counter) = (script.clone(), log.clone(), counter.clone());
+                let Some(tls) = tls.clone() else {
+                    std::thread::spawn(move || serve_connection(stream, &*script, &log, &counter, keep_bodies));
+                    continue;
+                };
+                let (wire, handshake_errors) = (wire.clone(), handshake_errors.clone());
+                std::thread::spawn(move || {
+                    let connection = {
+                        let mut wire_log = wire.lock().unwrap();
+                        wire_log.push(Vec::new());
+                        wire_log.len() - 1
+                    };
+                    let tapped = Tapped { stream, wire, connection };
+                    let conn = rustls::ServerConnection::new(tls).expect("TLS server connection");
+                    let mut stream = rustls::StreamOwned::new(conn, tapped);
+                    // Handshake first, so a refused certificate is recorded as such.
+                    while stream.conn.is_handshaking() {
+                        match stream.conn.complete_io(&mut stream.sock) {
+                            Ok((0, 0)) => {
+                                handshake_errors.lock().unwrap().push("connection closed during the handshake".into());
+                                return;
+                            }
+                            Ok(_) => {}
+                            Err(error) => {
+                                handshake_errors.lock().unwrap().push(error.to_string());
+                                return;
+                            }
+                        }
+                    }
+                    serve_connection(stream, &*script, &log, &counter, keep_bodies);
+                });
             }
         });
-        Scripted { addr, log, stop }
+        server
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap().clone()
     }
+
+    fn wire(&self) -> Vec<Vec<u8>> {
+        self.wire.lock().unwrap().clone()
+    }
+
+    fn handshake_errors(&self) -> Vec<String> {
+        self.handshake_errors.lock().unwrap().clone()
+    }
+}
+
+/// A socket that keeps a copy of every byte read from it (what an eavesdropper sees).
+struct Tapped {
+    stream: TcpStream,
+    wire: Arc<Mutex<Vec<Vec<u8>>>>,
+    connection: usize,
+}
+
+impl Read for Tapped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.wire.lock().unwrap()[self.connection].extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Tapped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// A server connection: a byte stream that can be closed abruptly.
+trait Connection: Read + Write {
+    fn close(&mut self);
+}
+
+impl Connection for TcpStream {
+    fn close(&mut self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Connection for rustls::StreamOwned<rustls::ServerConnection, Tapped> {
+    /// Sends what is buffered, then closes the socket without a TLS close_notify, as a
+    /// crashing node or a cut network would.
+    fn close(&mut self) {
+        let _ = self.flush();
+        let _ = self.sock.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Serves `identity` with the ring provider, the one the client's rustls uses too.
+fn tls_server_config(identity: &rcgen::CertifiedKey) -> Arc<rustls::ServerConfig> {
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(identity.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.der().clone()], key)
+        .expect("server certificate");
+    Arc::new(config)
 }
 
 impl Drop for Scripted {
@@ -150,14 +281,14 @@ impl Drop for Scripted {
 }
 
 fn serve_connection(
-    stream: TcpStream,
+    stream: impl Connection,
     script: &Script,
     log: &Mutex<Vec<Request>>,
     counter: &AtomicUsize,
     keep_bodies: bool,
 ) {
-    let _ = stream.set_nodelay(true);
-    let mut writer = stream.try_clone().expect("clone stream");
+    // Requests and answers alternate (the client does not pipeline), so writing to the
+    // stream under the reader never skips buffered input.
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     while let Some(mut request) = read_request(&mut reader) {
         let n = counter.fetch_add(1, Ordering::SeqCst);
@@ -166,14 +297,15 @@ fn serve_connection(
             request.body = Vec::new();
         }
         log.lock().unwrap().push(request);
-        if !write_reply(&mut writer, reply) {
-            let _ = writer.shutdown(std::net::Shutdown::Both);
+        let writer = reader.get_mut();
+        if !write_reply(writer, reply) {
+            writer.close();
             return;
         }
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request(reader: &mut BufReader<impl Read>) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -201,20 +333,30 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 /// Writes the reply; false when the connection must be closed.
-fn write_reply(writer: &mut TcpStream, reply: Reply) -> bool {
+fn write_reply(writer: &mut impl Write, reply: Reply) -> bool {
+    let head = |status: u16, length: usize| {
+        format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\nx-elastic-product: Elasticsearch\r\ncontent-length: {length}\r\n\r\n",
+            reason_phrase(status),
+        )
+    };
     match reply {
         Reply::Drop => false,
         Reply::Delay(delay, reply) => {
             std::thread::sleep(delay);
             write_reply(writer, *reply)
         }
-        Reply::Json(status, body) => {
-            let head = format!(
-                "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\nx-elastic-product: Elasticsearch\r\ncontent-length: {}\r\n\r\n",
-                reason_phrase(status),
-                body.len()
-            );
-            writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_ok()
+        Reply::Json(status, body) => writer
+            .write_all(head(status, body.len()).as_bytes())
+            .and_then(|_| writer.write_all(body.as_bytes()))
+            .and_then(|_| writer.flush())
+            .is_ok(),
+        Reply::Cut { status, body, sent } => {
+            let _ = writer
+                .write_all(head(status, body.len()).as_bytes())
+                .and_then(|_| writer.write_all(&body.as_bytes()[..sent.min(body.len())]))
+                .and_then(|_| writer.flush());
+            false
         }
     }
 }
@@ -300,6 +442,38 @@ fn bulk_ok(request: &Request) -> Reply {
 fn error_body(status: u16, kind: &str, reason: &str) -> String {
     json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}, "status": status})
         .to_string()
+}
+
+/// The reason Elasticsearch gives for a write to an index with `index.blocks.write`.
+const WRITE_BLOCK: &str = "blocked by: [FORBIDDEN/8/index write (api)];";
+/// The reason for a write refused by the disk flood-stage watermark, which sets
+/// `index.blocks.read_only_allow_delete` (answered with 429 since Elasticsearch 7.x, and
+/// lifted by the cluster once disk usage falls below the high watermark).
+const FLOOD_STAGE_BLOCK: &str =
+    "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];";
+
+/// A `_bulk` item refused by an index block: `cluster_block_exception` with 403 (a block
+/// an operator set) or 429 (the flood-stage watermark).
+fn blocked_item(index: &str, id: &str, status: u16) -> Value {
+    let block = if status == 403 { WRITE_BLOCK } else { FLOOD_STAGE_BLOCK };
+    json!({"create": {"_index": index, "_id": id, "status": status,
+        "error": {"type": "cluster_block_exception", "reason": format!("index [{index}] {block}")}}})
+}
+
+/// A `_bulk` answer in which the items of `blocked_ids` are refused by an index block
+/// with `status` and the others are created.
+fn bulk_reply_with_blocks(request: &Request, blocked_ids: &[String], status: u16) -> Reply {
+    let Reply::Json(_, body) = bulk_ok(request) else { unreachable!() };
+    let mut value: Value = serde_json::from_str(&body).unwrap();
+    for item in value["items"].as_array_mut().unwrap() {
+        let id = item["create"]["_id"].as_str().unwrap().to_string();
+        if blocked_ids.contains(&id) {
+            let index = item["create"]["_index"].as_str().unwrap().to_string();
+            *item = blocked_item(&index, &id, status);
+        }
+    }
+    value["errors"] = json!(true);
+    Reply::Json(200, value.to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -666,6 +840,211 @@ fn item_level_403_stops_the_run_as_an_auth_error() {
     assert!(matches!(&err, Error::Auth(m) if m.contains("unauthorized")), "{err:?}");
 }
 
+/// What an operator must read when a write block stops the run: a block, not credentials,
+/// and how to lift it.
+fn assert_blocked_error(err: &Error, block: &str) {
+    let Error::Blocked(message) = err else { panic!("a write block must be Error::Blocked, got {err:?}") };
+    assert!(message.contains(block), "{message}");
+    let text = err.to_string();
+    assert!(text.contains("write-blocked") && !text.contains("credentials"), "{text}");
+    for advice in ["watermark", "index.blocks.write", "read_only_allow_delete"] {
+        assert!(text.contains(advice), "the message names {advice}: {text}");
+    }
+}
+
+#[test]
+fn an_index_write_block_on_items_stops_the_run_as_blocked_and_rejects_nothing() {
+    let docs = docs(4);
+    // Documents of two days; the older day's index has `index.blocks.write` (as ILM's
+    // readonly action leaves it).
+    let blocked: Vec<String> = vec![docs[1].id.clone(), docs[2].id.clone()];
+    let server = Scripted::start(move |_, r| bulk_reply_with_blocks(r, &blocked, 403));
+    let mut es = backend(&server);
+    let err = es.index_batch(&docs).unwrap_err();
+    assert_blocked_error(&err, "FORBIDDEN/8/index write");
+    assert_eq!(server.requests().len(), 1, "a block an operator set is not retried");
+}
+
+#[test]
+fn a_cluster_read_only_block_on_the_whole_request_stops_the_run_as_blocked() {
+    let reason = "blocked by: [FORBIDDEN/6/cluster read-only (api)];";
+    let server = Scripted::start(move |_, _| Reply::Json(403, error_body(403, "cluster_block_exception", reason)));
+    let mut es = backend(&server);
+    let err = es.index_batch(&docs(3)).unwrap_err();
+    assert_blocked_error(&err, "FORBIDDEN/6/cluster read-only");
+    assert_eq!(server.requests().len(), 1);
+    // Setup calls are told apart the same way.
+    let err = es.ensure_ready().unwrap_err();
+    assert_blocked_error(&err, "FORBIDDEN/6/cluster read-only");
+}
+
+#[test]
+fn the_flood_stage_block_is_retried_until_lifted_or_fails_the_items_never_rejects_them() {
+    // Lifted after two answers (the cluster frees disk and removes the block itself).
+    let docs = docs(3);
+    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let server = Scripted::start(move |n, r| if n < 2 { bulk_reply_with_blocks(r, &ids, 429) } else { bulk_ok(r) });
+    let mut es = backend(&server);
+    let outcomes = es.index_batch(&docs).unwrap();
+    assert_eq!(assert_no_loss(&outcomes, 3), (3, 0, 0, 0));
+    assert_eq!(server.requests().len(), 3);
+
+    // Never lifted: the blocked items fail after the retries (their source is retried
+    // later), the others are indexed.
+    let blocked = vec![docs[0].id.clone(), docs[2].id.clone()];
+    let server = Scripted::start(move |_, r| bulk_reply_with_blocks(r, &blocked, 429));
+    let mut es = backend(&server);
+    let outcomes = es.index_batch(&docs).unwrap();
+    assert_eq!(outcomes[1], Outcome::Indexed);
+    for outcome in [&outcomes[0], &outcomes[2]] {
+        assert!(
+            matches!(outcome, Outcome::Failed { reason } if reason.contains("flood-stage watermark") && reason.contains("gave up")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(assert_no_loss(&outcomes, 3), (1, 0, 0, 2));
+    assert_eq!(server.requests().len(), 4, "the first try and three retries");
+}
+
+/// What a [`remembering_cluster`] did.
+#[derive(Default)]
+struct Ledger {
+    /// Ids stored.
+    stored: BTreeSet<String>,
+    /// Ids in the order they were created (answered 201): an id twice would be a double.
+    created: Vec<String>,
+    /// Size of `stored` after each `_bulk` request.
+    stored_after_each: Vec<usize>,
+}
+
+impl Ledger {
+    /// The cluster holds exactly `docs`, each created once, and had them all after the
+    /// first request: later requests added nothing.
+    fn assert_holds_each_once(&self, docs: &[IndexDoc]) {
+        let sent: BTreeSet<String> = docs.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(self.stored, sent, "the cluster holds exactly the documents sent");
+        let mut created = self.created.clone();
+        created.sort();
+        assert_eq!(created, sent.iter().cloned().collect::<Vec<_>>(), "each document created once");
+        assert!(self.stored_after_each.iter().all(|&n| n == docs.len()), "{:?}", self.stored_after_each);
+    }
+}
+
+/// A cluster that remembers what it stored, as `create` does: a new id is stored (201), a
+/// stored id answers 409. `deliver(n, answer)` may change answer `n` on its way out.
+fn remembering_cluster(
+    deliver: impl Fn(usize, Reply) -> Reply + Send + Sync + 'static,
+) -> (Scripted, Arc<Mutex<Ledger>>) {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let kept = ledger.clone();
+    let server = Scripted::start(move |n, r| {
+        let mut ledger = kept.lock().unwrap();
+        let statuses: Vec<u16> = r
+            .bulk_ids()
+            .into_iter()
+            .map(|id| {
+                if ledger.stored.insert(id.clone()) {
+                    ledger.created.push(id);
+                    201
+                } else {
+                    409
+                }
+            })
+            .collect();
+        let stored = ledger.stored.len();
+        ledger.stored_after_each.push(stored);
+        deliver(n, bulk_reply(r, |i, _| statuses[i]))
+    });
+    (server, ledger)
+}
+
+/// The first `_bulk` answer is lost mid-body after the cluster stored everything, so the
+/// client must retry without knowing what happened.
+#[test]
+fn an_answer_lost_after_the_cluster_indexed_makes_the_retry_duplicates_not_doubles() {
+    let (server, ledger) = remembering_cluster(|n, reply| match reply {
+        Reply::Json(status, body) if n == 0 => Reply::Cut { status, sent: body.len() / 2, body },
+        reply => reply,
+    });
+    let mut es = backend(&server);
+    let docs = docs(6);
+    let outcomes = es.index_batch(&docs).unwrap();
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "the cut answer, then one retry");
+    assert_eq!(requests[0].body, requests[1].body, "the whole request again: the cut answer proves nothing");
+    assert_eq!(assert_no_loss(&outcomes, 6), (0, 6, 0, 0), "every retried document is a duplicate: {outcomes:?}");
+    let ledger = ledger.lock().unwrap();
+    ledger.assert_holds_each_once(&docs);
+    assert_eq!(ledger.stored_after_each, [6, 6], "the retry added nothing");
+}
+
+// ---------------------------------------------------------------------------------------
+// A faulty network between the client and the cluster (testkit's fault proxy)
+// ---------------------------------------------------------------------------------------
+
+/// A client for the cluster behind `proxy`.
+fn backend_through(proxy: &FaultProxy, request_timeout: Duration) -> ElasticsearchBackend {
+    let mut config = test_config(&proxy.url());
+    config.request_timeout = request_timeout;
+    ElasticsearchBackend::connect(config).expect("connect")
+}
+
+#[test]
+fn latency_below_the_timeout_costs_time_but_no_retry() {
+    let server = Scripted::start(|_, r| bulk_ok(r));
+    let latency = Duration::from_millis(150);
+    let proxy = FaultProxy::start_with(&server.url(), move |_| Fault::Latency(latency));
+    let mut es = backend_through(&proxy, Duration::from_secs(2));
+    let docs = docs(5);
+    let started = Instant::now();
+    let outcomes = es.index_batch(&docs).unwrap();
+    assert!(started.elapsed() >= latency, "the answer was delayed: {:?}", started.elapsed());
+    assert_eq!(assert_no_loss(&outcomes, 5), (5, 0, 0, 0));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "nothing was retried");
+    assert_bulk_body(&requests[0], &docs.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_stalled_answer_times_out_and_the_retry_finds_each_document_stored_once() {
+    // The first connection forwards the request, then 20 bytes of the answer (part of
+    // the status line), then nothing; later connections pass.
+    let (server, ledger) = remembering_cluster(|_, reply| reply);
+    let proxy = FaultProxy::start(&server.url(), vec![Fault::StallAfter(20)]);
+    let mut es = backend_through(&proxy, Duration::from_millis(400));
+    let docs = docs(5);
+    let outcomes = es.index_batch(&docs).unwrap();
+
+    assert_eq!(proxy.connections(), 2, "the stalled connection, then a fresh one for the retry");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body);
+    // The cluster stored the documents before its answer stalled: the retry finds them.
+    assert_eq!(assert_no_loss(&outcomes, 5), (0, 5, 0, 0), "{outcomes:?}");
+    ledger.lock().unwrap().assert_holds_each_once(&docs);
+}
+
+#[test]
+fn a_bandwidth_limited_answer_still_completes() {
+    let server = Scripted::start(|_, r| bulk_ok(r));
+    let rate = 20_000;
+    let proxy = FaultProxy::start_with(&server.url(), move |_| Fault::Bandwidth(rate));
+    let mut es = backend_through(&proxy, Duration::from_secs(5));
+    let docs = sample_docs();
+    let started = Instant::now();
+    let outcomes = es.index_batch(&docs).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(assert_no_loss(&outcomes, docs.len()), (docs.len(), 0, 0, 0));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "nothing was retried");
+    // The answer crossed the throttled link at about `rate` bytes per second.
+    let Reply::Json(_, answer) = bulk_ok(&requests[0]) else { unreachable!() };
+    let throttled = Duration::from_secs_f64(answer.len() as f64 / rate as f64);
+    assert!(throttled >= Duration::from_millis(200), "an answer of {} bytes is a real test", answer.len());
+    assert!(elapsed >= throttled.mul_f64(0.9), "{elapsed:?} for {} bytes at {rate} B/s", answer.len());
+}
+
 #[test]
 fn large_inputs_are_cut_into_bounded_requests_with_a_few_in_flight() {
     let server = Scripted::start(|_, r| bulk_ok(r));
@@ -699,6 +1078,124 @@ fn an_unreachable_cluster_fails_the_items_within_the_budget() {
     }
     let err = es.ensure_ready().unwrap_err();
     assert!(matches!(err, Error::Unreachable(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------
+
+/// A fresh self-signed certificate for `names`, and its PEM in a file (what
+/// `TIX_ES_CA_CERT` points to).
+fn self_signed(names: &[&str]) -> (rcgen::CertifiedKey, tempfile::NamedTempFile) {
+    let identity = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("generate a certificate");
+    let mut pem = tempfile::NamedTempFile::new().unwrap();
+    pem.write_all(identity.cert.pem().as_bytes()).unwrap();
+    (identity, pem)
+}
+
+/// A healthy cluster behind TLS: setup calls are acknowledged and every document is created.
+fn https_cluster(identity: &rcgen::CertifiedKey) -> Scripted {
+    Scripted::start_tls(identity, |_, r| match (r.method.as_str(), r.path()) {
+        ("PUT", "/_index_template/tix-bookings") => Reply::Json(200, r#"{"acknowledged":true}"#.into()),
+        ("PUT", "/tix-bookings-sources") => Reply::Json(
+            200,
+            r#"{"acknowledged":true,"shards_acknowledged":true,"index":"tix-bookings-sources"}"#.into(),
+        ),
+        ("POST", "/_bulk") => bulk_ok(r),
+        _ => Reply::Json(404, "{}".into()),
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Nothing the client sent can be read off the wire: every connection opened with a TLS
+/// handshake record, and no request line, credential or document id appears in clear.
+fn assert_nothing_readable_on_the_wire(server: &Scripted, docs: &[IndexDoc]) {
+    let wire = server.wire();
+    assert!(!wire.is_empty(), "the client connected");
+    let mut secrets: Vec<Vec<u8>> = vec![
+        b"_bulk".to_vec(),
+        b"_index_template".to_vec(),
+        API_KEY_SECRET.as_bytes().to_vec(),
+        base64(format!("{API_KEY_ID}:{API_KEY_SECRET}").as_bytes()).into_bytes(),
+    ];
+    secrets.extend(docs.iter().map(|d| d.id.as_bytes().to_vec()));
+    for bytes in &wire {
+        assert_eq!(bytes.first(), Some(&0x16), "a connection starts with a TLS handshake record");
+        for secret in &secrets {
+            assert!(!contains(bytes, secret), "{:?} readable on the wire", String::from_utf8_lossy(secret));
+        }
+    }
+}
+
+#[test]
+fn tls_with_an_untrusted_certificate_fails_closed_and_sends_nothing() {
+    let (identity, _pem) = self_signed(&["127.0.0.1", "localhost"]);
+    let server = https_cluster(&identity);
+    let mut es = ElasticsearchBackend::connect(test_config(&server.url())).unwrap();
+
+    let err = es.ensure_ready().unwrap_err();
+    assert!(matches!(&err, Error::Unreachable(m) if m.contains("invalid peer certificate")), "{err}");
+    let docs = docs(4);
+    let outcomes = es.index_batch(&docs).unwrap();
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Outcome::Failed { reason } if reason.contains("certificate")), "{outcome:?}");
+    }
+    assert_eq!(assert_no_loss(&outcomes, 4), (0, 0, 0, 4));
+
+    assert!(server.requests().is_empty(), "no request got past a handshake");
+    assert_nothing_readable_on_the_wire(&server, &docs);
+    let errors = server.handshake_errors();
+    assert!(!errors.is_empty() && errors.iter().all(|e| e.contains("alert")), "the client aborted: {errors:?}");
+}
+
+#[test]
+fn tls_with_the_private_ca_configured_verifies_and_indexes() {
+    let (identity, pem) = self_signed(&["127.0.0.1", "localhost"]);
+    let server = https_cluster(&identity);
+    let mut config = test_config(&server.url());
+    config.ca_cert = Some(pem.path().to_path_buf());
+    let mut es = ElasticsearchBackend::connect(config.clone()).unwrap();
+
+    es.ensure_ready().unwrap();
+    let docs = docs(4);
+    let outcomes = es.index_batch(&docs).unwrap();
+    assert_eq!(assert_no_loss(&outcomes, 4), (4, 0, 0, 0));
+    let requests = server.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/_index_template/tix-bookings", "/tix-bookings-sources", "/_bulk"]);
+    assert_bulk_headers(&requests[2]);
+    assert_bulk_body(&requests[2], &docs.iter().collect::<Vec<_>>());
+    assert_nothing_readable_on_the_wire(&server, &docs);
+    assert!(server.handshake_errors().is_empty(), "{:?}", server.handshake_errors());
+
+    // The certificate names localhost too.
+    config.url = server.url().replace("127.0.0.1", "localhost");
+    ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap();
+}
+
+#[test]
+fn tls_trusting_another_ca_or_a_certificate_for_another_host_still_fails() {
+    let (identity, _) = self_signed(&["127.0.0.1", "localhost"]);
+    let (_, other_pem) = self_signed(&["127.0.0.1", "localhost"]);
+    let server = https_cluster(&identity);
+    let mut config = test_config(&server.url());
+    config.ca_cert = Some(other_pem.path().to_path_buf());
+    let err = ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap_err();
+    assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate")), "{err}");
+    assert!(server.requests().is_empty());
+
+    // Trusted, but issued for another host: the name is still checked.
+    let (elsewhere, elsewhere_pem) = self_signed(&["es.example.com"]);
+    let server = https_cluster(&elsewhere);
+    let mut config = test_config(&server.url());
+    config.ca_cert = Some(elsewhere_pem.path().to_path_buf());
+    let err = ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap_err();
+    assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate not valid for name")), "{err}");
+    assert!(server.requests().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@
 //! retry budget runs out, and then reported as failed (not lost, not rejected). HTTP 413
 //! splits the request in halves; a single document still too large is rejected.
 //! 401/403 stop everything as [`crate::Error::Auth`]: a credentials problem is never
-//! counted against the data.
+//! counted against the data. A 403 `cluster_block_exception` (an index or cluster
+//! write block) stops everything too, as [`crate::Error::Blocked`], so the operator is
+//! sent to the block rather than to the credentials; its 429 flavour (the disk
+//! flood-stage watermark) is retried like any 429, since the cluster lifts it by itself.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -204,6 +207,8 @@ pub enum ItemClass {
     Retry(String),
     /// 401/403 on an item: the credentials lack a privilege.
     Auth(String),
+    /// 403 `cluster_block_exception` on an item: its index refuses writes.
+    Blocked(String),
 }
 
 /// What a whole `_bulk` answer means.
@@ -218,6 +223,8 @@ pub enum Verdict {
     Split,
     /// 401/403.
     Auth(String),
+    /// 403 `cluster_block_exception`: the cluster refuses writes as a whole.
+    Blocked(String),
     /// An answer that no retry can change (e.g. 400 for the request as a whole): the
     /// items fail, so their source is retried later rather than dead-lettered.
     FailAll(String),
@@ -259,6 +266,7 @@ pub fn classify_response(status: u16, body: &[u8], action: Action, ids: &[&str])
     match status {
         200 => classify_items(body, action, ids),
         413 => Verdict::Split,
+        403 if is_blocked_answer(status, body) => Verdict::Blocked(format!("HTTP {status}: {}", error_reason(body))),
         401 | 403 => Verdict::Auth(format!("HTTP {status}: {}", error_reason(body))),
         408 | 429 | 500..=599 => Verdict::RetryAll(format!("HTTP {status}: {}", error_reason(body))),
         _ => Verdict::FailAll(format!("bulk request refused with HTTP {status}: {}", error_reason(body))),
@@ -302,11 +310,28 @@ fn classify_items(body: &[u8], action: Action, ids: &[&str]) -> Verdict {
             200 | 201 => ItemClass::Indexed,
             409 => ItemClass::Duplicate,
             400 | 404 => ItemClass::Rejected(reason()),
+            403 if is_write_block(result.error.as_ref()) => ItemClass::Blocked(reason()),
             401 | 403 => ItemClass::Auth(reason()),
             _ => ItemClass::Retry(reason()),
         });
     }
     Verdict::Items(classes)
+}
+
+/// Whether a whole-request answer is a write block an operator must lift (403
+/// `cluster_block_exception`, e.g. `cluster.blocks.read_only`).
+pub fn is_blocked_answer(status: u16, body: &[u8]) -> bool {
+    let error = serde_json::from_slice::<Value>(body).ok().and_then(|mut b| b.get_mut("error").map(Value::take));
+    status == 403 && is_write_block(error.as_ref())
+}
+
+/// Whether an error is a write block: `index.blocks.write`, `index.blocks.read_only` or
+/// `cluster.blocks.read_only` (403), or `read_only_allow_delete` (429 since 7.x, 403
+/// before). Elasticsearch names them all `cluster_block_exception`; the HTTP status
+/// tells a block an operator must lift (403) from the flood-stage one, which the
+/// cluster lifts by itself once disk usage falls (429).
+pub fn is_write_block(error: Option<&Value>) -> bool {
+    error.and_then(|e| e.get("type")).and_then(Value::as_str) == Some("cluster_block_exception")
 }
 
 /// `type: reason` of an item error, with the innermost cause (which usually names the
@@ -381,6 +406,16 @@ pub struct Attempt {
     pub last_error: Option<String>,
 }
 
+/// Why a job stops the whole run instead of deciding its items: the cause is outside the
+/// documents, so none of them may be counted as rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// 401/403: the credentials lack a privilege.
+    Auth(String),
+    /// 403 `cluster_block_exception`: the index or the cluster refuses writes.
+    Blocked(String),
+}
+
 /// Tracks one encoded batch from first send to one outcome per item.
 #[derive(Debug)]
 pub struct BulkJob {
@@ -403,9 +438,8 @@ impl BulkJob {
     }
 
     /// Records the answer to `attempt`. Returns the items to send again after a backoff
-    /// (the caller decides whether the budget allows it), or the auth error that stops
-    /// the run.
-    pub fn record(&mut self, attempt: Attempt, verdict: Verdict) -> Result<Option<Attempt>, String> {
+    /// (the caller decides whether the budget allows it), or why the run must stop.
+    pub fn record(&mut self, attempt: Attempt, verdict: Verdict) -> Result<Option<Attempt>, Stop> {
         match verdict {
             Verdict::Items(classes) => {
                 debug_assert_eq!(classes.len(), attempt.items.len());
@@ -416,7 +450,8 @@ impl BulkJob {
                         ItemClass::Indexed => Outcome::Indexed,
                         ItemClass::Duplicate => Outcome::Duplicate,
                         ItemClass::Rejected(reason) => Outcome::Rejected { reason },
-                        ItemClass::Auth(reason) => return Err(reason),
+                        ItemClass::Auth(reason) => return Err(Stop::Auth(reason)),
+                        ItemClass::Blocked(reason) => return Err(Stop::Blocked(reason)),
                         ItemClass::Retry(reason) => {
                             again.push(item);
                             last_error = Some(reason);
@@ -446,7 +481,8 @@ impl BulkJob {
                 self.queue.push_front(Attempt { items: first, retries, last_error: None });
                 Ok(None)
             }
-            Verdict::Auth(reason) => Err(reason),
+            Verdict::Auth(reason) => Err(Stop::Auth(reason)),
+            Verdict::Blocked(reason) => Err(Stop::Blocked(reason)),
             Verdict::FailAll(reason) => {
                 for item in attempt.items {
                     self.outcomes[item] = Some(Outcome::Failed { reason: reason.clone() });
@@ -704,7 +740,89 @@ mod tests {
         }
         let mut job = BulkJob::new(1);
         let a = job.next_attempt().unwrap();
-        assert!(job.record(a, Verdict::Auth("HTTP 401".into())).is_err());
+        assert_eq!(job.record(a, Verdict::Auth("HTTP 401".into())), Err(Stop::Auth("HTTP 401".into())));
+    }
+
+    /// Item errors as Elasticsearch 8 reports index blocks: `index.blocks.write` (403) and
+    /// the disk flood-stage block `read_only_allow_delete` (429).
+    fn block_item(id: &str, status: u16) -> Value {
+        let reason = match status {
+            403 => "index [tix-bookings-2024.02.05] blocked by: [FORBIDDEN/8/index write (api)];",
+            _ => "index [tix-bookings-2024.02.05] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];",
+        };
+        json!({"create": {"_index": "tix-bookings-2024.02.05", "_id": id, "status": status,
+            "error": {"type": "cluster_block_exception", "reason": reason}}})
+    }
+
+    #[test]
+    fn a_403_write_block_is_told_apart_from_a_privilege_problem() {
+        let ids = ["a", "b", "c"];
+        let security = json!({"create": {"_index": "tix-bookings-2024.02.05", "_id": "c", "status": 403, "error": {
+            "type": "security_exception",
+            "reason": "action [indices:data/write/bulk[s]] is unauthorized for API key id [tix-ingest]"}}});
+        let body = json!({"errors": true, "items": [item("create", "a", 201), block_item("b", 403), security]});
+        let Verdict::Items(classes) = classify_response(200, body.to_string().as_bytes(), Action::Create, &ids) else {
+            panic!("items expected")
+        };
+        assert_eq!(classes[0], ItemClass::Indexed);
+        assert!(
+            matches!(&classes[1], ItemClass::Blocked(r) if r.contains("cluster_block_exception") && r.contains("FORBIDDEN/8/index write")),
+            "{:?}",
+            classes[1]
+        );
+        assert!(matches!(&classes[2], ItemClass::Auth(r) if r.contains("unauthorized")), "{:?}", classes[2]);
+
+        // The whole request refused by a cluster-wide block (`cluster.blocks.read_only`).
+        let cluster_block = br#"{"error":{"root_cause":[{"type":"cluster_block_exception","reason":"blocked by: [FORBIDDEN/6/cluster read-only (api)];"}],"type":"cluster_block_exception","reason":"blocked by: [FORBIDDEN/6/cluster read-only (api)];"},"status":403}"#;
+        let verdict = classify_response(403, cluster_block, Action::Create, &ids);
+        assert!(matches!(&verdict, Verdict::Blocked(r) if r.contains("FORBIDDEN/6/cluster read-only")), "{verdict:?}");
+        let privilege = br#"{"error":{"root_cause":[{"type":"security_exception","reason":"action [indices:data/write/bulk] is unauthorized"}],"type":"security_exception","reason":"action [indices:data/write/bulk] is unauthorized"},"status":403}"#;
+        assert!(matches!(classify_response(403, privilege, Action::Create, &ids), Verdict::Auth(_)));
+        // A block type under another status is not a write block to stop for.
+        assert!(matches!(classify_response(401, cluster_block, Action::Create, &ids), Verdict::Auth(_)));
+    }
+
+    #[test]
+    fn a_write_block_stops_the_job_without_rejecting_anything() {
+        let mut job = BulkJob::new(3);
+        let attempt = job.next_attempt().unwrap();
+        let body =
+            json!({"errors": true, "items": [item("create", "a", 201), block_item("b", 403), block_item("c", 403)]});
+        let verdict = classify_response(200, body.to_string().as_bytes(), Action::Create, &["a", "b", "c"]);
+        let stop = job.record(attempt, verdict).unwrap_err();
+        assert!(matches!(&stop, Stop::Blocked(r) if r.contains("index write")), "{stop:?}");
+        assert!(job.next_attempt().is_none(), "nothing left to send once the run stops");
+        let outcomes = job.finish();
+        assert!(!outcomes.iter().any(|o| matches!(o, Outcome::Rejected { .. })), "{outcomes:?}");
+    }
+
+    #[test]
+    fn the_flood_stage_block_is_retried_then_fails_naming_the_watermark() {
+        let flood_whole = json!({"error": {
+            "root_cause": [{"type": "cluster_block_exception", "reason": "index [tix-bookings-2024.02.05] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"}],
+            "type": "cluster_block_exception",
+            "reason": "index [tix-bookings-2024.02.05] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"},
+            "status": 429})
+        .to_string();
+        assert!(matches!(
+            classify_response(429, flood_whole.as_bytes(), Action::Create, &["a"]),
+            Verdict::RetryAll(r) if r.contains("flood-stage")
+        ));
+
+        let mut job = BulkJob::new(2);
+        let body = json!({"errors": true, "items": [item("create", "a", 201), block_item("b", 429)]});
+        let first = job.next_attempt().unwrap();
+        let verdict = classify_response(200, body.to_string().as_bytes(), Action::Create, &["a", "b"]);
+        let retry = job.record(first, verdict).unwrap().expect("the blocked item is sent again");
+        assert_eq!(retry.items, [1]);
+        job.give_up(retry, "retry budget exhausted");
+        let outcomes = job.finish();
+        assert_eq!(outcomes[0], Outcome::Indexed);
+        assert!(
+            matches!(&outcomes[1], Outcome::Failed { reason } if reason.contains("flood-stage watermark") && reason.contains("budget")),
+            "{:?}",
+            outcomes[1]
+        );
     }
 
     #[test]
@@ -723,34 +841,306 @@ mod tests {
         assert!(backoff_delay(&policy, u32::MAX, 0.5) <= Duration::from_secs(2));
     }
 
+    /// What the model expects an item to end as.
+    #[derive(Debug)]
+    enum Expected {
+        Exactly(Outcome),
+        /// Given up after retries: failed, naming why and the last error.
+        GivenUp {
+            why: &'static str,
+            last_error: String,
+        },
+        /// Split down to one document and still 413.
+        TooLarge,
+    }
+
+    /// The model the state machine is checked against: which items are in flight in an
+    /// attempt handed out and not answered yet, and what each decided item must end as.
+    struct Model {
+        in_flight: Vec<Attempt>,
+        expected: Vec<Option<Expected>>,
+    }
+
+    impl Model {
+        /// Takes the next attempt from the job, checking it sends only undecided items
+        /// that no other unanswered attempt holds.
+        fn pull(&mut self, job: &mut BulkJob) -> Result<Option<Attempt>, proptest::test_runner::TestCaseError> {
+            let Some(attempt) = job.next_attempt() else { return Ok(None) };
+            proptest::prop_assert!(!attempt.items.is_empty(), "an empty attempt");
+            proptest::prop_assert!(
+                attempt.items.windows(2).all(|w| w[0] < w[1]),
+                "items ascending: {:?}",
+                attempt.items
+            );
+            for &item in &attempt.items {
+                proptest::prop_assert!(item < self.expected.len());
+                proptest::prop_assert!(self.expected[item].is_none(), "item {item} re-sent after it was decided");
+                proptest::prop_assert!(
+                    !self.in_flight.iter().any(|a| a.items.contains(&item)),
+                    "item {item} in flight in two attempts at once"
+                );
+            }
+            self.in_flight.push(attempt.clone());
+            Ok(Some(attempt))
+        }
+
+        fn decide(&mut self, item: usize, expected: Expected) -> Result<(), proptest::test_runner::TestCaseError> {
+            proptest::prop_assert!(self.expected[item].is_none(), "item {item} decided twice");
+            self.expected[item] = Some(expected);
+            Ok(())
+        }
+    }
+
     proptest::proptest! {
-        /// Whatever the cluster answers, a job ends with exactly one outcome per item.
+        /// Whatever the cluster answers, and however many attempts are out at once, the
+        /// job never sends an item twice at the same time or after deciding it, a split
+        /// keeps exactly the parent's items, and every item ends as its last answer said.
         #[test]
-        fn any_sequence_of_answers_yields_one_outcome_per_item(
+        fn any_sequence_of_answers_is_accounted_for_item_by_item(
             n in 1usize..40,
-            script in proptest::collection::vec((0u8..6, proptest::collection::vec(0u8..5, 40)), 1..30),
+            script in proptest::collection::vec(
+                (0u8..16, 0u8..8, proptest::collection::vec(0u8..4, 1..40)),
+                1..40,
+            ),
         ) {
+            const MAX_RETRIES: u32 = 3;
             let mut job = BulkJob::new(n);
-            let mut answers = script.into_iter().cycle().take(200);
-            while let Some(attempt) = job.next_attempt() {
-                let (kind, items) = answers.next().unwrap_or((1, vec![]));
-                let verdict = match kind {
-                    0 => Verdict::RetryAll("x".into()),
-                    1 => Verdict::Items(attempt.items.iter().map(|_| ItemClass::Indexed).collect()),
-                    2 => Verdict::Split,
-                    3 => Verdict::FailAll("x".into()),
-                    _ => Verdict::Items(attempt.items.iter().zip(items.iter().cycle()).map(|(_, c)| match c {
-                        0 => ItemClass::Indexed,
-                        1 => ItemClass::Duplicate,
-                        2 => ItemClass::Rejected("r".into()),
-                        _ => ItemClass::Retry("t".into()),
-                    }).collect()),
+            let mut model = Model { in_flight: Vec::new(), expected: (0..n).map(|_| None).collect() };
+            let mut step = 0usize;
+            loop {
+                step += 1;
+                // After the script, the cluster accepts everything, one attempt at a time.
+                let (kind, schedule, classes) = if step <= 400 {
+                    script[step % script.len()].clone()
+                } else {
+                    (2, 1, vec![0])
                 };
-                if let Some(retry) = job.record(attempt, verdict).unwrap() {
-                    if retry.retries > 3 { job.give_up(retry, "budget") } else { job.retry(retry) }
+                // Keep up to three attempts out before answering one of them.
+                if model.in_flight.is_empty() || (schedule == 0 && model.in_flight.len() < 3) {
+                    if model.pull(&mut job)?.is_some() {
+                        continue;
+                    }
+                    if model.in_flight.is_empty() {
+                        break;
+                    }
+                }
+                let attempt = model.in_flight.remove(usize::from(schedule) % model.in_flight.len());
+                let reason = format!("answer {step}");
+                let verdict = match kind {
+                    0 | 1 => Verdict::RetryAll(reason.clone()),
+                    2..=4 => Verdict::Items(attempt.items.iter().map(|_| ItemClass::Indexed).collect()),
+                    5 | 6 => Verdict::Split,
+                    7 => Verdict::FailAll(reason.clone()),
+                    8..=14 => Verdict::Items(
+                        attempt
+                            .items
+                            .iter()
+                            .zip(classes.iter().cycle())
+                            .map(|(item, class)| match class {
+                                0 => ItemClass::Indexed,
+                                1 => ItemClass::Duplicate,
+                                2 => ItemClass::Rejected(format!("{reason} rejects {item}")),
+                                _ => ItemClass::Retry(format!("{reason} retries {item}")),
+                            })
+                            .collect(),
+                    ),
+                    // The run stops: as a whole, or for one item among accepted ones.
+                    _ => match schedule % 3 {
+                        0 => Verdict::Auth(reason.clone()),
+                        1 => Verdict::Blocked(reason.clone()),
+                        _ => {
+                            let blocked = usize::from(schedule) % attempt.items.len();
+                            Verdict::Items(
+                                (0..attempt.items.len())
+                                    .map(|k| if k == blocked { ItemClass::Blocked(reason.clone()) } else { ItemClass::Indexed })
+                                    .collect(),
+                            )
+                        }
+                    },
+                };
+
+                let answered = job.record(attempt.clone(), verdict.clone());
+                let retry = match verdict {
+                    Verdict::Auth(_) => {
+                        proptest::prop_assert_eq!(answered, Err(Stop::Auth(reason)));
+                        return Ok(());
+                    }
+                    Verdict::Blocked(_) => {
+                        proptest::prop_assert_eq!(answered, Err(Stop::Blocked(reason)));
+                        return Ok(());
+                    }
+                    Verdict::Items(classes) if classes.iter().any(|c| matches!(c, ItemClass::Blocked(_))) => {
+                        proptest::prop_assert_eq!(answered, Err(Stop::Blocked(reason)));
+                        return Ok(());
+                    }
+                    Verdict::RetryAll(_) => {
+                        let expected =
+                            Attempt { items: attempt.items.clone(), retries: attempt.retries + 1, last_error: Some(reason) };
+                        proptest::prop_assert_eq!(answered.as_ref(), Ok(&Some(expected)));
+                        answered.unwrap()
+                    }
+                    Verdict::Split if attempt.items.len() == 1 => {
+                        proptest::prop_assert_eq!(answered, Ok(None));
+                        model.decide(attempt.items[0], Expected::TooLarge)?;
+                        None
+                    }
+                    Verdict::Split => {
+                        proptest::prop_assert_eq!(answered, Ok(None));
+                        // The halves are sent next, before anything else.
+                        let first = model.pull(&mut job)?.expect("first half");
+                        let second = model.pull(&mut job)?.expect("second half");
+                        proptest::prop_assert!(!first.items.is_empty() && !second.items.is_empty());
+                        proptest::prop_assert_eq!((first.retries, second.retries), (attempt.retries, attempt.retries));
+                        let mut union = first.items.clone();
+                        union.extend(&second.items);
+                        union.sort_unstable();
+                        union.dedup();
+                        proptest::prop_assert_eq!(union.len(), first.items.len() + second.items.len(), "halves overlap");
+                        proptest::prop_assert_eq!(&union, &attempt.items, "halves lose or add items");
+                        None
+                    }
+                    Verdict::FailAll(_) => {
+                        proptest::prop_assert_eq!(answered, Ok(None));
+                        for &item in &attempt.items {
+                            model.decide(item, Expected::Exactly(Outcome::Failed { reason: reason.clone() }))?;
+                        }
+                        None
+                    }
+                    Verdict::Items(classes) => {
+                        let mut again = Vec::new();
+                        let mut last_error = None;
+                        for (&item, class) in attempt.items.iter().zip(classes) {
+                            match class {
+                                ItemClass::Indexed => model.decide(item, Expected::Exactly(Outcome::Indexed))?,
+                                ItemClass::Duplicate => model.decide(item, Expected::Exactly(Outcome::Duplicate))?,
+                                ItemClass::Rejected(r) => model.decide(item, Expected::Exactly(Outcome::Rejected { reason: r }))?,
+                                ItemClass::Retry(r) => {
+                                    again.push(item);
+                                    last_error = Some(r);
+                                }
+                                ItemClass::Auth(_) | ItemClass::Blocked(_) => unreachable!("handled above"),
+                            }
+                        }
+                        let expected = (!again.is_empty())
+                            .then(|| Attempt { items: again, retries: attempt.retries + 1, last_error });
+                        proptest::prop_assert_eq!(answered.as_ref(), Ok(&expected));
+                        answered.unwrap()
+                    }
+                };
+                if let Some(retry) = retry {
+                    if retry.retries > MAX_RETRIES {
+                        let last_error = retry.last_error.clone().expect("a retry says why");
+                        for &item in &retry.items {
+                            model.decide(item, Expected::GivenUp { why: "budget", last_error: last_error.clone() })?;
+                        }
+                        job.give_up(retry, "budget");
+                    } else {
+                        job.retry(retry);
+                    }
                 }
             }
-            proptest::prop_assert_eq!(job.finish().len(), n);
+
+            let outcomes = job.finish();
+            proptest::prop_assert_eq!(outcomes.len(), n);
+            for (item, (outcome, expected)) in outcomes.iter().zip(&model.expected).enumerate() {
+                let ok = match expected {
+                    None => false,
+                    Some(Expected::Exactly(exact)) => outcome == exact,
+                    Some(Expected::GivenUp { why, last_error }) => {
+                        matches!(outcome, Outcome::Failed { reason } if reason.contains(why) && reason.contains(last_error.as_str()))
+                    }
+                    Some(Expected::TooLarge) => matches!(outcome, Outcome::Rejected { reason } if reason.contains("413")),
+                };
+                proptest::prop_assert!(ok, "item {}: ended as {:?}, the model expects {:?}", item, outcome, expected);
+            }
+            // The four outcome sets are disjoint and cover every item.
+            let mut sets: [Vec<usize>; 4] = Default::default();
+            for (item, outcome) in outcomes.iter().enumerate() {
+                let class = match outcome {
+                    Outcome::Indexed => 0,
+                    Outcome::Duplicate => 1,
+                    Outcome::Rejected { .. } => 2,
+                    Outcome::Failed { .. } => 3,
+                };
+                sets[class].push(item);
+            }
+            let mut all: Vec<usize> = sets.concat();
+            all.sort_unstable();
+            proptest::prop_assert_eq!(all, (0..n).collect::<Vec<_>>());
+        }
+
+        /// Successive batches cover every document once, in order, within the bounds (a
+        /// batch stops only at a bound, and only a single document may exceed the byte
+        /// bound), and a subset's body is exactly those items' lines, in order.
+        #[test]
+        fn encoded_batches_cover_every_document_once_within_the_bounds(
+            shapes in proptest::collection::vec((0usize..3_000, 0i64..3), 1..60),
+            max_bytes in 1usize..12_000,
+            max_docs in 0usize..25,
+            mask in proptest::collection::vec(proptest::bool::ANY, 64),
+            range in (0usize..64, 0usize..64),
+        ) {
+            let docs: Vec<IndexDoc> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(notes, day))| {
+                    let mut d = doc(i, 1_707_091_200_000 + day * 86_400_000 + i as i64);
+                    d.doc.insert("notes".into(), json!("n".repeat(notes)));
+                    d
+                })
+                .collect();
+            // Each document's two lines, encoded on its own.
+            let alone: Vec<Bytes> =
+                (0..docs.len()).map(|i| encoder(usize::MAX, 1).encode_next(&docs, i).0.body).collect();
+            let enc = encoder(max_bytes, max_docs);
+            let mut covered = Vec::new();
+            let mut from = 0;
+            while from < docs.len() {
+                let (batch, next) = enc.encode_next(&docs, from);
+                proptest::prop_assert!(next > from && next <= docs.len(), "progress: {from} -> {next}");
+                proptest::prop_assert_eq!(batch.items.len(), next - from);
+                proptest::prop_assert!(batch.items.len() <= max_docs.max(1));
+                if batch.items.len() > 1 {
+                    proptest::prop_assert!(batch.body.len() <= max_bytes, "{} > {max_bytes}", batch.body.len());
+                }
+                if next < docs.len() && batch.items.len() < max_docs.max(1) {
+                    proptest::prop_assert!(batch.body.len() + alone[next].len() > max_bytes, "cut early at {next}");
+                }
+                let mut at = 0;
+                for (k, item) in batch.items.iter().enumerate() {
+                    proptest::prop_assert_eq!(item.doc, from + k);
+                    proptest::prop_assert_eq!(&item.id, &docs[item.doc].id);
+                    proptest::prop_assert_eq!(item.start, at, "items are contiguous");
+                    proptest::prop_assert_eq!(&batch.body[item.start..item.end], &alone[item.doc][..]);
+                    at = item.end;
+                }
+                proptest::prop_assert_eq!(at, batch.body.len());
+
+                let len = batch.items.len();
+                let scattered: Vec<usize> = (0..len).filter(|k| mask[k % mask.len()]).collect();
+                let (lo, hi) = (range.0 % (len + 1), range.1 % (len + 1));
+                let contiguous: Vec<usize> = (lo.min(hi)..lo.max(hi)).collect();
+                for subset in [scattered, contiguous, (0..len).collect()] {
+                    let body = batch.body_for(&subset);
+                    let expected: Vec<u8> = subset.iter().flat_map(|&k| alone[from + k].iter().copied()).collect();
+                    proptest::prop_assert_eq!(&body[..], &expected[..]);
+                    let text = std::str::from_utf8(&body).unwrap();
+                    let lines: Vec<&str> = text.lines().collect();
+                    proptest::prop_assert_eq!(lines.len(), 2 * subset.len());
+                    for (pair, &k) in lines.chunks(2).zip(&subset) {
+                        let d = &docs[from + k];
+                        let action: Value = serde_json::from_str(pair[0]).unwrap();
+                        let expected_action =
+                            json!({"create": {"_index": crate::elasticsearch::mapping::daily_index("tix-bookings", d.ts_millis), "_id": d.id}});
+                        proptest::prop_assert_eq!(action, expected_action);
+                        let source: Map<String, Value> = serde_json::from_str(pair[1]).unwrap();
+                        proptest::prop_assert_eq!(event_from_source(source), d.doc.clone());
+                    }
+                }
+                covered.extend(batch.items.iter().map(|item| item.doc));
+                from = next;
+            }
+            proptest::prop_assert_eq!(covered, (0..docs.len()).collect::<Vec<_>>());
         }
     }
 }

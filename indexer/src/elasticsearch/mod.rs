@@ -36,7 +36,7 @@ pub use config::{EsAuth, EsConfig, RetryPolicy, Secret, DEFAULT_INDEX_PREFIX};
 
 use crate::backend::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
 use crate::{Error, Result};
-use bulk::{Action, BulkEncoder, BulkJob, EncodedBatch, Verdict};
+use bulk::{Action, BulkEncoder, BulkJob, EncodedBatch, Stop, Verdict};
 
 const NDJSON: &str = "application/x-ndjson";
 const JSON: &str = "application/json";
@@ -215,7 +215,8 @@ impl Client {
     }
 
     /// A JSON request retried on transport errors, 429, 502, 503 and 504 within the budget.
-    /// 401/403 become [`Error::Auth`]; other statuses are returned to the caller.
+    /// 401/403 become [`Error::Auth`], a 403 write block [`Error::Blocked`]; other
+    /// statuses are returned to the caller.
     async fn json_call(
         &self,
         method: Method,
@@ -229,7 +230,7 @@ impl Client {
         loop {
             let result = self.send(method, path, query, bytes.clone().map(|b| (b, JSON))).await;
             let retry_reason = match result {
-                Ok((status @ (401 | 403), body)) => return Err(auth_error(status, &body)),
+                Ok((status @ (401 | 403), body)) => return Err(refusal_error(status, &body)),
                 Ok((status @ (429 | 502 | 503 | 504), body)) => {
                     (status, format!("HTTP {status}: {}", bulk::error_reason(&body)))
                 }
@@ -265,7 +266,7 @@ impl Client {
                 }
             };
             match job.record(attempt, verdict) {
-                Err(reason) => return Err(auth_message(reason)),
+                Err(stop) => return Err(stop_error(stop)),
                 Ok(None) => {}
                 Ok(Some(retry)) => {
                     let delay = bulk::backoff_delay(&self.retry, retry.retries, rand::random());
@@ -314,8 +315,31 @@ fn describe_transport_error(error: &elasticsearch::Error) -> String {
     text
 }
 
-fn auth_error(status: u16, body: &[u8]) -> Error {
-    auth_message(format!("HTTP {status}: {}", bulk::error_reason(body)))
+/// A 401/403 answer to a call: a write block or a credentials problem.
+fn refusal_error(status: u16, body: &[u8]) -> Error {
+    let reason = format!("HTTP {status}: {}", bulk::error_reason(body));
+    if bulk::is_blocked_answer(status, body) {
+        blocked_message(reason)
+    } else {
+        auth_message(reason)
+    }
+}
+
+fn stop_error(stop: Stop) -> Error {
+    match stop {
+        Stop::Auth(reason) => auth_message(reason),
+        Stop::Blocked(reason) => blocked_message(reason),
+    }
+}
+
+fn blocked_message(reason: String) -> Error {
+    Error::Blocked(format!(
+        "Elasticsearch refuses writes ({reason}); no document was rejected, run again once the block is lifted. \
+         Check the disk watermarks (GET _cat/allocation?v; the flood-stage watermark sets \
+         index.blocks.read_only_allow_delete) and clear index.blocks.write / index.blocks.read_only / \
+         index.blocks.read_only_allow_delete with PUT <index>/_settings (ILM's readonly action sets \
+         index.blocks.write on older indices; cluster.blocks.read_only is in _cluster/settings)"
+    ))
 }
 
 fn auth_message(reason: String) -> Error {
