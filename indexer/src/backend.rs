@@ -57,6 +57,11 @@ pub struct SourceRecord {
     pub source: String,
     pub status: SourceStatus,
     pub records: u64,
+    /// Records that passed validation (indexed, duplicates, or refused by the backend);
+    /// `records - valid` were rejected by tix-logs itself. Absent in records written
+    /// before it existed.
+    #[serde(default)]
+    pub valid: u64,
     pub indexed: u64,
     pub duplicates: u64,
     pub rejected: u64,

@@ -283,6 +283,7 @@ pub fn sample_source_record() -> SourceRecord {
         source: "/logs/day.ndjson".into(),
         status: SourceStatus::Completed,
         records: 48,
+        valid: 47,
         indexed: 47,
         duplicates: 0,
         rejected: 1,

@@ -312,6 +312,7 @@ impl<'a> Pipeline<'a> {
                 match item {
                     Item::Doc { doc, ordinal, offset, .. } => {
                         state.records += 1;
+                        state.valid += 1;
                         state.see_time(doc.ts_millis);
                         coordinates.push((ordinal, offset));
                         docs.push(doc);
@@ -396,6 +397,7 @@ impl<'a> Pipeline<'a> {
 struct SourceState {
     name: String,
     records: u64,
+    valid: u64,
     indexed: u64,
     duplicates: u64,
     rejected: u64,
@@ -410,6 +412,7 @@ impl SourceState {
         SourceState {
             name: name.to_string(),
             records: 0,
+            valid: 0,
             indexed: 0,
             duplicates: 0,
             rejected: 0,
@@ -451,6 +454,7 @@ impl SourceState {
             source: self.name.clone(),
             status: if self.failure.is_some() { SourceStatus::Failed } else { SourceStatus::Completed },
             records: self.records,
+            valid: self.valid,
             indexed: self.indexed,
             duplicates: self.duplicates,
             rejected: self.rejected,

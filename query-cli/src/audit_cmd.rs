@@ -72,6 +72,7 @@ mod tests {
             source: "s".into(),
             status: SourceStatus::Completed,
             records: 1,
+            valid: 1,
             indexed: 1,
             duplicates: 0,
             rejected: 0,

@@ -351,6 +351,9 @@ fn audit_lists_each_source_with_its_outcome() {
     assert_eq!(records.len(), 2);
     let bad_record = records.iter().find(|r| r["source"].as_str().unwrap().ends_with("bad.ndjson")).unwrap();
     assert_eq!(bad_record["rejected"], 4);
+    assert_eq!(bad_record["valid"], 0, "every record of bad.ndjson fails validation");
+    let good_record = records.iter().find(|r| r["source"].as_str().unwrap().ends_with("good.ndjson")).unwrap();
+    assert_eq!((good_record["records"].as_u64(), good_record["valid"].as_u64()), (Some(4), Some(4)));
     assert_eq!(bad_record["status"], "completed");
 }
 
@@ -388,7 +391,8 @@ fn compression_is_told_by_the_bytes_not_the_file_name() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(GOOD.as_bytes()).unwrap();
     let gzip_named_json = ws.write("really-gzip.json", &encoder.finish().unwrap());
-    let plain_named_gz = ws.write("really-plain.ndjson.gz", GOOD.replace("e-1", "e-9").replace("e-2", "e-8").as_bytes());
+    let plain_named_gz =
+        ws.write("really-plain.ndjson.gz", GOOD.replace("e-1", "e-9").replace("e-2", "e-8").as_bytes());
     let (code, summary, stderr) = ws.ingest(&[&gzip_named_json, &plain_named_gz]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!((summary["objects"].as_u64(), summary["objects_failed"].as_u64()), (Some(2), Some(0)), "{summary}");

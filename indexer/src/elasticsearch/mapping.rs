@@ -151,7 +151,7 @@ pub fn sources_index_body() -> Value {
             "dynamic": false,
             "properties": {
                 "key": keyword, "source": keyword, "status": keyword,
-                "records": long, "indexed": long, "duplicates": long, "rejected": long,
+                "records": long, "valid": long, "indexed": long, "duplicates": long, "rejected": long,
                 "failure": {"type": "text"},
                 "first_event": keyword, "last_event": keyword, "updated_at": keyword
             }
