@@ -20,6 +20,11 @@ use ingest::trigger::{handle_event, Deadline};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
+// As in `tix-logs`: events are allocated on the reader thread and freed on the indexing
+// thread, which glibc's malloc serves poorly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What lives from the cold start on. The mutex serialises invocations that a runtime
 /// might overlap; a Lambda instance handles one at a time anyway.
 struct Worker {
