@@ -321,14 +321,19 @@ big_object() {
     echo "$obj"
 }
 
-rss() {
+# The preamble of the one-object modes: checks SIZE, builds, and sets OBJ to the object.
+prepare_big_object() {
     local size="${1:-}"
     [[ -n "$size" ]] || { usage; exit 2; }
     mkdir -p "$OUT"
     need_base_tools
     build
-    local obj
-    obj=$(big_object "$size")
+    OBJ=$(big_object "$size")
+}
+
+rss() {
+    prepare_big_object "${1:-}"
+    local size="$1" obj="$OBJ"
     log "ingesting $obj"
     rm -rf "$OUT/rss-index" "$OUT/rss-dl"
     timed "rss-$size" "$TIX" ingest --index "$OUT/rss-index" --dead-letter "$OUT/rss-dl" --json "$obj"
@@ -346,18 +351,14 @@ rss() {
 # s3 SIZE: one gzip object of SIZE uncompressed, ingested from Garage and from the
 # local file; prints both throughputs, their ratio (target >= 0.8) and peak RSS.
 s3() {
-    local size="${1:-}"
-    [[ -n "$size" ]] || { usage; exit 2; }
-    mkdir -p "$OUT"
-    need_base_tools
-    build
-    local obj
-    obj=$(big_object "$size")
+    prepare_big_object "${1:-}"
+    local size="$1" obj="$OBJ"
     "$ROOT/scripts/garage.sh" start >/dev/null
     # shellcheck disable=SC1090
     . "$("$ROOT/scripts/garage.sh" env)"
     python3 -c 'import boto3' 2>/dev/null || python3 -m pip install --quiet boto3
-    local key="bench/$size/$(basename "$obj")"
+    local key
+    key="bench/$size/$(basename "$obj")"
     log "uploading $obj to s3://$TIX_S3_TEST_BUCKET/$key"
     python3 - "$obj" "$TIX_S3_TEST_BUCKET" "$key" <<'PY'
 import sys, boto3

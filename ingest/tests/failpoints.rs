@@ -21,7 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend, TantivyConfig};
-use ingest::dead_letter::LocalDeadLetter;
+use ingest::dead_letter::{DeadLetterEntry, LocalDeadLetter};
 use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary};
 use ingest::redact::Redactor;
 use ingest::source::{local_sources, SourceObject};
@@ -79,13 +79,12 @@ fn file_sources(corpus: &Corpus) -> Vec<Box<dyn SourceObject>> {
     local_sources(&corpus.files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).unwrap()
 }
 
-/// The oracle over what the run left in the index and the dead-letter store.
-fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: Option<&BTreeMap<String, Map<String, Value>>>) {
+/// What a run left in the index and in the dead-letter entries read back from its store.
+fn observed(index: &Path, dead_letters: Vec<DeadLetterEntry>) -> Observed {
     let backend = TantivyBackend::open_for_reading(index).unwrap();
-    let observed = Observed {
+    Observed {
         docs: indexed(index),
-        dead_letters: LocalDeadLetter::read_all(dead_letter)
-            .unwrap()
+        dead_letters: dead_letters
             .into_iter()
             .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
             .collect(),
@@ -95,8 +94,12 @@ fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: Option<&B
             .into_iter()
             .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
             .collect(),
-    };
-    oracle::check(corpus, &observed, reference);
+    }
+}
+
+/// The oracle over what the run left in the index and the local dead-letter store.
+fn check(corpus: &Corpus, index: &Path, dead_letter: &Path, reference: Option<&BTreeMap<String, Map<String, Value>>>) {
+    oracle::check(corpus, &observed(index, LocalDeadLetter::read_all(dead_letter).unwrap()), reference);
 }
 
 fn fault_free(corpus: &Corpus) -> BTreeMap<String, Map<String, Value>> {
@@ -177,23 +180,7 @@ fn invoke(garage: &support::Garage, index: &Path, prefix: &str, event: &Value) -
 }
 
 fn observed_in_garage(garage: &support::Garage, index: &Path, prefix: &str) -> Observed {
-    let backend = TantivyBackend::open_for_reading(index).unwrap();
-    Observed {
-        docs: indexed(index),
-        dead_letters: garage
-            .dead_letter(prefix)
-            .read_all()
-            .unwrap()
-            .into_iter()
-            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-            .collect(),
-        sources: backend
-            .sources()
-            .unwrap()
-            .into_iter()
-            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
-            .collect(),
-    }
+    observed(index, garage.dead_letter(prefix).read_all().unwrap())
 }
 
 #[test]
