@@ -1149,7 +1149,9 @@ fn tls_with_an_untrusted_certificate_fails_closed_and_sends_nothing() {
     assert!(server.requests().is_empty(), "no request got past a handshake");
     assert_nothing_readable_on_the_wire(&server, &docs);
     let errors = server.handshake_errors();
-    assert!(!errors.is_empty() && errors.iter().all(|e| e.contains("alert")), "the client aborted: {errors:?}");
+    assert!(errors.iter().all(|e| e.contains("alert")), "the client aborted: {errors:?}");
+    assert_eq!(errors.len(), 2, "one handshake for the setup, one for the bulk: a certificate is not retried");
+    assert!(err.to_string().contains("TIX_ES_CA_CERT"), "the error says what to do: {err}");
 }
 
 #[test]

@@ -235,6 +235,7 @@ impl Client {
                     (status, format!("HTTP {status}: {}", bulk::error_reason(&body)))
                 }
                 Ok((status, body)) => return Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null))),
+                Err(e) if is_certificate_failure(&e) => return Err(Error::Unreachable(format!("{path}: {e}"))),
                 Err(e) => (0, e),
             };
             retries += 1;
@@ -262,6 +263,7 @@ impl Client {
                     .await
                 {
                     Ok((status, bytes)) => bulk::classify_response(status, &bytes, batch.action, &ids),
+                    Err(reason) if is_certificate_failure(&reason) => Verdict::FailAll(reason),
                     Err(reason) => Verdict::RetryAll(reason),
                 }
             };
@@ -301,7 +303,27 @@ impl Client {
     }
 }
 
+/// Whether a transport error is the server's certificate failing verification. Retrying
+/// cannot change a certificate, so such errors fail at once (the source is retried later)
+/// instead of spending the retry budget.
+fn is_certificate_failure(reason: &str) -> bool {
+    // rustls names the failure so; the text is all the transport error exposes of it.
+    reason.contains(CERTIFICATE_FAILURE)
+}
+
+const CERTIFICATE_FAILURE: &str = "invalid peer certificate";
+
 fn describe_transport_error(error: &elasticsearch::Error) -> String {
+    let mut text = describe_error_chain(error);
+    if is_certificate_failure(&text) {
+        text.push_str(
+            "; the cluster's certificate is not trusted: set TIX_ES_CA_CERT to its CA (PEM) and check that it names the host in TIX_ES_URL",
+        );
+    }
+    text
+}
+
+fn describe_error_chain(error: &elasticsearch::Error) -> String {
     let mut text = if error.is_timeout() { format!("timed out: {error}") } else { error.to_string() };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
