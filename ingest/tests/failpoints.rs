@@ -20,15 +20,17 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend, TantivyConfig};
-use ingest::dead_letter::{DeadLetterEntry, LocalDeadLetter};
+use indexer::{Backend, TantivyBackend, TantivyConfig};
+use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary};
 use ingest::redact::Redactor;
 use ingest::source::{local_sources, SourceObject};
 use serde_json::{Map, Value};
-use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter, ObservedSource};
+use testkit::oracle::{self, Corpus, Observed};
 
 mod support;
+
+use support::{indexed, observed};
 
 fn corpus() -> Corpus {
     Corpus::generate(4, 600, 9_000)
@@ -66,35 +68,8 @@ fn run(index: &Path, dead_letter: &Path, sources: &[Box<dyn SourceObject>]) -> R
     })
 }
 
-/// Every event in the index, by id; a doubled id fails here.
-fn indexed(index: &Path) -> BTreeMap<String, Map<String, Value>> {
-    let backend = TantivyBackend::open_for_reading(index).unwrap();
-    let total = backend.count(&SearchRequest::default()).unwrap() as usize;
-    let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
-    assert_eq!(hits.len(), total);
-    Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source)))
-}
-
 fn file_sources(corpus: &Corpus) -> Vec<Box<dyn SourceObject>> {
     local_sources(&corpus.files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).unwrap()
-}
-
-/// What a run left in the index and in the dead-letter entries read back from its store.
-fn observed(index: &Path, dead_letters: Vec<DeadLetterEntry>) -> Observed {
-    let backend = TantivyBackend::open_for_reading(index).unwrap();
-    Observed {
-        docs: indexed(index),
-        dead_letters: dead_letters
-            .into_iter()
-            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-            .collect(),
-        sources: backend
-            .sources()
-            .unwrap()
-            .into_iter()
-            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
-            .collect(),
-    }
 }
 
 /// The oracle over what the run left in the index and the local dead-letter store.
@@ -190,16 +165,7 @@ fn lambda_crashes_and_lost_acknowledgements_converge_under_redelivery() {
     let garage = support::garage();
     let corpus = Corpus::generate(3, 500, 7_000);
     let prefix = support::unique_prefix("lambda-crash");
-    let messages: Vec<(String, String)> = corpus
-        .files()
-        .iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let key = format!("{prefix}{}", file.file_name().unwrap().to_string_lossy());
-            (format!("msg-{i}"), garage.notify(&key, std::fs::read(file).unwrap()))
-        })
-        .collect();
-    let event = support::sqs_event(&messages);
+    let event = support::upload_corpus(&garage, &corpus, &prefix);
 
     let out = tempfile::tempdir().unwrap();
     let reference_index = out.path().join("reference");

@@ -6,12 +6,14 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ingest::pipeline::SourceOutcome;
-use ingest::s3::S3Context;
+use ingest::s3::{S3Context, S3DeadLetter};
 use support::*;
 use testkit::fault_proxy::{Fault, FaultProxy};
+use testkit::oracle::{self, Corpus};
 
 /// A proxy in front of Garage; connection `i` gets `fault_for(i)`.
 fn proxy(fault_for: impl Fn(usize) -> Fault + Send + 'static) -> FaultProxy {
@@ -28,86 +30,108 @@ fn through(garage: &Garage, proxy: &FaultProxy) -> S3Context {
     S3Context::with_client(aws_sdk_s3::Client::from_conf(config), garage.runtime.handle().clone())
 }
 
-/// One object of `events` records and the SQS event naming it.
-fn object(garage: &Garage, test: &str, events: u64) -> (serde_json::Value, String) {
+/// One object of `records` records whose fates are known (testkit's oracle corpus),
+/// uploaded under a fresh prefix, and the SQS event naming it (message `m0`).
+struct Object {
+    corpus: Corpus,
+    prefix: String,
+    event: serde_json::Value,
+}
+
+fn object(garage: &Garage, test: &str, records: u64) -> Object {
+    let corpus = Corpus::generate(1, records, 700);
     let prefix = unique_prefix(test);
-    let key = format!("{prefix}big object.ndjson");
-    (sqs_event(&[("m1".into(), garage.notify(&key, ndjson(700, events)))]), prefix)
+    let event = upload_corpus(garage, &corpus, &prefix);
+    Object { corpus, prefix, event }
+}
+
+impl Object {
+    /// The oracle: the index at `index` and the test's dead-letter prefix hold exactly what
+    /// a fault-free delivery of the same event leaves (each good record once, identical;
+    /// each bad record dead-lettered once; the object completed).
+    fn judge(&self, garage: &Garage, index: &Path) {
+        let reference_index = tempfile::tempdir().unwrap();
+        let reference_prefix = format!("{}-reference/", self.prefix.trim_end_matches('/'));
+        let mut backend = tantivy(reference_index.path());
+        let report = handle(&garage.s3, &self.event, &mut backend, &mut garage.dead_letter(&reference_prefix));
+        assert!(report.failed.is_empty(), "the fault-free delivery: {:?}", report.failed);
+        drop(backend);
+        let reference = indexed(reference_index.path());
+        oracle::check(
+            &self.corpus,
+            &observed(index, garage.dead_letter(&self.prefix).read_all().unwrap()),
+            Some(&reference),
+        );
+    }
+}
+
+/// The failed-object entries (not the rejected records) in a dead-letter store.
+fn failed_object_entries(dead_letter: &S3DeadLetter) -> usize {
+    dead_letter.read_all().unwrap().iter().filter(|e| e.record.is_none()).count()
 }
 
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn a_connection_cut_mid_body_is_resumed_and_every_record_lands_once() {
     let garage = garage();
-    let (event, prefix) = object(&garage, "cut-once", 5_000);
+    let object = object(&garage, "cut-once", 5_000);
     let proxy = proxy(plan(vec![Fault::CutResponseAfter(300_000)]));
     let s3 = through(&garage, &proxy);
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
-    let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
+    let report = handle(&s3, &object.event, &mut backend, &mut garage.dead_letter(&object.prefix));
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
-    assert_eq!(report.summary.indexed, 5_000);
-    assert_eq!(count(&backend), 5_000, "each record once, none lost at the cut");
     assert!(proxy.connections() >= 2, "the resume opened a new connection");
+    drop(backend);
+    object.judge(&garage, index.path());
 }
 
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn a_connection_cut_on_every_attempt_fails_the_object_and_its_redelivery_completes_it() {
     let garage = garage();
-    let (event, prefix) = object(&garage, "cut-always", 5_000);
+    let object = object(&garage, "cut-always", 5_000);
     let proxy = proxy(plan(vec![Fault::CutResponseAfter(200_000); 8]));
     let s3 = through(&garage, &proxy);
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
-    let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
-    assert_eq!(report.batch_item_failures(), vec!["m1"], "not acknowledged: {:?}", report.sources);
+    let mut dead_letter = garage.dead_letter(&object.prefix);
+    let report = handle(&s3, &object.event, &mut backend, &mut dead_letter);
+    assert_eq!(report.batch_item_failures(), vec!["m0"], "not acknowledged: {:?}", report.sources);
     assert!(report.failed[0].reason.contains("resume"), "{}", report.failed[0].reason);
     let partial = count(&backend);
-    assert!(partial < 5_000, "{partial}");
-    let entries = dead_letter.read_all().unwrap();
-    assert_eq!(entries.len(), 1, "one entry for the failed object: {entries:?}");
+    assert!(partial < object.corpus.good(), "{partial}");
+    assert_eq!(failed_object_entries(&dead_letter), 1, "one entry for the failed object");
 
     // The redelivery, on a healthy network, completes without doubling.
-    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
+    let report = handle(&garage.s3, &object.event, &mut backend, &mut dead_letter);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.summary.duplicates, partial);
-    assert_eq!(count(&backend), 5_000);
-    assert!(dead_letter.read_all().unwrap().is_empty(), "the completed object's entry is withdrawn");
+    drop(backend);
+    object.judge(&garage, index.path());
 }
 
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn throttling_is_retried_by_the_client() {
     let garage = garage();
-    let (event, prefix) = object(&garage, "slowdown", 500);
     let proxy = proxy(plan(vec![Fault::s3_slow_down(), Fault::s3_slow_down()]));
-    let s3 = through(&garage, &proxy);
-    let index = tempfile::tempdir().unwrap();
-    let mut backend = tantivy(index.path());
-    let mut dead_letter = garage.dead_letter(&prefix);
-    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(count(&backend), 500);
+    assert_all_land_once(&garage, &through(&garage, &proxy), "slowdown", 500);
     assert!(proxy.connections() >= 3, "two throttled attempts, then the real one");
 }
 
-/// Runs the one-object event through `s3` and checks every record landed once.
-fn assert_all_land_once(garage: &Garage, s3: &S3Context, test: &str, events: u64) -> Duration {
-    let (event, prefix) = object(garage, test, events);
+/// Runs a one-object event through `s3`, then judges the result with the oracle.
+fn assert_all_land_once(garage: &Garage, s3: &S3Context, test: &str, records: u64) -> Duration {
+    let object = object(garage, test, records);
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
-    let mut dead_letter = garage.dead_letter(&prefix);
     let started = Instant::now();
-    let report = handle(s3, &event, &mut backend, &mut dead_letter);
+    let report = handle(s3, &object.event, &mut backend, &mut garage.dead_letter(&object.prefix));
     let took = started.elapsed();
     assert!(report.failed.is_empty(), "{test}: {:?}", report.failed);
-    assert_eq!(report.summary.indexed, events, "{test}");
-    assert_eq!(count(&backend), events, "{test}: each record once");
-    assert!(dead_letter.read_all().unwrap().is_empty(), "{test}");
+    drop(backend);
+    object.judge(garage, index.path());
     took
 }
 
@@ -149,21 +173,21 @@ fn a_body_that_stalls_mid_object_is_resumed_rather_than_waited_on_forever() {
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn a_body_that_stalls_on_every_attempt_fails_the_object_in_bounded_time() {
     let garage = garage();
-    let (event, prefix) = object(&garage, "stall-always", 5_000);
+    let object = object(&garage, "stall-always", 5_000);
     let proxy = proxy(|_| Fault::StallAfter(200_000));
     let s3 = impatient(&garage, &proxy, Duration::from_secs(1));
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
-    let mut dead_letter = garage.dead_letter(&prefix);
+    let mut dead_letter = garage.dead_letter(&object.prefix);
     let started = Instant::now();
-    let report = handle(&s3, &event, &mut backend, &mut dead_letter);
+    let report = handle(&s3, &object.event, &mut backend, &mut dead_letter);
     assert!(started.elapsed() < Duration::from_secs(30), "nothing hangs: {:?}", started.elapsed());
-    assert_eq!(report.batch_item_failures(), vec!["m1"], "not acknowledged: {:?}", report.sources);
+    assert_eq!(report.batch_item_failures(), vec!["m0"], "not acknowledged: {:?}", report.sources);
     assert!(report.failed[0].reason.contains("no data"), "{}", report.failed[0].reason);
-    assert_eq!(dead_letter.read_all().unwrap().len(), 1, "one entry for the failed object");
+    assert_eq!(failed_object_entries(&dead_letter), 1, "one entry for the failed object");
 
-    let report = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
+    let report = handle(&garage.s3, &object.event, &mut backend, &mut dead_letter);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(count(&backend), 5_000, "the redelivery completes it, nothing doubled");
-    assert!(dead_letter.read_all().unwrap().is_empty());
+    drop(backend);
+    object.judge(&garage, index.path());
 }

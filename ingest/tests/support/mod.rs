@@ -8,13 +8,16 @@
 use std::io::Write;
 use std::path::Path;
 
-use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
-use ingest::dead_letter::DeadLetterStore;
+use std::collections::BTreeMap;
+
+use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend, TantivyConfig};
+use ingest::dead_letter::{DeadLetterEntry, DeadLetterStore};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter, S3Location};
 use ingest::trigger::{handle_event, Deadline, HandlerReport};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use testkit::oracle::{Corpus, Observed, ObservedDeadLetter, ObservedSource};
 
 pub const HOW_TO_RUN: &str =
     "the S3 tier needs Garage: run `scripts/test.sh` (installs and starts it), or `scripts/garage.sh start` and \
@@ -160,4 +163,47 @@ pub fn all_ids(backend: &dyn Backend) -> Vec<String> {
     let mut ids: Vec<String> = response.hits.into_iter().map(|h| h.id).collect();
     ids.sort();
     ids
+}
+
+/// Every event in the index at `index`, by id; a doubled id fails here.
+pub fn indexed(index: &Path) -> BTreeMap<String, Map<String, Value>> {
+    let backend = TantivyBackend::open_for_reading(index).unwrap();
+    let total = backend.count(&SearchRequest::default()).unwrap() as usize;
+    let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
+    assert_eq!(hits.len(), total);
+    Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source)))
+}
+
+/// What a run left in the index at `index` and in the dead-letter entries read back from
+/// its store, for the oracle.
+pub fn observed(index: &Path, dead_letters: Vec<DeadLetterEntry>) -> Observed {
+    let backend = TantivyBackend::open_for_reading(index).unwrap();
+    Observed {
+        docs: indexed(index),
+        dead_letters: dead_letters
+            .into_iter()
+            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
+            .collect(),
+        sources: backend
+            .sources()
+            .unwrap()
+            .into_iter()
+            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
+            .collect(),
+    }
+}
+
+/// Uploads every object of `corpus` under `prefix` and returns the SQS event naming them,
+/// message `m{i}` for object `i`.
+pub fn upload_corpus(garage: &Garage, corpus: &Corpus, prefix: &str) -> Value {
+    let messages: Vec<(String, String)> = corpus
+        .files()
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let key = format!("{prefix}{}", file.file_name().unwrap().to_string_lossy());
+            (format!("m{i}"), garage.notify(&key, std::fs::read(file).unwrap()))
+        })
+        .collect();
+    sqs_event(&messages)
 }
