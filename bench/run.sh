@@ -308,27 +308,22 @@ full() {
     cat "$OUT/report.md"
 }
 
-# big_object SIZE: one gzip object of SIZE uncompressed (reused while it exists); prints
-# its path. Its generator stats are in $OUT/rss-SIZE.gen.json.
-big_object() {
-    local size="$1" obj="$OUT/rss-$1.ndjson.gz"
-    if [[ ! -f "$obj" ]]; then
-        log "generating one gzip object of $size uncompressed"
-        "$GEN" --seed "$SEED" --bytes "$size" --compress gzip --out "$obj.tmp" --stats-json \
-            2>"$OUT/rss-$size.gen.json"
-        mv "$obj.tmp" "$obj"
-    fi
-    echo "$obj"
-}
-
-# The preamble of the one-object modes: checks SIZE, builds, and sets OBJ to the object.
+# prepare_big_object SIZE: the preamble of the one-object modes. Checks SIZE, builds, and
+# sets OBJ to one gzip object of SIZE uncompressed (reused while it exists; its generator
+# stats are in $OUT/rss-SIZE.gen.json).
 prepare_big_object() {
     local size="${1:-}"
     [[ -n "$size" ]] || { usage; exit 2; }
     mkdir -p "$OUT"
     need_base_tools
     build
-    OBJ=$(big_object "$size")
+    OBJ="$OUT/rss-$size.ndjson.gz"
+    if [[ ! -f "$OBJ" ]]; then
+        log "generating one gzip object of $size uncompressed"
+        "$GEN" --seed "$SEED" --bytes "$size" --compress gzip --out "$OBJ.tmp" --stats-json \
+            2>"$OUT/rss-$size.gen.json"
+        mv "$OBJ.tmp" "$OBJ"
+    fi
 }
 
 rss() {

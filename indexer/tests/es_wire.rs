@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1183,21 +1183,24 @@ fn tls_with_the_private_ca_configured_verifies_and_indexes() {
 fn tls_trusting_another_ca_or_a_certificate_for_another_host_still_fails() {
     let (identity, _) = self_signed(&["127.0.0.1", "localhost"]);
     let (_, other_pem) = self_signed(&["127.0.0.1", "localhost"]);
-    let server = https_cluster(&identity);
-    let mut config = test_config(&server.url());
-    config.ca_cert = Some(other_pem.path().to_path_buf());
-    let err = ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap_err();
+    let err = setup_error_trusting(&identity, other_pem.path());
     assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate")), "{err}");
-    assert!(server.requests().is_empty());
 
     // Trusted, but issued for another host: the name is still checked.
     let (elsewhere, elsewhere_pem) = self_signed(&["es.example.com"]);
-    let server = https_cluster(&elsewhere);
-    let mut config = test_config(&server.url());
-    config.ca_cert = Some(elsewhere_pem.path().to_path_buf());
-    let err = ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap_err();
+    let err = setup_error_trusting(&elsewhere, elsewhere_pem.path());
     assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate not valid for name")), "{err}");
-    assert!(server.requests().is_empty());
+}
+
+/// The error of `ensure_ready` against an HTTPS cluster serving `identity`, with the CA
+/// file `ca_pem` trusted; no request may get through the handshake.
+fn setup_error_trusting(identity: &rcgen::CertifiedKey, ca_pem: &Path) -> Error {
+    let server = https_cluster(identity);
+    let mut config = test_config(&server.url());
+    config.ca_cert = Some(ca_pem.to_path_buf());
+    let err = ElasticsearchBackend::connect(config).unwrap().ensure_ready().unwrap_err();
+    assert!(server.requests().is_empty(), "nothing got past the handshake");
+    err
 }
 
 // ---------------------------------------------------------------------------------------

@@ -15,14 +15,19 @@ use support::*;
 use testkit::fault_proxy::{Fault, FaultProxy};
 use testkit::oracle::{self, Corpus};
 
-/// A proxy in front of Garage; connection `i` gets `fault_for(i)`.
-fn proxy(fault_for: impl Fn(usize) -> Fault + Send + 'static) -> FaultProxy {
-    FaultProxy::start_with(&std::env::var("AWS_ENDPOINT_URL").expect(HOW_TO_RUN), fault_for)
+/// Garage's endpoint, for a proxy to stand in front of.
+fn garage_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").expect(HOW_TO_RUN)
 }
 
-/// Connection `i` gets `plan[i]`, later ones pass.
-fn plan(faults: Vec<Fault>) -> impl Fn(usize) -> Fault + Send + 'static {
-    move |i| faults.get(i).cloned().unwrap_or(Fault::Pass)
+/// A proxy in front of Garage doing the same fault to every connection.
+fn proxy(fault: Fault) -> FaultProxy {
+    FaultProxy::start_with(&garage_endpoint(), move |_| fault.clone())
+}
+
+/// A proxy in front of Garage: connection `i` gets `plan[i]`, later ones pass.
+fn proxy_planned(plan: Vec<Fault>) -> FaultProxy {
+    FaultProxy::start(&garage_endpoint(), plan)
 }
 
 fn through(garage: &Garage, proxy: &FaultProxy) -> S3Context {
@@ -75,7 +80,7 @@ fn failed_object_entries(dead_letter: &S3DeadLetter) -> usize {
 fn a_connection_cut_mid_body_is_resumed_and_every_record_lands_once() {
     let garage = garage();
     let object = object(&garage, "cut-once", 5_000);
-    let proxy = proxy(plan(vec![Fault::CutResponseAfter(300_000)]));
+    let proxy = proxy_planned(vec![Fault::CutResponseAfter(300_000)]);
     let s3 = through(&garage, &proxy);
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
@@ -92,7 +97,7 @@ fn a_connection_cut_mid_body_is_resumed_and_every_record_lands_once() {
 fn a_connection_cut_on_every_attempt_fails_the_object_and_its_redelivery_completes_it() {
     let garage = garage();
     let object = object(&garage, "cut-always", 5_000);
-    let proxy = proxy(plan(vec![Fault::CutResponseAfter(200_000); 8]));
+    let proxy = proxy_planned(vec![Fault::CutResponseAfter(200_000); 8]);
     let s3 = through(&garage, &proxy);
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
@@ -116,7 +121,7 @@ fn a_connection_cut_on_every_attempt_fails_the_object_and_its_redelivery_complet
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn throttling_is_retried_by_the_client() {
     let garage = garage();
-    let proxy = proxy(plan(vec![Fault::s3_slow_down(), Fault::s3_slow_down()]));
+    let proxy = proxy_planned(vec![Fault::s3_slow_down(), Fault::s3_slow_down()]);
     assert_all_land_once(&garage, &through(&garage, &proxy), "slowdown", 500);
     assert!(proxy.connections() >= 3, "two throttled attempts, then the real one");
 }
@@ -139,7 +144,7 @@ fn assert_all_land_once(garage: &Garage, s3: &S3Context, test: &str, records: u6
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn latency_on_every_request_slows_the_read_but_loses_nothing() {
     let garage = garage();
-    let proxy = proxy(|_| Fault::Latency(Duration::from_millis(150)));
+    let proxy = proxy(Fault::Latency(Duration::from_millis(150)));
     let took = assert_all_land_once(&garage, &through(&garage, &proxy), "latency", 2_000);
     assert!(took >= Duration::from_millis(150), "the latency was applied: {took:?}");
 }
@@ -149,7 +154,7 @@ fn latency_on_every_request_slows_the_read_but_loses_nothing() {
 fn a_bandwidth_limit_slows_the_read_but_loses_nothing() {
     let garage = garage();
     // About 0.95 MB of NDJSON at 400 kB/s.
-    let proxy = proxy(|_| Fault::Bandwidth(400_000));
+    let proxy = proxy(Fault::Bandwidth(400_000));
     let took = assert_all_land_once(&garage, &through(&garage, &proxy), "bandwidth", 2_000);
     assert!(took >= Duration::from_secs(1), "the limit was applied: {took:?}");
 }
@@ -163,7 +168,7 @@ fn impatient(garage: &Garage, proxy: &FaultProxy, idle: Duration) -> S3Context {
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn a_body_that_stalls_mid_object_is_resumed_rather_than_waited_on_forever() {
     let garage = garage();
-    let proxy = proxy(plan(vec![Fault::StallAfter(300_000)]));
+    let proxy = proxy_planned(vec![Fault::StallAfter(300_000)]);
     let took = assert_all_land_once(&garage, &impatient(&garage, &proxy, Duration::from_secs(2)), "stall-once", 5_000);
     assert!(took < Duration::from_secs(20), "resumed soon after the idle timeout: {took:?}");
     assert!(proxy.connections() >= 2, "the resume opened a new connection");
@@ -174,7 +179,7 @@ fn a_body_that_stalls_mid_object_is_resumed_rather_than_waited_on_forever() {
 fn a_body_that_stalls_on_every_attempt_fails_the_object_in_bounded_time() {
     let garage = garage();
     let object = object(&garage, "stall-always", 5_000);
-    let proxy = proxy(|_| Fault::StallAfter(200_000));
+    let proxy = proxy(Fault::StallAfter(200_000));
     let s3 = impatient(&garage, &proxy, Duration::from_secs(1));
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());

@@ -10,17 +10,16 @@ use indexer::{SourceRecord, SourceStatus};
 use crate::cli::{AuditArgs, AuditStatus};
 use crate::render::{self, Format};
 use crate::search_cmd::open_backend;
-use crate::timespec::parse_time;
+use crate::timespec::parse_window;
 
 pub fn run(args: AuditArgs) -> Result<u8> {
-    let now = chrono::Utc::now();
-    let since_ms = args.since.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg)?;
-    let until_ms = args.until.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg)?;
+    let (since_ms, until_ms) =
+        parse_window(args.since.as_deref(), args.until.as_deref()).map_err(anyhow::Error::msg)?;
     let backend = open_backend(&args.store)?;
     let records: Vec<SourceRecord> = backend
         .sources()?
         .into_iter()
-        .filter(|r| in_window(r, since_ms, until_ms) && args.status.is_none_or(|s| has_status(r, s)))
+        .filter(|r| in_window(r, since_ms, until_ms) && args.status.is_none_or(|s| r.status == s.into()))
         .collect();
     let mut stdout = std::io::stdout().lock();
     match args.format {
@@ -36,13 +35,14 @@ pub fn run(args: AuditArgs) -> Result<u8> {
     Ok(if all_landed { 0 } else { 1 })
 }
 
-fn has_status(record: &SourceRecord, wanted: AuditStatus) -> bool {
-    matches!(
-        (record.status, wanted),
-        (SourceStatus::Completed, AuditStatus::Completed)
-            | (SourceStatus::Failed, AuditStatus::Failed)
-            | (SourceStatus::InProgress, AuditStatus::InProgress)
-    )
+impl From<AuditStatus> for SourceStatus {
+    fn from(status: AuditStatus) -> Self {
+        match status {
+            AuditStatus::Completed => SourceStatus::Completed,
+            AuditStatus::Failed => SourceStatus::Failed,
+            AuditStatus::InProgress => SourceStatus::InProgress,
+        }
+    }
 }
 
 fn millis(rfc3339: &str) -> Option<i64> {
@@ -83,13 +83,9 @@ mod tests {
         }
     }
 
-    fn ms(text: &str) -> Option<i64> {
-        millis(text)
-    }
-
     #[test]
     fn a_source_is_in_the_window_when_its_events_overlap_it() {
-        let day = (ms("2024-02-05T00:00:00Z"), ms("2024-02-06T00:00:00Z"));
+        let day = (millis("2024-02-05T00:00:00Z"), millis("2024-02-06T00:00:00Z"));
         let updated = "2024-03-01T00:00:00Z";
         let cases = [
             (Some("2024-02-05T10:00:00Z"), Some("2024-02-05T11:00:00Z"), true, "inside"),

@@ -7,7 +7,7 @@ use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, S
 
 use crate::cli::{BackendKind, SearchArgs, StoreArgs};
 use crate::render;
-use crate::timespec::parse_time;
+use crate::timespec::parse_window;
 
 pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
     match store.backend {
@@ -26,9 +26,8 @@ pub fn connect_elasticsearch() -> Result<Box<dyn Backend>> {
 }
 
 pub fn run(args: SearchArgs) -> Result<u8> {
-    let now = chrono::Utc::now();
-    let since_ms = args.since.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg)?;
-    let until_ms = args.until.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg)?;
+    let (since_ms, until_ms) =
+        parse_window(args.since.as_deref(), args.until.as_deref()).map_err(anyhow::Error::msg)?;
     let aggs = args.aggs.iter().map(|spec| AggSpec::parse(spec)).collect::<Result<Vec<_>, _>>()?;
     let request = SearchRequest {
         query: args.query.clone(),

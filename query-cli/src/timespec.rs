@@ -2,6 +2,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+/// `--since`/`--until` as epoch milliseconds, both read against the same `now`.
+pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<(Option<i64>, Option<i64>), String> {
+    let now = Utc::now();
+    Ok((since.map(|t| parse_time(t, now)).transpose()?, until.map(|t| parse_time(t, now)).transpose()?))
+}
+
 /// Milliseconds since the epoch for `text`, relative spans counted back from `now`.
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
     let text = text.trim();
