@@ -129,12 +129,13 @@ pub fn duplicates_within_one_batch_are_caught(factory: &dyn Factory) {
     assert_eq!(count(backend.as_ref(), ""), 3);
 }
 
-type Predicate = fn(&IndexDoc) -> bool;
+/// Which of [`sample_docs`] a query must match.
+pub type Predicate = fn(&IndexDoc) -> bool;
 
-/// The query-syntax table: each query against a predicate over the same events.
-pub fn query_syntax_matches_the_reference_predicates(factory: &dyn Factory) {
-    let (backend, docs) = loaded(factory);
-    let cases: Vec<(&str, Predicate)> = vec![
+/// The query-syntax table: each query with the predicate it must match over
+/// [`sample_docs`]. The Elasticsearch wire tests pin the request body of each.
+pub fn query_syntax_cases() -> Vec<(&'static str, Predicate)> {
+    vec![
         ("type:booking.cancelled", |d| s(d, "type") == "booking.cancelled"),
         ("venue:\"Olympic Hall\"", |d| s(d, "venue") == "Olympic Hall"),
         ("type:booking.cancelled AND venue:\"Olympic Hall\"", |d| {
@@ -164,8 +165,19 @@ pub fn query_syntax_matches_the_reference_predicates(factory: &dyn Factory) {
             matches!(s(d, "type"), "seat.locked" | "payment.failed") && s(d, "service") == "payment"
         }),
         ("event_id:evt-0007", |d| s(d, "event_id") == "evt-0007"),
-    ];
-    for (query, predicate) in cases {
+        // Exact values of numbers and times, and a date alone as the whole day.
+        ("amount:150000", |d| n(d, "amount") == 150_000.0),
+        ("latency_ms:20.5", |d| n(d, "latency_ms") == 20.5),
+        ("NOT amount:150000", |d| n(d, "amount") != 150_000.0),
+        ("ts:\"2024-02-05T06:00:00.000Z\"", |d| d.ts_millis == 1_707_112_800_000),
+        ("ts:2024-02-05 AND level:error", |d| s(d, "level") == "error"),
+    ]
+}
+
+/// Every query of [`query_syntax_cases`] counts what its predicate selects.
+pub fn query_syntax_matches_the_reference_predicates(factory: &dyn Factory) {
+    let (backend, docs) = loaded(factory);
+    for (query, predicate) in query_syntax_cases() {
         let expected = docs.iter().filter(|d| predicate(d)).count() as u64;
         assert!(expected > 0, "the suite's data must exercise {query:?}");
         assert_eq!(count(backend.as_ref(), query), expected, "query {query:?}");

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -122,7 +122,8 @@ impl std::fmt::Debug for TantivySchema {
 /// Builds the tantivy schema of an event index.
 pub fn tantivy_schema() -> TantivySchema {
     let mut builder = Schema::builder();
-    let id = builder.add_text_field(ID, STRING | STORED);
+    // Bytes, not text: see `ids::id_term_bytes`.
+    let id = builder.add_bytes_field(ID, INDEXED | STORED);
     let source = builder.add_text_field(SOURCE, STORED);
     let kind = builder.add_text_field(DOC_KIND, STRING);
     let source_key = builder.add_text_field(SOURCE_KEY, STRING);
@@ -135,16 +136,20 @@ pub fn tantivy_schema() -> TantivySchema {
     let mut known = Vec::with_capacity(FIELDS.len());
     for spec in FIELDS {
         let field = match spec.kind {
+            // Times and numbers are columns only. tantivy answers ranges on them from the
+            // column, and an exact value is asked as a one-value range (the backend
+            // rewrites it so), so terms for them would be built and never read; near
+            // one distinct time per event, they were the costliest terms after `_id`.
             FieldKind::Time => builder.add_date_field(
                 spec.name,
-                DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Milliseconds),
+                DateOptions::default().set_fast().set_precision(DateTimePrecision::Milliseconds),
             ),
             FieldKind::Keyword { fast: true } => builder.add_text_field(spec.name, STRING | FAST),
             FieldKind::Keyword { .. } if spec.name == EVENT_ID => {
                 builder.add_text_field(spec.name, TextOptions::default())
             }
             FieldKind::Keyword { fast: false } => builder.add_text_field(spec.name, STRING),
-            FieldKind::Number => builder.add_f64_field(spec.name, NumericOptions::default().set_indexed().set_fast()),
+            FieldKind::Number => builder.add_f64_field(spec.name, NumericOptions::default().set_fast()),
             FieldKind::Text => builder.add_text_field(
                 spec.name,
                 TextOptions::default().set_indexing_options(
@@ -167,7 +172,7 @@ impl TantivySchema {
     /// time the validator computed; `doc` is stored whole as `_source`.
     pub fn event_document(&self, id: &str, ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
         let mut out = TantivyDocument::new();
-        out.add_text(self.id, id);
+        out.add_bytes(self.id, &crate::ids::id_term_bytes(id));
         out.add_text(self.kind, KIND_EVENT);
         out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
         let mut extra: Option<Map<String, Value>> = None;

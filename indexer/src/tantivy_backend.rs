@@ -166,7 +166,7 @@ impl TantivyBackend {
     }
 
     fn is_committed(&self, id: &str) -> Result<bool> {
-        let term = Term::from_field_text(self.schema.id, id);
+        let term = Term::from_field_bytes(self.schema.id, &crate::ids::id_term_bytes(id));
         for inverted in &self.committed_ids {
             if inverted.get_term_info(&term).map_err(|e| tantivy_error(&self.path, e))?.is_some() {
                 return Ok(true);
@@ -252,7 +252,11 @@ impl TantivyBackend {
         let mut hits = Vec::with_capacity(addresses.len());
         for address in addresses {
             let doc: TantivyDocument = searcher.doc(address).map_err(|e| tantivy_error(&self.path, e))?;
-            let id = doc.get_first(self.schema.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let id = doc
+                .get_first(self.schema.id)
+                .and_then(|v| v.as_bytes())
+                .and_then(crate::ids::id_from_term_bytes)
+                .unwrap_or_default();
             let source = doc
                 .get_first(self.schema.source)
                 .and_then(|v| v.as_str())
@@ -450,20 +454,15 @@ struct PendingIds {
 }
 
 impl PendingIds {
-    fn hex_key(id: &str) -> Option<u128> {
-        let canonical = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        canonical.then(|| u128::from_str_radix(id, 16).ok()).flatten()
-    }
-
     fn contains(&self, id: &str) -> bool {
-        match Self::hex_key(id) {
+        match crate::ids::canonical_hex_id(id) {
             Some(key) => self.hex.contains(&key),
             None => self.other.contains(id),
         }
     }
 
     fn insert(&mut self, id: &str) {
-        match Self::hex_key(id) {
+        match crate::ids::canonical_hex_id(id) {
             Some(key) => self.hex.insert(key),
             None => self.other.insert(id.to_string()),
         };
@@ -475,8 +474,10 @@ impl PendingIds {
     }
 }
 
-/// Maps field names as analysts write them to the tantivy schema: unknown fields live
-/// under `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC.
+/// Maps a query as analysts write it to the tantivy schema: unknown fields live under
+/// `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC, an exact
+/// time or number is a one-value range (they are columns, not terms), and ids are asked
+/// in the bytes form `_id` is indexed in.
 fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
     match ast {
         UserInputAst::Clause(children) => {
@@ -488,19 +489,30 @@ fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
             UserInputAst::Clause(children)
         }
         UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child)), boost),
-        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(rewrite_leaf(*leaf))),
+        UserInputAst::Leaf(leaf) => rewrite_leaf(*leaf),
     }
 }
 
-fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
-    match leaf {
-        UserInputLeaf::Literal(mut literal) => {
-            if literal.field_name.as_deref() == Some(schema::EVENT_ID) && !literal.prefix {
-                literal.field_name = Some(schema::ID.to_string());
-                literal.phrase = crate::ids::event_doc_id_hex(&literal.phrase);
-            } else {
-                literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
+fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
+    let leaf = match leaf {
+        UserInputLeaf::Literal(mut literal) if !literal.prefix => {
+            let field = literal.field_name.as_deref().map(tantivy_field_name);
+            match field.as_deref() {
+                Some(schema::EVENT_ID) => {
+                    literal.field_name = Some(schema::ID.to_string());
+                    literal.phrase = id_query_term(&crate::ids::event_doc_id_hex(&literal.phrase));
+                }
+                Some(schema::ID) => {
+                    literal.field_name = field;
+                    literal.phrase = id_query_term(&literal.phrase);
+                }
+                Some(name) if is_column_only(name) => return exact_value(name, literal.phrase),
+                _ => literal.field_name = field,
             }
+            UserInputLeaf::Literal(literal)
+        }
+        UserInputLeaf::Literal(mut literal) => {
+            literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
             UserInputLeaf::Literal(literal)
         }
         UserInputLeaf::Range { field, lower, upper } => {
@@ -509,19 +521,60 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputLeaf {
             let fix = |bound: UserInputBound| if is_ts { widen_date_bound(bound) } else { bound };
             UserInputLeaf::Range { field, lower: fix(lower), upper: fix(upper) }
         }
-        UserInputLeaf::Set { field, elements } if field.as_deref() == Some(schema::EVENT_ID) => UserInputLeaf::Set {
-            field: Some(schema::ID.to_string()),
-            elements: elements.iter().map(|e| crate::ids::event_doc_id_hex(e)).collect(),
-        },
         UserInputLeaf::Set { field, elements } => {
-            UserInputLeaf::Set { field: field.map(|f| tantivy_field_name(&f)), elements }
+            let field = field.map(|f| tantivy_field_name(&f));
+            match field.as_deref() {
+                Some(schema::EVENT_ID) => UserInputLeaf::Set {
+                    field: Some(schema::ID.to_string()),
+                    elements: elements.iter().map(|e| id_query_term(&crate::ids::event_doc_id_hex(e))).collect(),
+                },
+                Some(schema::ID) => {
+                    UserInputLeaf::Set { field, elements: elements.iter().map(|e| id_query_term(e)).collect() }
+                }
+                Some(name) if is_column_only(name) => {
+                    let alternatives = elements.into_iter().map(|e| (Some(Occur::Should), exact_value(name, e)));
+                    return UserInputAst::Clause(alternatives.collect());
+                }
+                _ => UserInputLeaf::Set { field, elements },
+            }
         }
         UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: tantivy_field_name(&field) },
         UserInputLeaf::Regex { field, pattern } => {
             UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern }
         }
         other => other,
+    };
+    UserInputAst::Leaf(Box::new(leaf))
+}
+
+/// Whether a field is kept as a column without terms (times and numbers).
+fn is_column_only(field: &str) -> bool {
+    matches!(schema::field_spec(field).map(|s| s.kind), Some(FieldKind::Time | FieldKind::Number))
+}
+
+/// `field:value` on a column: the range of that one value. A date alone on `ts` is the
+/// whole day (UTC), as Elasticsearch matches it.
+fn exact_value(field: &str, value: String) -> UserInputAst {
+    let (lower, upper) = match next_day(field, &value) {
+        Some(next) => (widen_date_bound(UserInputBound::Inclusive(value)), UserInputBound::Exclusive(next)),
+        None => (UserInputBound::Inclusive(value.clone()), UserInputBound::Inclusive(value)),
+    };
+    UserInputAst::Leaf(Box::new(UserInputLeaf::Range { field: Some(field.to_string()), lower, upper }))
+}
+
+/// Midnight UTC after `value` when `field` is `ts` and `value` is a date alone.
+fn next_day(field: &str, value: &str) -> Option<String> {
+    if field != schema::TS || value.len() != 10 {
+        return None;
     }
+    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+    Some(format!("{}T00:00:00Z", day.succ_opt()?.format("%Y-%m-%d")))
+}
+
+/// An id as tantivy's query parser reads a bytes term: standard base64.
+fn id_query_term(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crate::ids::id_term_bytes(id))
 }
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {

@@ -1297,27 +1297,9 @@ fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
 /// The queries of `conformance::query_syntax_matches_the_reference_predicates` (the
 /// suite keeps them inside the check, so they are repeated here; the live tier runs the
 /// check itself against a cluster).
-const CONFORMANCE_QUERIES: &[&str] = &[
-    "type:booking.cancelled",
-    "venue:\"Olympic Hall\"",
-    "type:booking.cancelled AND venue:\"Olympic Hall\"",
-    "type:booking.cancelled OR type:refund.issued",
-    "NOT level:info",
-    "venue:\"Riverside Arena\" AND NOT level:info",
-    "amount:[100000 TO 200000]",
-    "amount:{100000 TO 200000}",
-    "latency_ms:[20 TO *]",
-    "ts:[2024-02-05T06:00:00Z TO 2024-02-05T08:00:00Z}",
-    "booking_id:BK-20240205-000110",
-    "booking_id:\"BK-20240205-000110\"",
-    "seat:A-1",
-    "payment.method:paypal",
-    "client.app:ios",
-    "expired",
-    "message:\"seat lock expired\"",
-    "(type:seat.locked OR type:payment.failed) AND service:payment",
-    "event_id:evt-0007",
-];
+fn conformance_queries() -> Vec<&'static str> {
+    indexer::conformance::query_syntax_cases().into_iter().map(|(query, _)| query).collect()
+}
 
 fn aggregation_request() -> SearchRequest {
     let aggs = ["terms:venue", "terms:payment.method", "terms:client.app", "date_histogram:ts:1h", "stats:amount"]
@@ -1359,7 +1341,7 @@ fn golden_files() -> Vec<(&'static str, Value)> {
     };
     let range_and_query = SearchRequest { query: "service:payment".into(), ..range.clone() };
     vec![
-        ("query_syntax_count_bodies.json", count_bodies(CONFORMANCE_QUERIES)),
+        ("query_syntax_count_bodies.json", count_bodies(&conformance_queries())),
         ("malformed_queries_count_bodies.json", count_bodies(&["amount:[1 TO", "venue:\"unclosed"])),
         (
             "time_range_count_bodies.json",
@@ -1414,9 +1396,9 @@ fn conformance_queries_translate_to_the_golden_request_bodies() {
 #[test]
 fn golden_query_bodies_use_query_string_with_the_tantivy_defaults() {
     let bodies = read_golden("query_syntax_count_bodies.json");
-    for query in CONFORMANCE_QUERIES {
-        let filter = &bodies[*query]["query"]["bool"]["filter"][0]["query_string"];
-        assert_eq!(filter["query"], *query);
+    for query in conformance_queries() {
+        let filter = &bodies[query]["query"]["bool"]["filter"][0]["query_string"];
+        assert_eq!(filter["query"], query);
         assert_eq!(filter["default_field"], "message");
         assert_eq!(filter["default_operator"], "OR");
     }

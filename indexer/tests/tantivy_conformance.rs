@@ -31,3 +31,24 @@ fn searching_a_missing_index_says_to_ingest_first() {
     let err = TantivyBackend::open_for_reading(&dir.path().join("nope")).unwrap_err().to_string();
     assert!(err.contains("tix-logs ingest"), "{err}");
 }
+
+/// tantivy's own set syntax (`field: IN [a b]`), which Elasticsearch's query string
+/// lacks: on numbers (columns, asked as ranges), on `event_id` and on `_id` (bytes terms).
+#[test]
+fn sets_of_numbers_and_ids_match_each_member() {
+    use indexer::backend::SearchRequest;
+    let mut backend = fresh_tantivy()();
+    backend.ensure_ready().unwrap();
+    let docs = indexer::conformance::sample_docs();
+    backend.index_batch(&docs).unwrap();
+    backend.flush().unwrap();
+    let count = |query: String| {
+        backend.count(&SearchRequest { query: query.clone(), ..SearchRequest::default() }).unwrap_or_else(|e| {
+            panic!("{query}: {e}");
+        })
+    };
+    assert_eq!(count("amount: IN [5000 15000 999]".into()), 2);
+    assert_eq!(count("event_id: IN [evt-0001 evt-0002 evt-9999]".into()), 2);
+    assert_eq!(count(format!("_id: IN [{} {}]", docs[3].id, docs[4].id)), 2);
+    assert_eq!(count(format!("_id:{}", docs[3].id.to_uppercase())), 0, "ids are case-sensitive");
+}
