@@ -5,6 +5,7 @@
 //! under [`EXTRA`] in tantivy (a JSON field with exact-match strings, like Elasticsearch's
 //! dynamic `keyword` mapping) so `client.app:ios` works on both backends.
 
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
@@ -111,6 +112,8 @@ pub struct TantivySchema {
     pub ts: Field,
     /// Handles of the known fields, parallel to [`FIELDS`].
     pub known: Vec<(FieldSpec, Field)>,
+    /// `known` by name: every key of every event is looked up here.
+    by_name: FxHashMap<&'static str, (FieldKind, Field)>,
 }
 
 impl std::fmt::Debug for TantivySchema {
@@ -164,7 +167,8 @@ pub fn tantivy_schema() -> TantivySchema {
     }
     let schema = builder.build();
     let ts = schema.get_field(TS).expect("ts is in FIELDS");
-    TantivySchema { schema, id, source, extra, kind, source_key, ts, known }
+    let by_name = known.iter().map(|(spec, field)| (spec.name, (spec.kind, *field))).collect();
+    TantivySchema { schema, id, source, extra, kind, source_key, ts, known, by_name }
 }
 
 impl TantivySchema {
@@ -175,17 +179,15 @@ impl TantivySchema {
         out.add_bytes(self.id, &crate::ids::id_term_bytes(id));
         out.add_text(self.kind, KIND_EVENT);
         out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
-        let mut extra: Option<Map<String, Value>> = None;
+        let mut extra: Vec<(String, OwnedValue)> = Vec::new();
         for (key, value) in doc {
-            match self.known.iter().find(|(spec, _)| spec.name == key) {
-                Some((spec, field)) => add_known(&mut out, spec.kind, *field, value),
-                None => {
-                    extra.get_or_insert_with(Map::new).insert(key.clone(), value.clone());
-                }
+            match self.by_name.get(key.as_str()) {
+                Some(&(kind, field)) => add_known(&mut out, kind, field, value),
+                None => extra.push((key.clone(), owned_json(value))),
             }
         }
-        if let Some(extra) = extra {
-            out.add_field_value(self.extra, &OwnedValue::from(extra));
+        if !extra.is_empty() {
+            out.add_field_value(self.extra, &OwnedValue::Object(extra));
         }
         out.add_text(self.source, serde_json::to_string(doc).unwrap_or_default());
         out
@@ -221,11 +223,25 @@ fn add_known(out: &mut TantivyDocument, kind: FieldKind, field: Field, value: &V
         }
         (FieldKind::Text, Value::String(s)) => out.add_text(field, s),
         (FieldKind::Object, Value::Object(map)) => {
-            out.add_field_value(field, &OwnedValue::from(map.clone()));
+            out.add_field_value(field, &owned_json_object(map));
         }
         // Validation guarantees types for events; bare JSON of the wrong type is skipped.
         _ => {}
     }
+}
+
+/// tantivy's own conversion of a JSON value (which also reads RFC 3339 strings as
+/// dates), without first cloning the whole tree as `OwnedValue::from` would need.
+fn owned_json(value: &Value) -> OwnedValue {
+    match value {
+        Value::Array(items) => OwnedValue::Array(items.iter().map(owned_json).collect()),
+        Value::Object(map) => owned_json_object(map),
+        leaf => OwnedValue::from(leaf.clone()),
+    }
+}
+
+fn owned_json_object(map: &Map<String, Value>) -> OwnedValue {
+    OwnedValue::Object(map.iter().map(|(key, value)| (key.clone(), owned_json(value))).collect())
 }
 
 #[cfg(test)]
@@ -251,6 +267,15 @@ mod tests {
         let out = schema.event_document("abc", 1_707_127_200_000, &doc);
         let json = tantivy::schema::document::Document::to_json(&out, &schema.schema);
         assert!(json.contains(r#""_extra":[{"client":{"app":"ios"}}]"#), "{json}");
+    }
+
+    #[test]
+    fn nested_values_convert_as_tantivy_converts_them() {
+        let value: Value = serde_json::from_str(
+            r#"{"a":[1,-2,1.5,18446744073709551615],"b":{"at":"2024-02-05T10:00:00Z","s":"x","n":null,"t":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(owned_json(&value), OwnedValue::from(value.clone()));
     }
 
     #[test]

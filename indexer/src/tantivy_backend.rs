@@ -334,8 +334,8 @@ mod tests {
     fn pending_ids_never_confuse_distinct_ids() {
         let mut pending = PendingIds::default();
         let lower = "0123456789abcdef0123456789abcdef";
-        pending.insert(lower);
-        pending.insert("evt-1");
+        assert!(pending.insert(lower) && pending.insert("evt-1"));
+        assert!(!pending.insert(lower) && !pending.insert("evt-1"), "a second insert reports the id as known");
         assert!(pending.contains(lower) && pending.contains("evt-1"));
         assert!(!pending.contains(&lower.to_uppercase()), "ids are case-sensitive, as the index is");
         assert!(!pending.contains("+123456789abcdef0123456789abcdef"));
@@ -378,11 +378,12 @@ impl Backend for TantivyBackend {
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
             if !doc.unseen_source {
-                if self.pending_ids.contains(&doc.id) || (check_committed && self.is_committed(&doc.id)?) {
+                // Committed first: a pending id was checked against the committed ones
+                // when it was added, and `insert` records the id only when it is new.
+                if (check_committed && self.is_committed(&doc.id)?) || !self.pending_ids.insert(&doc.id) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
-                self.pending_ids.insert(&doc.id);
             }
             let document = self.schema.event_document(&doc.id, doc.ts_millis, &doc.doc);
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
@@ -454,6 +455,7 @@ struct PendingIds {
 }
 
 impl PendingIds {
+    #[cfg(test)]
     fn contains(&self, id: &str) -> bool {
         match crate::ids::canonical_hex_id(id) {
             Some(key) => self.hex.contains(&key),
@@ -461,11 +463,12 @@ impl PendingIds {
         }
     }
 
-    fn insert(&mut self, id: &str) {
+    /// Adds `id`; false when it was already there.
+    fn insert(&mut self, id: &str) -> bool {
         match crate::ids::canonical_hex_id(id) {
             Some(key) => self.hex.insert(key),
-            None => self.other.insert(id.to_string()),
-        };
+            None => !self.other.contains(id) && self.other.insert(id.to_string()),
+        }
     }
 
     fn clear(&mut self) {
