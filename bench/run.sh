@@ -14,7 +14,9 @@
 # (pip), tantivy-cli 0.24 (cargo install, into ${TIX_BENCH_TOOLS:-~/.cache/tix-bench}).
 #
 # Environment: BENCH_OUT (default bench-out), TIX_BENCH_TOOLS, BENCH_SEED (default 42),
-# BENCH_THREADS (indexing threads for all three indexers, default 2).
+# BENCH_THREADS (indexing threads for all three indexers, default 2), BENCH_ROUNDS (ingest
+# runs per indexer, interleaved, the median reported; default 3: on a shared 2-core VM one
+# run of the same binary varies by up to 30%).
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -25,6 +27,7 @@ OUT="${BENCH_OUT:-$ROOT/bench-out}"
 TOOLS="${TIX_BENCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/tix-bench}"
 SEED="${BENCH_SEED:-42}"
 THREADS="${BENCH_THREADS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 TIX="$ROOT/target/release/tix-logs"
 GEN="$ROOT/target/release/tix-gen"
 BARE="$ROOT/target/release/tix-bare-index"
@@ -143,23 +146,39 @@ ingest_all() {
         threads_flag=(--threads "$THREADS")
     fi
 
-    log "ingest: tix-logs"
-    rm -rf "$OUT/index" "$OUT/dl"
-    timed ours "$TIX" ingest --index "$OUT/index" --dead-letter "$OUT/dl" --json \
-        "${threads_flag[@]}" "$OUT/events.ndjson.gz"
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        log "ingest round $round/$ROUNDS: tix-logs"
+        rm -rf "$OUT/index" "$OUT/dl"
+        timed "ours.$round" "$TIX" ingest --index "$OUT/index" --dead-letter "$OUT/dl" --json \
+            "${threads_flag[@]}" "$OUT/events.ndjson.gz"
+
+        log "ingest round $round/$ROUNDS: tantivy-cli index -t $THREADS (decompressed NDJSON on stdin)"
+        rm -rf "$OUT/tantivy-cli-index"
+        mkdir -p "$OUT/tantivy-cli-index"
+        cp "$ROOT/bench/tantivy-cli-meta.json" "$OUT/tantivy-cli-index/meta.json"
+        # shellcheck disable=SC2016 # expanded by the inner shell
+        timed "tantivy_cli.$round" bash -c '"$0" index -i "$1" -t "$2" < "$3"' \
+            "$TANTIVY" "$OUT/tantivy-cli-index" "$THREADS" "$OUT/events.ndjson"
+
+        log "ingest round $round/$ROUNDS: bare tantivy indexer (same schema, no validation/redaction/dedupe)"
+        rm -rf "$OUT/bare-index"
+        timed "bare.$round" "$BARE" --index "$OUT/bare-index" --threads "$THREADS" "$OUT/events.ndjson.gz"
+    done
+    # The median run by wall time of each indexer stands for it; every run is in ROUNDS_LOG.
+    local name
+    : >"$OUT/rounds.log"
+    for name in ours tantivy_cli bare; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            printf '%s %s %s\n' "$name" "$round" "$(cat "$OUT/$name.$round.stats")" >>"$OUT/rounds.log"
+        done
+        round=$(for ((r = 1; r <= ROUNDS; r++)); do echo "$(stat_field "$name.$r" 1) $r"; done |
+            sort -n | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m { print $2 }')
+        cp "$OUT/$name.$round.stats" "$OUT/$name.stats"
+        cp "$OUT/$name.$round.out" "$OUT/$name.out"
+        cp "$OUT/$name.$round.err" "$OUT/$name.err"
+    done
     cp "$OUT/ours.out" "$OUT/ours.json"
-
-    log "ingest: tantivy-cli index -t $THREADS (decompressed NDJSON on stdin)"
-    rm -rf "$OUT/tantivy-cli-index"
-    mkdir -p "$OUT/tantivy-cli-index"
-    cp "$ROOT/bench/tantivy-cli-meta.json" "$OUT/tantivy-cli-index/meta.json"
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    timed tantivy_cli bash -c '"$0" index -i "$1" -t "$2" < "$3"' \
-        "$TANTIVY" "$OUT/tantivy-cli-index" "$THREADS" "$OUT/events.ndjson"
-
-    log "ingest: bare tantivy indexer (same schema, no validation/redaction/dedupe)"
-    rm -rf "$OUT/bare-index"
-    timed bare "$BARE" --index "$OUT/bare-index" --threads "$THREADS" "$OUT/events.ndjson.gz"
 
     RAW_BYTES=$(stat -c %s "$OUT/events.ndjson")
     mb_raw=$(awk -v b="$RAW_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
@@ -196,7 +215,8 @@ ingest_all() {
     CPU_BARE=$(awk -v a="$c_ours" -v b="$c_bare" 'BEGIN { printf "%.2f", b / a }')
 
     echo
-    echo "Ingest of $N events ($mb_raw MB of NDJSON; tix-logs counted $records records), $THREADS indexing threads:"
+    echo "Ingest of $N events ($mb_raw MB of NDJSON; tix-logs counted $records records), $THREADS indexing threads;"
+    echo "median of $ROUNDS interleaved runs each (wall s of every run: $(rounds_summary)):"
     echo
     echo "| indexer | wall s | records/s | MB/s (raw JSON) | CPU s (user+sys) | MB per CPU-s | peak RSS MB |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -212,6 +232,11 @@ ingest_all() {
             echo "**$name exited with $code** (see $OUT/$name.err); its figures are not valid."
         fi
     done
+}
+
+# rounds_summary: "ours 9.7/10.1/12.5, tantivy_cli ..." from rounds.log.
+rounds_summary() {
+    awk '{ w[$1] = w[$1] (w[$1] == "" ? "" : "/") $3 } END { printf "ours %s, tantivy-cli %s, bare %s", w["ours"], w["tantivy_cli"], w["bare"] }' "$OUT/rounds.log"
 }
 
 # ----------------------------------------------------------------------- queries

@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,11 +263,11 @@ impl<'a> Pipeline<'a> {
         state: &mut SourceState,
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
-        let (receiver, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone())
+        let (channels, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone())
             .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
-        let result = self.consume(&receiver, key, state, dead_letter);
+        let result = self.consume(&channels, key, state, dead_letter);
         // If we stopped early, the reader's next send fails and it returns.
-        drop(receiver);
+        drop(channels);
         if let Err(panic) = handle.join() {
             // A crashed reader closes the channel exactly as a finished one does: without
             // this the object would count as completed with the records it never read.
@@ -291,12 +291,12 @@ impl<'a> Pipeline<'a> {
 
     fn consume(
         &mut self,
-        receiver: &Receiver<Vec<Item>>,
+        channels: &ReaderChannels,
         key: &str,
         state: &mut SourceState,
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
-        while let Ok(items) = receiver.recv() {
+        while let Ok(items) = channels.batches.recv() {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("pipeline.between_batches");
             if self.stop_requested() {
@@ -380,6 +380,7 @@ impl<'a> Pipeline<'a> {
                     }
                 }
             }
+            channels.give_back(docs);
             self.progress.batch_done(state.records, state.rejected);
             if self.docs_since_commit >= self.config.commit_every_docs {
                 // A mid-source commit: record the source as in progress in the same
@@ -466,6 +467,23 @@ impl SourceState {
     }
 }
 
+/// The indexing side's ends of the reader thread's channels.
+struct ReaderChannels {
+    /// Batches read, validated and redacted.
+    batches: Receiver<Vec<Item>>,
+    /// Indexed batches on their way back to be freed by the thread that allocated them:
+    /// the allocator frees a block on its own thread for less than on another.
+    spent: SyncSender<Vec<IndexDoc>>,
+}
+
+impl ReaderChannels {
+    /// Hands an indexed batch back to the reader. Never waits: when one batch is
+    /// already on its way back (or the reader is gone), this one is freed here.
+    fn give_back(&self, docs: Vec<IndexDoc>) {
+        let _ = self.spent.try_send(docs);
+    }
+}
+
 /// Starts the reader thread: decompress, frame, validate, redact, id; batches of items
 /// go through a small bounded channel so memory stays bounded by a few batches.
 fn spawn_reader(
@@ -473,8 +491,9 @@ fn spawn_reader(
     identity: SourceIdentity,
     unseen_source: bool,
     config: PipelineConfig,
-) -> std::io::Result<(Receiver<Vec<Item>>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(ReaderChannels, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = sync_channel::<Vec<Item>>(4);
+    let (spent_sender, spent) = sync_channel::<Vec<IndexDoc>>(1);
     let handle = std::thread::Builder::new().name("tix-reader".into()).spawn(move || {
         let limits = config.limits;
         let mut records = match crate::decode::decompress(reader, &limits) {
@@ -531,6 +550,9 @@ fn spawn_reader(
             let is_failure = matches!(item, Item::Failed(_));
             batch.push(item);
             if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
+                while let Ok(indexed) = spent.try_recv() {
+                    drop(indexed);
+                }
                 if sender.send(std::mem::take(&mut batch)).is_err() {
                     return;
                 }
@@ -544,7 +566,7 @@ fn spawn_reader(
             let _ = sender.send(batch);
         }
     })?;
-    Ok((receiver, handle))
+    Ok((ReaderChannels { batches: receiver, spent: spent_sender }, handle))
 }
 
 fn truncate(mut text: String, max: usize) -> String {
