@@ -165,7 +165,7 @@ ingest_all() {
         rm -rf "$OUT/bare-index"
         timed "bare.$round" "$BARE" --index "$OUT/bare-index" --threads "$THREADS" "$OUT/events.ndjson.gz"
     done
-    # The median run by wall time of each indexer stands for it; every run is in ROUNDS_LOG.
+    # The median run by wall time of each indexer stands for it; every run is in rounds.log.
     local name
     : >"$OUT/rounds.log"
     for name in ours tantivy_cli bare; do

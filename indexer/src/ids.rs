@@ -31,7 +31,7 @@ pub fn event_doc_id_hex(event_id: &str) -> String {
 
 /// The id as a 128-bit integer when it is in the canonical form (32 lowercase hex
 /// digits, as the ingester writes every id); `None` for any other string.
-pub fn canonical_hex_id(id: &str) -> Option<u128> {
+fn canonical_hex_id(id: &str) -> Option<u128> {
     let canonical = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     canonical.then(|| u128::from_str_radix(id, 16).ok()).flatten()
 }

@@ -110,10 +110,9 @@ pub struct TantivySchema {
     pub kind: Field,
     pub source_key: Field,
     pub ts: Field,
-    /// Handles of the known fields, parallel to [`FIELDS`].
-    pub known: Vec<(FieldSpec, Field)>,
-    /// `known` by name: every key of every event is looked up here.
-    by_name: FxHashMap<&'static str, (FieldKind, Field)>,
+    /// Kind and handle of each of [`FIELDS`] by name: every key of every event is
+    /// looked up here.
+    pub known: FxHashMap<&'static str, (FieldKind, Field)>,
 }
 
 impl std::fmt::Debug for TantivySchema {
@@ -136,7 +135,7 @@ pub fn tantivy_schema() -> TantivySchema {
         )
         .set_fast("raw");
     let extra = builder.add_json_field(EXTRA, raw_json.clone());
-    let mut known = Vec::with_capacity(FIELDS.len());
+    let mut known = FxHashMap::default();
     for spec in FIELDS {
         let field = match spec.kind {
             // Times and numbers are columns only. tantivy answers ranges on them from the
@@ -163,25 +162,25 @@ pub fn tantivy_schema() -> TantivySchema {
             ),
             FieldKind::Object => builder.add_json_field(spec.name, raw_json.clone()),
         };
-        known.push((*spec, field));
+        known.insert(spec.name, (spec.kind, field));
     }
     let schema = builder.build();
     let ts = schema.get_field(TS).expect("ts is in FIELDS");
-    let by_name = known.iter().map(|(spec, field)| (spec.name, (spec.kind, *field))).collect();
-    TantivySchema { schema, id, source, extra, kind, source_key, ts, known, by_name }
+    TantivySchema { schema, id, source, extra, kind, source_key, ts, known }
 }
 
 impl TantivySchema {
-    /// Maps a validated, redacted event to a tantivy document. `ts_millis` is the event
-    /// time the validator computed; `doc` is stored whole as `_source`.
-    pub fn event_document(&self, id: &str, ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
+    /// Maps a validated, redacted event to a tantivy document. `id_term` is its id as
+    /// [`crate::ids::id_term_bytes`] spells it, `ts_millis` the event time the validator
+    /// computed; `doc` is stored whole as `_source`.
+    pub fn event_document(&self, id_term: &[u8], ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
         let mut out = TantivyDocument::new();
-        out.add_bytes(self.id, &crate::ids::id_term_bytes(id));
+        out.add_bytes(self.id, id_term);
         out.add_text(self.kind, KIND_EVENT);
         out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
         let mut extra: Vec<(String, OwnedValue)> = Vec::new();
         for (key, value) in doc {
-            match self.by_name.get(key.as_str()) {
+            match self.known.get(key.as_str()) {
                 Some(&(kind, field)) => add_known(&mut out, kind, field, value),
                 None => extra.push((key.clone(), owned_json(value))),
             }
@@ -202,7 +201,7 @@ impl TantivySchema {
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
-        self.event_document(id, ts_millis, doc)
+        self.event_document(&crate::ids::id_term_bytes(id), ts_millis, doc)
     }
 }
 
@@ -264,7 +263,7 @@ mod tests {
             r#"{"ts":"2024-02-05T10:00:00.000Z","type":"booking.confirmed","client":{"app":"ios"}}"#,
         )
         .unwrap();
-        let out = schema.event_document("abc", 1_707_127_200_000, &doc);
+        let out = schema.event_document(b"abc", 1_707_127_200_000, &doc);
         let json = tantivy::schema::document::Document::to_json(&out, &schema.schema);
         assert!(json.contains(r#""_extra":[{"client":{"app":"ios"}}]"#), "{json}");
     }

@@ -165,8 +165,8 @@ impl TantivyBackend {
         Ok(())
     }
 
-    fn is_committed(&self, id: &str) -> Result<bool> {
-        let term = Term::from_field_bytes(self.schema.id, &crate::ids::id_term_bytes(id));
+    fn is_committed(&self, id_term: &[u8]) -> Result<bool> {
+        let term = Term::from_field_bytes(self.schema.id, id_term);
         for inverted in &self.committed_ids {
             if inverted.get_term_info(&term).map_err(|e| tantivy_error(&self.path, e))?.is_some() {
                 return Ok(true);
@@ -329,19 +329,48 @@ fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy>
 #[cfg(test)]
 mod tests {
     use super::PendingIds;
+    use crate::ids::id_term_bytes as term;
 
     #[test]
     fn pending_ids_never_confuse_distinct_ids() {
         let mut pending = PendingIds::default();
         let lower = "0123456789abcdef0123456789abcdef";
-        assert!(pending.insert(lower) && pending.insert("evt-1"));
-        assert!(!pending.insert(lower) && !pending.insert("evt-1"), "a second insert reports the id as known");
-        assert!(pending.contains(lower) && pending.contains("evt-1"));
-        assert!(!pending.contains(&lower.to_uppercase()), "ids are case-sensitive, as the index is");
-        assert!(!pending.contains("+123456789abcdef0123456789abcdef"));
-        assert!(!pending.contains("evt-2"));
+        assert!(pending.insert(&term(lower)) && pending.insert(&term("evt-1")));
+        assert!(
+            !pending.insert(&term(lower)) && !pending.insert(&term("evt-1")),
+            "a second insert reports the id as known"
+        );
+        assert!(pending.contains(&term(lower)) && pending.contains(&term("evt-1")));
+        assert!(!pending.contains(&term(&lower.to_uppercase())), "ids are case-sensitive, as the index is");
+        assert!(!pending.contains(&term("+123456789abcdef0123456789abcdef")));
+        assert!(!pending.contains(&term("evt-2")));
         pending.clear();
-        assert!(!pending.contains(lower));
+        assert!(!pending.contains(&term(lower)));
+    }
+
+    #[test]
+    fn a_date_alone_on_ts_is_the_whole_utc_day_and_other_exact_values_one_value() {
+        use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+        let range = |ast: UserInputAst| match ast {
+            UserInputAst::Leaf(leaf) => match *leaf {
+                UserInputLeaf::Range { field, lower, upper } => (field.unwrap_or_default(), lower, upper),
+                other => panic!("not a range: {other:?}"),
+            },
+            other => panic!("not a leaf: {other:?}"),
+        };
+        let inclusive = |s: &str| UserInputBound::Inclusive(s.to_string());
+        assert_eq!(
+            range(super::exact_value("ts", "2024-02-29".into())),
+            ("ts".into(), inclusive("2024-02-29T00:00:00Z"), UserInputBound::Exclusive("2024-03-01T00:00:00Z".into()))
+        );
+        assert_eq!(
+            range(super::exact_value("ts", "2024-02-05T06:00:00.000Z".into())),
+            ("ts".into(), inclusive("2024-02-05T06:00:00.000Z"), inclusive("2024-02-05T06:00:00.000Z"))
+        );
+        assert_eq!(
+            range(super::exact_value("amount", "150000".into())),
+            ("amount".into(), inclusive("150000"), inclusive("150000"))
+        );
     }
 }
 
@@ -375,17 +404,18 @@ impl Backend for TantivyBackend {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
+            let id_term = crate::ids::id_term_bytes(&doc.id);
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
             if !doc.unseen_source {
                 // Committed first: a pending id was checked against the committed ones
                 // when it was added, and `insert` records the id only when it is new.
-                if (check_committed && self.is_committed(&doc.id)?) || !self.pending_ids.insert(&doc.id) {
+                if (check_committed && self.is_committed(&id_term)?) || !self.pending_ids.insert(&id_term) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
             }
-            let document = self.schema.event_document(&doc.id, doc.ts_millis, &doc.doc);
+            let document = self.schema.event_document(&id_term, doc.ts_millis, &doc.doc);
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
             outcomes.push(Outcome::Indexed);
         }
@@ -446,33 +476,34 @@ impl Backend for TantivyBackend {
     }
 }
 
-/// Ids written since the last commit. tix-logs ids are 32 hex digits and are kept as one
-/// integer each; any other id is kept whole, so distinct ids can never collide.
+/// `_id` terms written since the last commit. A tix-logs id's term is 16 bytes and is
+/// kept as one integer; any other term is kept whole (it is never 16 bytes long, see
+/// `ids::id_term_bytes`), so distinct ids can never collide.
 #[derive(Default)]
 struct PendingIds {
-    hex: FxHashSet<u128>,
-    other: FxHashSet<String>,
+    canonical: FxHashSet<u128>,
+    other: FxHashSet<Vec<u8>>,
 }
 
 impl PendingIds {
     #[cfg(test)]
-    fn contains(&self, id: &str) -> bool {
-        match crate::ids::canonical_hex_id(id) {
-            Some(key) => self.hex.contains(&key),
-            None => self.other.contains(id),
+    fn contains(&self, id_term: &[u8]) -> bool {
+        match <[u8; 16]>::try_from(id_term) {
+            Ok(raw) => self.canonical.contains(&u128::from_be_bytes(raw)),
+            Err(_) => self.other.contains(id_term),
         }
     }
 
-    /// Adds `id`; false when it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        match crate::ids::canonical_hex_id(id) {
-            Some(key) => self.hex.insert(key),
-            None => !self.other.contains(id) && self.other.insert(id.to_string()),
+    /// Adds `id_term`; false when it was already there.
+    fn insert(&mut self, id_term: &[u8]) -> bool {
+        match <[u8; 16]>::try_from(id_term) {
+            Ok(raw) => self.canonical.insert(u128::from_be_bytes(raw)),
+            Err(_) => !self.other.contains(id_term) && self.other.insert(id_term.to_vec()),
         }
     }
 
     fn clear(&mut self) {
-        self.hex.clear();
+        self.canonical.clear();
         self.other.clear();
     }
 }
@@ -501,13 +532,9 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
         UserInputLeaf::Literal(mut literal) if !literal.prefix => {
             let field = literal.field_name.as_deref().map(tantivy_field_name);
             match field.as_deref() {
-                Some(schema::EVENT_ID) => {
+                Some(name) if is_id_field(name) => {
+                    literal.phrase = id_query_term(name, &literal.phrase);
                     literal.field_name = Some(schema::ID.to_string());
-                    literal.phrase = id_query_term(&crate::ids::event_doc_id_hex(&literal.phrase));
-                }
-                Some(schema::ID) => {
-                    literal.field_name = field;
-                    literal.phrase = id_query_term(&literal.phrase);
                 }
                 Some(name) if is_column_only(name) => return exact_value(name, literal.phrase),
                 _ => literal.field_name = field,
@@ -527,13 +554,10 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
         UserInputLeaf::Set { field, elements } => {
             let field = field.map(|f| tantivy_field_name(&f));
             match field.as_deref() {
-                Some(schema::EVENT_ID) => UserInputLeaf::Set {
+                Some(name) if is_id_field(name) => UserInputLeaf::Set {
                     field: Some(schema::ID.to_string()),
-                    elements: elements.iter().map(|e| id_query_term(&crate::ids::event_doc_id_hex(e))).collect(),
+                    elements: elements.iter().map(|e| id_query_term(name, e)).collect(),
                 },
-                Some(schema::ID) => {
-                    UserInputLeaf::Set { field, elements: elements.iter().map(|e| id_query_term(e)).collect() }
-                }
                 Some(name) if is_column_only(name) => {
                     let alternatives = elements.into_iter().map(|e| (Some(Occur::Should), exact_value(name, e)));
                     return UserInputAst::Clause(alternatives.collect());
@@ -574,10 +598,22 @@ fn next_day(field: &str, value: &str) -> Option<String> {
     Some(format!("{}T00:00:00Z", day.succ_opt()?.format("%Y-%m-%d")))
 }
 
-/// An id as tantivy's query parser reads a bytes term: standard base64.
-fn id_query_term(id: &str) -> String {
+/// Whether values of `field` are answered through `_id`: the id itself, or the
+/// `event_id` it derives from.
+fn is_id_field(field: &str) -> bool {
+    field == schema::ID || field == schema::EVENT_ID
+}
+
+/// A value of an id field (see [`is_id_field`]) as the `_id` term tantivy's query parser
+/// reads for a bytes field: standard base64.
+fn id_query_term(field: &str, value: &str) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(crate::ids::id_term_bytes(id))
+    let term = if field == schema::EVENT_ID {
+        crate::ids::event_doc_id(value).to_vec()
+    } else {
+        crate::ids::id_term_bytes(value)
+    };
+    base64::engine::general_purpose::STANDARD.encode(term)
 }
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {

@@ -1294,9 +1294,8 @@ fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
 // Query translation: golden request bodies and recorded responses
 // ---------------------------------------------------------------------------------------
 
-/// The queries of `conformance::query_syntax_matches_the_reference_predicates` (the
-/// suite keeps them inside the check, so they are repeated here; the live tier runs the
-/// check itself against a cluster).
+/// The queries of the conformance suite's query-syntax table, whose request bodies the
+/// goldens pin (the live tier runs the table itself against a cluster).
 fn conformance_queries() -> Vec<&'static str> {
     indexer::conformance::query_syntax_cases().into_iter().map(|(query, _)| query).collect()
 }

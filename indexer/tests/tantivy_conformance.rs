@@ -32,23 +32,40 @@ fn searching_a_missing_index_says_to_ingest_first() {
     assert!(err.contains("tix-logs ingest"), "{err}");
 }
 
-/// tantivy's own set syntax (`field: IN [a b]`), which Elasticsearch's query string
-/// lacks: on numbers (columns, asked as ranges), on `event_id` and on `_id` (bytes terms).
-#[test]
-fn sets_of_numbers_and_ids_match_each_member() {
-    use indexer::backend::SearchRequest;
+/// A fresh index holding the conformance suite's sample events, and their ids.
+fn sample_index() -> (Box<dyn Backend>, Vec<String>) {
     let mut backend = fresh_tantivy()();
     backend.ensure_ready().unwrap();
     let docs = indexer::conformance::sample_docs();
     backend.index_batch(&docs).unwrap();
     backend.flush().unwrap();
-    let count = |query: String| {
-        backend.count(&SearchRequest { query: query.clone(), ..SearchRequest::default() }).unwrap_or_else(|e| {
-            panic!("{query}: {e}");
-        })
-    };
-    assert_eq!(count("amount: IN [5000 15000 999]".into()), 2);
-    assert_eq!(count("event_id: IN [evt-0001 evt-0002 evt-9999]".into()), 2);
-    assert_eq!(count(format!("_id: IN [{} {}]", docs[3].id, docs[4].id)), 2);
-    assert_eq!(count(format!("_id:{}", docs[3].id.to_uppercase())), 0, "ids are case-sensitive");
+    (backend, docs.into_iter().map(|d| d.id).collect())
+}
+
+fn count(backend: &dyn Backend, query: &str) -> u64 {
+    let request = indexer::backend::SearchRequest { query: query.to_string(), ..Default::default() };
+    backend.count(&request).unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+/// tantivy's own set syntax (`field: IN [a b]`), which Elasticsearch's query string
+/// lacks: on numbers (columns, asked as ranges), on `event_id` and on `_id` (bytes terms).
+#[test]
+fn sets_of_numbers_and_ids_match_each_member() {
+    let (backend, ids) = sample_index();
+    let backend = backend.as_ref();
+    assert_eq!(count(backend, "amount: IN [5000 15000 999]"), 2);
+    assert_eq!(count(backend, "event_id: IN [evt-0001 evt-0002 evt-9999]"), 2);
+    assert_eq!(count(backend, &format!("_id: IN [{} {}]", ids[3], ids[4])), 2);
+    assert_eq!(count(backend, &format!("_id:{}", ids[3].to_uppercase())), 0, "ids are case-sensitive");
+}
+
+/// The sample events all fall on 2024-02-05, so the shared table cannot tell "that day"
+/// from "everything"; the neighbouring days can.
+#[test]
+fn a_date_alone_matches_that_utc_day_only() {
+    let (backend, ids) = sample_index();
+    let backend = backend.as_ref();
+    assert_eq!(count(backend, "ts:2024-02-05"), ids.len() as u64);
+    assert_eq!(count(backend, "ts:2024-02-04"), 0);
+    assert_eq!(count(backend, "ts:2024-02-06"), 0);
 }

@@ -550,9 +550,8 @@ fn spawn_reader(
             let is_failure = matches!(item, Item::Failed(_));
             batch.push(item);
             if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
-                while let Ok(indexed) = spent.try_recv() {
-                    drop(indexed);
-                }
+                // Free the batches the indexing side is done with, here where they were made.
+                while spent.try_recv().is_ok() {}
                 if sender.send(std::mem::take(&mut batch)).is_err() {
                     return;
                 }
