@@ -9,9 +9,11 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
 use tantivy::{DateTime, TantivyDocument};
+
+use crate::ids::IdKey;
 
 /// How a known field is indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +44,13 @@ pub const TS: &str = "ts";
 pub const ES_TIMESTAMP: &str = "@timestamp";
 /// The event type field.
 pub const TYPE: &str = "type";
-/// The document id field (tantivy) and metadata name (Elasticsearch).
+/// The document id field (tantivy: stored only, see [`ID_KEY`]) and metadata name
+/// (Elasticsearch).
 pub const ID: &str = "_id";
+/// The tantivy dictionary term of a document id and the column it is checked against:
+/// see [`crate::ids::IdKey`]. Queries on `_id` and `event_id` are rewritten to them.
+pub const ID_KEY: &str = "_id_key";
+pub const ID_LOW: &str = "_id_low";
 /// The stored, redacted event as JSON, returned in hits.
 pub const SOURCE: &str = "_source";
 /// The tantivy JSON field holding unknown fields.
@@ -105,6 +112,8 @@ pub fn is_known_path(name: &str) -> bool {
 pub struct TantivySchema {
     pub schema: Schema,
     pub id: Field,
+    pub id_key: Field,
+    pub id_low: Field,
     pub source: Field,
     pub extra: Field,
     pub kind: Field,
@@ -124,16 +133,21 @@ impl std::fmt::Debug for TantivySchema {
 /// Builds the tantivy schema of an event index.
 pub fn tantivy_schema() -> TantivySchema {
     let mut builder = Schema::builder();
-    // Bytes, not text: see `ids::id_term_bytes`.
-    let id = builder.add_bytes_field(ID, INDEXED | STORED);
+    // Bytes, not text, and split in two: see `ids::IdKey`.
+    let id = builder.add_bytes_field(ID, STORED);
+    let id_key = builder.add_bytes_field(ID_KEY, INDEXED);
+    let id_low = builder.add_u64_field(ID_LOW, FAST);
     let source = builder.add_text_field(SOURCE, STORED);
-    let kind = builder.add_text_field(DOC_KIND, STRING);
-    let source_key = builder.add_text_field(SOURCE_KEY, STRING);
-    let raw_json = JsonObjectOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default().set_tokenizer("raw").set_index_option(IndexRecordOption::Basic),
-        )
-        .set_fast("raw");
+    // Exact-match values: one untokenized term each, and no field norms. Norms serve
+    // relevance scoring of text, and hits here are sorted by time or a column.
+    let exact = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let keyword = TextOptions::default().set_indexing_options(exact.clone());
+    let kind = builder.add_text_field(DOC_KIND, keyword.clone());
+    let source_key = builder.add_text_field(SOURCE_KEY, keyword.clone());
+    let raw_json = JsonObjectOptions::default().set_indexing_options(exact).set_fast("raw");
     let extra = builder.add_json_field(EXTRA, raw_json.clone());
     let mut known = FxHashMap::default();
     for spec in FIELDS {
@@ -146,11 +160,11 @@ pub fn tantivy_schema() -> TantivySchema {
                 spec.name,
                 DateOptions::default().set_fast().set_precision(DateTimePrecision::Milliseconds),
             ),
-            FieldKind::Keyword { fast: true } => builder.add_text_field(spec.name, STRING | FAST),
+            FieldKind::Keyword { fast: true } => builder.add_text_field(spec.name, keyword.clone() | FAST),
             FieldKind::Keyword { .. } if spec.name == EVENT_ID => {
                 builder.add_text_field(spec.name, TextOptions::default())
             }
-            FieldKind::Keyword { fast: false } => builder.add_text_field(spec.name, STRING),
+            FieldKind::Keyword { fast: false } => builder.add_text_field(spec.name, keyword.clone()),
             FieldKind::Number => builder.add_f64_field(spec.name, NumericOptions::default().set_fast()),
             FieldKind::Text => builder.add_text_field(
                 spec.name,
@@ -166,16 +180,20 @@ pub fn tantivy_schema() -> TantivySchema {
     }
     let schema = builder.build();
     let ts = schema.get_field(TS).expect("ts is in FIELDS");
-    TantivySchema { schema, id, source, extra, kind, source_key, ts, known }
+    TantivySchema { schema, id, id_key, id_low, source, extra, kind, source_key, ts, known }
 }
 
 impl TantivySchema {
-    /// Maps a validated, redacted event to a tantivy document. `id_term` is its id as
-    /// [`crate::ids::id_term_bytes`] spells it, `ts_millis` the event time the validator
-    /// computed; `doc` is stored whole as `_source`.
-    pub fn event_document(&self, id_term: &[u8], ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
+    /// Maps a validated, redacted event to a tantivy document. `id` is its id,
+    /// `ts_millis` the event time the validator computed; `doc` is stored whole as
+    /// `_source`.
+    pub fn event_document(&self, id: &IdKey, ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
         let mut out = TantivyDocument::new();
-        out.add_bytes(self.id, id_term);
+        out.add_bytes(self.id, &id.stored_bytes());
+        out.add_bytes(self.id_key, &id.term());
+        if let Some(low) = id.low() {
+            out.add_u64(self.id_low, low);
+        }
         out.add_text(self.kind, KIND_EVENT);
         out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
         let mut extra: Vec<(String, OwnedValue)> = Vec::new();
@@ -201,7 +219,7 @@ impl TantivySchema {
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
-        self.event_document(&crate::ids::id_term_bytes(id), ts_millis, doc)
+        self.event_document(&IdKey::of(id), ts_millis, doc)
     }
 }
 
@@ -263,7 +281,7 @@ mod tests {
             r#"{"ts":"2024-02-05T10:00:00.000Z","type":"booking.confirmed","client":{"app":"ios"}}"#,
         )
         .unwrap();
-        let out = schema.event_document(b"abc", 1_707_127_200_000, &doc);
+        let out = schema.event_document(&IdKey::of("abc"), 1_707_127_200_000, &doc);
         let json = tantivy::schema::document::Document::to_json(&out, &schema.schema);
         assert!(json.contains(r#""_extra":[{"client":{"app":"ios"}}]"#), "{json}");
     }

@@ -4,7 +4,7 @@
 //! source's checkpoint is committed atomically with its documents: a crash leaves either
 //! both or neither. Duplicates are found by id: ids written since the last commit are
 //! kept in memory, earlier ones are looked up in the committed segments' term
-//! dictionaries.
+//! dictionaries (and id columns: see `ids::IdKey`).
 
 use std::collections::Bound;
 use std::path::{Path, PathBuf};
@@ -15,16 +15,18 @@ use serde_json::{Map, Value};
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, TopDocs};
+use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{
-    DateTime, DocAddress, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy, Searcher,
-    TantivyDocument, TantivyError, Term,
+    DateTime, DocAddress, DocSet, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy, Searcher,
+    TantivyDocument, TantivyError, Term, TERMINATED,
 };
 
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::ids::IdKey;
 use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
 use crate::{Error, Result};
 
@@ -59,7 +61,7 @@ pub struct TantivyBackend {
     /// Source records to write with the next commit.
     pending_sources: Vec<SourceRecord>,
     /// `_id` term dictionaries of the committed segments.
-    committed_ids: Vec<Arc<InvertedIndexReader>>,
+    committed_ids: Vec<CommittedIds>,
 }
 
 impl std::fmt::Debug for TantivyBackend {
@@ -157,19 +159,34 @@ impl TantivyBackend {
 
     fn refresh_committed(&mut self) -> Result<()> {
         let searcher = self.reader.searcher();
-        let mut readers = Vec::new();
+        let mut committed = Vec::new();
         for segment in searcher.segment_readers() {
-            readers.push(segment.inverted_index(self.schema.id).map_err(|e| tantivy_error(&self.path, e))?);
+            let error = |e| tantivy_error(&self.path, e);
+            committed.push(CommittedIds {
+                keys: segment.inverted_index(self.schema.id_key).map_err(error)?,
+                lows: segment.fast_fields().column_opt::<u64>(schema::ID_LOW).map_err(error)?,
+            });
         }
-        self.committed_ids = readers;
+        self.committed_ids = committed;
         Ok(())
     }
 
-    fn is_committed(&self, id_term: &[u8]) -> Result<bool> {
-        let term = Term::from_field_bytes(self.schema.id, id_term);
-        for inverted in &self.committed_ids {
-            if inverted.get_term_info(&term).map_err(|e| tantivy_error(&self.path, e))?.is_some() {
-                return Ok(true);
+    fn is_committed(&self, id: &IdKey) -> Result<bool> {
+        let term = Term::from_field_bytes(self.schema.id_key, &id.term());
+        let error = |e| tantivy_error(&self.path, e);
+        for segment in &self.committed_ids {
+            let Some(info) = segment.keys.get_term_info(&term).map_err(error)? else { continue };
+            let Some(low) = id.low() else { return Ok(true) };
+            // The term is half of the id: a document with the same term is this id only
+            // when its other half matches too. Almost always that is the one document.
+            let Some(lows) = &segment.lows else { continue };
+            let mut docs = segment.keys.read_postings_from_terminfo(&info, IndexRecordOption::Basic).map_err(error)?;
+            let mut doc = docs.doc();
+            while doc != TERMINATED {
+                if lows.first(doc) == Some(low) {
+                    return Ok(true);
+                }
+                doc = docs.advance();
             }
         }
         Ok(false)
@@ -255,7 +272,7 @@ impl TantivyBackend {
             let id = doc
                 .get_first(self.schema.id)
                 .and_then(|v| v.as_bytes())
-                .and_then(crate::ids::id_from_term_bytes)
+                .and_then(IdKey::id_from_stored)
                 .unwrap_or_default();
             let source = doc
                 .get_first(self.schema.source)
@@ -329,7 +346,11 @@ fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy>
 #[cfg(test)]
 mod tests {
     use super::PendingIds;
-    use crate::ids::id_term_bytes as term;
+    use crate::ids::IdKey;
+
+    fn term(id: &str) -> IdKey {
+        IdKey::of(id)
+    }
 
     #[test]
     fn pending_ids_never_confuse_distinct_ids() {
@@ -404,18 +425,18 @@ impl Backend for TantivyBackend {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
-            let id_term = crate::ids::id_term_bytes(&doc.id);
+            let id = IdKey::of(&doc.id);
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
             if !doc.unseen_source {
                 // Committed first: a pending id was checked against the committed ones
                 // when it was added, and `insert` records the id only when it is new.
-                if (check_committed && self.is_committed(&id_term)?) || !self.pending_ids.insert(&id_term) {
+                if (check_committed && self.is_committed(&id)?) || !self.pending_ids.insert(&id) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
             }
-            let document = self.schema.event_document(&id_term, doc.ts_millis, &doc.doc);
+            let document = self.schema.event_document(&id, doc.ts_millis, &doc.doc);
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
             outcomes.push(Outcome::Indexed);
         }
@@ -476,29 +497,35 @@ impl Backend for TantivyBackend {
     }
 }
 
-/// `_id` terms written since the last commit. A tix-logs id's term is 16 bytes and is
-/// kept as one integer; any other term is kept whole (it is never 16 bytes long, see
-/// `ids::id_term_bytes`), so distinct ids can never collide.
+/// The ids of one committed segment: its `_id_key` dictionary and `_id_low` column
+/// (absent when the segment holds no canonical id).
+struct CommittedIds {
+    keys: Arc<InvertedIndexReader>,
+    lows: Option<Column<u64>>,
+}
+
+/// Ids written since the last commit, whole: a tix-logs id as one integer, any other
+/// by its verbatim bytes.
 #[derive(Default)]
 struct PendingIds {
     canonical: FxHashSet<u128>,
-    other: FxHashSet<Vec<u8>>,
+    other: FxHashSet<Box<[u8]>>,
 }
 
 impl PendingIds {
     #[cfg(test)]
-    fn contains(&self, id_term: &[u8]) -> bool {
-        match <[u8; 16]>::try_from(id_term) {
-            Ok(raw) => self.canonical.contains(&u128::from_be_bytes(raw)),
-            Err(_) => self.other.contains(id_term),
+    fn contains(&self, id: &IdKey) -> bool {
+        match id {
+            IdKey::Canonical(value) => self.canonical.contains(value),
+            IdKey::Verbatim(bytes) => self.other.contains(bytes),
         }
     }
 
-    /// Adds `id_term`; false when it was already there.
-    fn insert(&mut self, id_term: &[u8]) -> bool {
-        match <[u8; 16]>::try_from(id_term) {
-            Ok(raw) => self.canonical.insert(u128::from_be_bytes(raw)),
-            Err(_) => !self.other.contains(id_term) && self.other.insert(id_term.to_vec()),
+    /// Adds `id`; false when it was already there.
+    fn insert(&mut self, id: &IdKey) -> bool {
+        match id {
+            IdKey::Canonical(value) => self.canonical.insert(*value),
+            IdKey::Verbatim(bytes) => !self.other.contains(bytes) && self.other.insert(bytes.clone()),
         }
     }
 
@@ -532,10 +559,7 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
         UserInputLeaf::Literal(mut literal) if !literal.prefix => {
             let field = literal.field_name.as_deref().map(tantivy_field_name);
             match field.as_deref() {
-                Some(name) if is_id_field(name) => {
-                    literal.phrase = id_query_term(name, &literal.phrase);
-                    literal.field_name = Some(schema::ID.to_string());
-                }
+                Some(name) if is_id_field(name) => return id_query(name, &literal.phrase),
                 Some(name) if is_column_only(name) => return exact_value(name, literal.phrase),
                 _ => literal.field_name = field,
             }
@@ -554,10 +578,10 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
         UserInputLeaf::Set { field, elements } => {
             let field = field.map(|f| tantivy_field_name(&f));
             match field.as_deref() {
-                Some(name) if is_id_field(name) => UserInputLeaf::Set {
-                    field: Some(schema::ID.to_string()),
-                    elements: elements.iter().map(|e| id_query_term(name, e)).collect(),
-                },
+                Some(name) if is_id_field(name) => {
+                    let alternatives = elements.iter().map(|e| (Some(Occur::Should), id_query(name, e)));
+                    return UserInputAst::Clause(alternatives.collect());
+                }
                 Some(name) if is_column_only(name) => {
                     let alternatives = elements.into_iter().map(|e| (Some(Occur::Should), exact_value(name, e)));
                     return UserInputAst::Clause(alternatives.collect());
@@ -604,16 +628,26 @@ fn is_id_field(field: &str) -> bool {
     field == schema::ID || field == schema::EVENT_ID
 }
 
-/// A value of an id field (see [`is_id_field`]) as the `_id` term tantivy's query parser
-/// reads for a bytes field: standard base64.
-fn id_query_term(field: &str, value: &str) -> String {
+/// `field:value` on an id field (see [`is_id_field`]): the id's `_id_key` term (in the
+/// standard base64 tantivy's query parser reads for a bytes field) and, for a canonical
+/// id, its `_id_low` value.
+fn id_query(field: &str, value: &str) -> UserInputAst {
     use base64::Engine;
-    let term = if field == schema::EVENT_ID {
-        crate::ids::event_doc_id(value).to_vec()
-    } else {
-        crate::ids::id_term_bytes(value)
-    };
-    base64::engine::general_purpose::STANDARD.encode(term)
+    let id = if field == schema::EVENT_ID { IdKey::of_event_id(value) } else { IdKey::of(value) };
+    let term = UserInputAst::Leaf(Box::new(UserInputLeaf::Literal(UserInputLiteral {
+        field_name: Some(schema::ID_KEY.to_string()),
+        phrase: base64::engine::general_purpose::STANDARD.encode(id.term()),
+        delimiter: Delimiter::None,
+        slop: 0,
+        prefix: false,
+    })));
+    let Some(low) = id.low() else { return term };
+    let low = UserInputAst::Leaf(Box::new(UserInputLeaf::Range {
+        field: Some(schema::ID_LOW.to_string()),
+        lower: UserInputBound::Inclusive(low.to_string()),
+        upper: UserInputBound::Inclusive(low.to_string()),
+    }));
+    UserInputAst::Clause(vec![(Some(Occur::Must), term), (Some(Occur::Must), low)])
 }
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {

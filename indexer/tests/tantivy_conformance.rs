@@ -69,3 +69,42 @@ fn a_date_alone_matches_that_utc_day_only() {
     assert_eq!(count(backend, "ts:2024-02-04"), 0);
     assert_eq!(count(backend, "ts:2024-02-06"), 0);
 }
+
+/// Only half of an id is a dictionary term in tantivy (`ids::IdKey`); ids that share that
+/// half are still told apart by the other, both for duplicates and for queries.
+#[test]
+fn ids_sharing_their_dictionary_half_stay_distinct() {
+    let mut backend = fresh_tantivy()();
+    backend.ensure_ready().unwrap();
+    let high = "0123456789abcdef";
+    let doc_with = |id: String| {
+        let mut doc = indexer::conformance::sample_docs().remove(0);
+        doc.id = id;
+        doc
+    };
+    let (a, b, c) =
+        (format!("{high}0000000000000001"), format!("{high}0000000000000002"), format!("{high}ffffffffffffffff"));
+    let outcomes = |backend: &mut Box<dyn Backend>, ids: &[&String]| {
+        backend.index_batch(&ids.iter().map(|id| doc_with(id.to_string())).collect::<Vec<_>>()).unwrap()
+    };
+    use indexer::Outcome::{Duplicate, Indexed};
+
+    // Before a commit (the pending set) ...
+    assert_eq!(outcomes(&mut backend, &[&a, &b, &a]), vec![Indexed, Indexed, Duplicate]);
+    backend.flush().unwrap();
+    // ... and after it (the committed dictionary and column).
+    assert_eq!(outcomes(&mut backend, &[&b, &c, &a, &c]), vec![Duplicate, Indexed, Duplicate, Duplicate]);
+    backend.flush().unwrap();
+
+    let backend = backend.as_ref();
+    assert_eq!(count(backend, &format!("_id:{a}")), 1);
+    assert_eq!(count(backend, &format!("_id:{c}")), 1);
+    assert_eq!(count(backend, &format!("_id:{high}0000000000000003")), 0, "same half, no such id");
+    assert_eq!(count(backend, &format!("NOT _id:{b}")), 2);
+    assert_eq!(count(backend, &format!("_id: IN [{a} {c} {high}0000000000000003]")), 2);
+    let hits = backend
+        .search(&indexer::backend::SearchRequest { query: format!("_id:{c}"), limit: 5, ..Default::default() })
+        .unwrap()
+        .hits;
+    assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec![c.as_str()], "hits carry the whole id");
+}
