@@ -224,13 +224,17 @@ ingest_all() {
     echo
     echo "Wall-throughput ratio ours / tantivy-cli: ${RATIO_TCLI}x (target >= 1.3x); ours / bare tantivy: ${RATIO_BARE}x (target >= 0.8x)."
     echo "Per CPU-second: ours / tantivy-cli ${CPU_TCLI}x, ours / bare ${CPU_BARE}x (steadier than wall time on a busy machine)."
+    # Any failed round invalidates the figures, not only a failed median run: a run that
+    # dies early is also the fastest and would distort the median.
     local name code
     for name in ours tantivy_cli bare; do
-        code=$(stat_field "$name" 5)
-        if [[ "$code" != 0 ]]; then
-            echo
-            echo "**$name exited with $code** (see $OUT/$name.err); its figures are not valid."
-        fi
+        for ((round = 1; round <= ROUNDS; round++)); do
+            code=$(stat_field "$name.$round" 5)
+            if [[ "$code" != 0 ]]; then
+                echo
+                echo "**$name round $round exited with $code** (see $OUT/$name.$round.err); its figures are not valid."
+            fi
+        done
     done
 }
 

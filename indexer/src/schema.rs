@@ -47,9 +47,10 @@ pub const TYPE: &str = "type";
 /// The document id field (tantivy: stored only, see [`ID_KEY`]) and metadata name
 /// (Elasticsearch).
 pub const ID: &str = "_id";
-/// The tantivy dictionary term of a document id and the column it is checked against:
-/// see [`crate::ids::IdKey`]. Queries on `_id` and `event_id` are rewritten to them.
+/// The tantivy dictionary term of a document id: see [`crate::ids::IdKey`]. Queries on
+/// `_id` and `event_id` are rewritten to it and [`ID_LOW`].
 pub const ID_KEY: &str = "_id_key";
+/// The tantivy column a match on [`ID_KEY`] is checked against.
 pub const ID_LOW: &str = "_id_low";
 /// The stored, redacted event as JSON, returned in hits.
 pub const SOURCE: &str = "_source";

@@ -60,7 +60,7 @@ pub struct TantivyBackend {
     pending_ids: PendingIds,
     /// Source records to write with the next commit.
     pending_sources: Vec<SourceRecord>,
-    /// `_id` term dictionaries of the committed segments.
+    /// Id dictionaries and columns of the committed segments.
     committed_ids: Vec<CommittedIds>,
 }
 
@@ -348,25 +348,21 @@ mod tests {
     use super::PendingIds;
     use crate::ids::IdKey;
 
-    fn term(id: &str) -> IdKey {
-        IdKey::of(id)
-    }
-
     #[test]
     fn pending_ids_never_confuse_distinct_ids() {
         let mut pending = PendingIds::default();
         let lower = "0123456789abcdef0123456789abcdef";
-        assert!(pending.insert(&term(lower)) && pending.insert(&term("evt-1")));
+        assert!(pending.insert(&IdKey::of(lower)) && pending.insert(&IdKey::of("evt-1")));
         assert!(
-            !pending.insert(&term(lower)) && !pending.insert(&term("evt-1")),
+            !pending.insert(&IdKey::of(lower)) && !pending.insert(&IdKey::of("evt-1")),
             "a second insert reports the id as known"
         );
-        assert!(pending.contains(&term(lower)) && pending.contains(&term("evt-1")));
-        assert!(!pending.contains(&term(&lower.to_uppercase())), "ids are case-sensitive, as the index is");
-        assert!(!pending.contains(&term("+123456789abcdef0123456789abcdef")));
-        assert!(!pending.contains(&term("evt-2")));
+        assert!(pending.contains(&IdKey::of(lower)) && pending.contains(&IdKey::of("evt-1")));
+        assert!(!pending.contains(&IdKey::of(&lower.to_uppercase())), "ids are case-sensitive, as the index is");
+        assert!(!pending.contains(&IdKey::of("+123456789abcdef0123456789abcdef")));
+        assert!(!pending.contains(&IdKey::of("evt-2")));
         pending.clear();
-        assert!(!pending.contains(&term(lower)));
+        assert!(!pending.contains(&IdKey::of(lower)));
     }
 
     #[test]
@@ -642,11 +638,7 @@ fn id_query(field: &str, value: &str) -> UserInputAst {
         prefix: false,
     })));
     let Some(low) = id.low() else { return term };
-    let low = UserInputAst::Leaf(Box::new(UserInputLeaf::Range {
-        field: Some(schema::ID_LOW.to_string()),
-        lower: UserInputBound::Inclusive(low.to_string()),
-        upper: UserInputBound::Inclusive(low.to_string()),
-    }));
+    let low = exact_value(schema::ID_LOW, low.to_string());
     UserInputAst::Clause(vec![(Some(Occur::Must), term), (Some(Occur::Must), low)])
 }
 

@@ -77,11 +77,8 @@ fn ids_sharing_their_dictionary_half_stay_distinct() {
     let mut backend = fresh_tantivy()();
     backend.ensure_ready().unwrap();
     let high = "0123456789abcdef";
-    let doc_with = |id: String| {
-        let mut doc = indexer::conformance::sample_docs().remove(0);
-        doc.id = id;
-        doc
-    };
+    let template = indexer::conformance::sample_docs().remove(0);
+    let doc_with = |id: String| indexer::IndexDoc { id, ..template.clone() };
     let (a, b, c) =
         (format!("{high}0000000000000001"), format!("{high}0000000000000002"), format!("{high}ffffffffffffffff"));
     let outcomes = |backend: &mut Box<dyn Backend>, ids: &[&String]| {

@@ -538,7 +538,7 @@ fn mask_cards(s: &str) -> Option<String> {
                 offsets.push(j);
                 j += 1;
             }
-            if j + 1 < b.len() && matches!(b[j], b' ' | b'-') && b[j + 1].is_ascii_digit() {
+            if joins_digits(b, j) {
                 j += 1;
             } else {
                 break;
@@ -570,11 +570,17 @@ fn has_card_length_run(b: &[u8]) -> bool {
             if run >= MIN_CARD {
                 return true;
             }
-        } else if !(run > 0 && matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+        } else if !(run > 0 && joins_digits(b, i)) {
             run = 0;
         }
     }
     false
+}
+
+/// Whether `b[i]` is a single space or hyphen with a digit after it: a separator inside
+/// a card number as people write one.
+fn joins_digits(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i), Some(b' ' | b'-')) && b.get(i + 1).is_some_and(u8::is_ascii_digit)
 }
 
 /// Digit ranges of one run to mask, merged and in order.
