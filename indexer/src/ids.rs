@@ -3,11 +3,8 @@
 //!
 //! Changing the encoding re-ids every document; golden vectors in `ingest::id` pin it.
 //!
-//! Also how tantivy keeps an id ([`IdKey`]): one random id per document makes the id
-//! the largest term dictionary of the index, and building that dictionary (an FST) costs
-//! in proportion to each term's unshared suffix. So only half of a tix-logs id is a term
-//! (8 bytes) and the other half is a column that a lookup checks: for 1M ids, building
-//! the dictionary took 1.4 s of CPU instead of 3.1 s with the whole 16 bytes.
+//! Also how tantivy keeps an id ([`IdKey`]): a 128-bit number, whose halves are the
+//! `_id_high`/`_id_low` columns and which the segment's id set (`id_set`) holds.
 
 use sha2::{Digest, Sha256};
 
@@ -40,19 +37,19 @@ fn canonical_hex_id(id: &str) -> Option<u128> {
 
 /// Marks an id kept verbatim: `0xFF` never occurs in UTF-8.
 const VERBATIM: u8 = 0xFF;
+const VERBATIM_DOMAIN: &[u8] = b"tix-logs/v1/verbatim-id\0";
 
-/// A document id as the tantivy backend keeps it.
+/// A document id as the tantivy backend keeps it: 128 bits.
 ///
-/// - A canonical id (32 lowercase hex digits, what the ingester writes) is 128 bits:
-///   its high 64 bits are the dictionary term ([`IdKey::term`]), its low 64 bits a
-///   column ([`IdKey::low`]) that a term match is checked against.
-/// - Any other id is kept whole, as `0xFF` and its UTF-8, with a second `0xFF` when that
-///   would make 8 or 16 bytes. So a verbatim term never looks like a canonical one, and
-///   it alone identifies the id.
+/// - A canonical id (32 lowercase hex digits, what the ingester writes) is its own value.
+/// - Any other id (only tests and the benchmark's reference indexer make them) has the
+///   first 128 bits of a SHA-256 of it as its value, so two ids collide no more often
+///   than two canonical ids do; it is stored as `0xFF` and its UTF-8, with a second
+///   `0xFF` when that would make 16 bytes, so hits give it back as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IdKey {
     Canonical(u128),
-    Verbatim(Box<[u8]>),
+    Verbatim { value: u128, stored: Box<[u8]> },
 }
 
 impl IdKey {
@@ -61,13 +58,19 @@ impl IdKey {
         if let Some(value) = canonical_hex_id(id) {
             return IdKey::Canonical(value);
         }
-        let mut out = Vec::with_capacity(id.len() + 2);
-        out.push(VERBATIM);
-        out.extend_from_slice(id.as_bytes());
-        if out.len() == 8 || out.len() == 16 {
-            out.push(VERBATIM);
+        let mut hasher = Sha256::new();
+        hasher.update(VERBATIM_DOMAIN);
+        hasher.update((id.len() as u64).to_le_bytes());
+        hasher.update(id.as_bytes());
+        let digest = hasher.finalize();
+        let value = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+        let mut stored = Vec::with_capacity(id.len() + 2);
+        stored.push(VERBATIM);
+        stored.extend_from_slice(id.as_bytes());
+        if stored.len() == 16 {
+            stored.push(VERBATIM);
         }
-        IdKey::Verbatim(out.into_boxed_slice())
+        IdKey::Verbatim { value, stored: stored.into_boxed_slice() }
     }
 
     /// The key of the document an event with this `event_id` has.
@@ -75,27 +78,28 @@ impl IdKey {
         IdKey::Canonical(u128::from_be_bytes(event_doc_id(event_id)))
     }
 
-    /// The dictionary term: 8 bytes for a canonical id, the verbatim bytes otherwise.
-    pub fn term(&self) -> Vec<u8> {
+    /// The 128-bit value: what the id set holds and duplicates are found by.
+    pub fn value(&self) -> u128 {
         match self {
-            IdKey::Canonical(value) => ((value >> 64) as u64).to_be_bytes().to_vec(),
-            IdKey::Verbatim(bytes) => bytes.to_vec(),
+            IdKey::Canonical(value) | IdKey::Verbatim { value, .. } => *value,
         }
     }
 
-    /// The half of a canonical id that is not in the term; `None` for a verbatim id.
-    pub fn low(&self) -> Option<u64> {
-        match self {
-            IdKey::Canonical(value) => Some(*value as u64),
-            IdKey::Verbatim(_) => None,
-        }
+    /// The high 64 bits (the `_id_high` column).
+    pub fn high(&self) -> u64 {
+        (self.value() >> 64) as u64
+    }
+
+    /// The low 64 bits (the `_id_low` column).
+    pub fn low(&self) -> u64 {
+        self.value() as u64
     }
 
     /// The whole id as stored with the document: 16 bytes, or the verbatim bytes.
     pub fn stored_bytes(&self) -> Vec<u8> {
         match self {
             IdKey::Canonical(value) => value.to_be_bytes().to_vec(),
-            IdKey::Verbatim(bytes) => bytes.to_vec(),
+            IdKey::Verbatim { stored, .. } => stored.to_vec(),
         }
     }
 
@@ -121,18 +125,18 @@ mod tests {
     }
 
     #[test]
-    fn canonical_ids_split_into_a_term_and_a_column_and_others_are_kept_verbatim() {
+    fn canonical_ids_are_their_own_value_and_others_are_hashed_and_stored_verbatim() {
         let hex = event_doc_id_hex("evt-1");
         let key = IdKey::of(&hex);
         assert_eq!(key, IdKey::of_event_id("evt-1"));
         assert_eq!(key.stored_bytes(), event_doc_id("evt-1").to_vec());
-        assert_eq!(key.term(), event_doc_id("evt-1")[..8].to_vec());
-        assert_eq!(key.low(), Some(u64::from_be_bytes(event_doc_id("evt-1")[8..].try_into().unwrap())));
-        assert_eq!(IdKey::of("a1").term(), b"\xffa1".to_vec());
-        assert_eq!(IdKey::of("a1").low(), None);
-        assert_eq!(IdKey::of(&hex.to_uppercase()).term().len(), 33, "upper case is not canonical");
-        assert_eq!(IdKey::of("seven!!").term().len(), 9, "a verbatim term is never 8 bytes");
-        assert_eq!(IdKey::of("fifteen-chars!!").term().len(), 17, "nor 16");
+        assert_eq!(key.value(), u128::from_str_radix(&hex, 16).unwrap());
+        assert_eq!(key.high().to_be_bytes(), event_doc_id("evt-1")[..8]);
+        assert_eq!(key.low().to_be_bytes(), event_doc_id("evt-1")[8..]);
+        assert_eq!(IdKey::of("a1").stored_bytes(), b"\xffa1".to_vec());
+        assert_eq!(IdKey::of("a1"), IdKey::of("a1"), "the hash is stable");
+        assert_ne!(IdKey::of(&hex.to_uppercase()).value(), key.value(), "upper case is not canonical");
+        assert_eq!(IdKey::of("fifteen-chars!!").stored_bytes().len(), 17, "a verbatim id is never stored as 16 bytes");
     }
 
     #[test]
@@ -151,25 +155,21 @@ mod tests {
         fn canonical_ids_round_trip(value in any::<u128>()) {
             let id = format!("{value:032x}");
             let key = IdKey::of(&id);
-            prop_assert_eq!(key.term().len(), 8);
+            prop_assert_eq!(key.value(), value);
             prop_assert_eq!(key.stored_bytes().len(), 16);
             prop_assert_eq!(stored_round_trip(&id), Some(id));
         }
 
         #[test]
-        fn distinct_ids_differ_in_term_or_column(a in "[0-9a-f]{32}|\\PC{0,20}", b in "[0-9a-f]{32}|\\PC{0,20}") {
+        fn distinct_ids_have_distinct_values(a in "[0-9a-f]{32}|\\PC{0,20}", b in "[0-9a-f]{32}|\\PC{0,20}") {
             prop_assume!(a != b);
-            let (a, b) = (IdKey::of(&a), IdKey::of(&b));
-            prop_assert!(a.term() != b.term() || a.low() != b.low());
-            prop_assert_eq!(a.term().len() == 8, a.low().is_some(), "only a canonical id has an 8-byte term");
+            prop_assert_ne!(IdKey::of(&a).value(), IdKey::of(&b).value());
         }
 
         #[test]
-        fn ids_sharing_a_high_half_still_differ(high in any::<u64>(), low_a in any::<u64>(), low_b in any::<u64>()) {
-            prop_assume!(low_a != low_b);
-            let id = |low: u64| IdKey::of(&format!("{high:016x}{low:016x}"));
-            prop_assert_eq!(id(low_a).term(), id(low_b).term());
-            prop_assert_ne!(id(low_a).low(), id(low_b).low());
+        fn the_halves_make_the_value(value in any::<u128>()) {
+            let key = IdKey::Canonical(value);
+            prop_assert_eq!((u128::from(key.high()) << 64) | u128::from(key.low()), value);
         }
     }
 }

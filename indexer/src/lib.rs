@@ -6,6 +6,7 @@ pub mod civil;
 pub mod conformance;
 pub mod elasticsearch;
 pub mod error;
+pub mod id_set;
 pub mod ids;
 pub mod schema;
 pub mod tantivy_backend;

@@ -7,9 +7,10 @@
 
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value as DocValue};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, FAST, STORED,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -44,13 +45,15 @@ pub const TS: &str = "ts";
 pub const ES_TIMESTAMP: &str = "@timestamp";
 /// The event type field.
 pub const TYPE: &str = "type";
-/// The document id field (tantivy: stored only, see [`ID_KEY`]) and metadata name
+/// The document id field (tantivy: stored only, see [`ID_HIGH`]) and metadata name
 /// (Elasticsearch).
 pub const ID: &str = "_id";
-/// The tantivy dictionary term of a document id: see [`crate::ids::IdKey`]. Queries on
-/// `_id` and `event_id` are rewritten to it and [`ID_LOW`].
-pub const ID_KEY: &str = "_id_key";
-/// The tantivy column a match on [`ID_KEY`] is checked against.
+/// The tantivy column of the high 64 bits of a document id ([`crate::ids::IdKey`]).
+/// Ids are no terms: duplicates are found in each segment's id set
+/// ([`crate::id_set`]), and queries on `_id` and `event_id` are rewritten to one-value
+/// ranges on this column and [`ID_LOW`].
+pub const ID_HIGH: &str = "_id_high";
+/// The tantivy column of the low 64 bits of a document id.
 pub const ID_LOW: &str = "_id_low";
 /// The stored, redacted event as JSON, returned in hits.
 pub const SOURCE: &str = "_source";
@@ -113,7 +116,7 @@ pub fn is_known_path(name: &str) -> bool {
 pub struct TantivySchema {
     pub schema: Schema,
     pub id: Field,
-    pub id_key: Field,
+    pub id_high: Field,
     pub id_low: Field,
     pub source: Field,
     pub extra: Field,
@@ -134,9 +137,9 @@ impl std::fmt::Debug for TantivySchema {
 /// Builds the tantivy schema of an event index.
 pub fn tantivy_schema() -> TantivySchema {
     let mut builder = Schema::builder();
-    // Bytes, not text, and split in two: see `ids::IdKey`.
+    // Stored whole for hits; as a number in two columns for queries and the id set.
     let id = builder.add_bytes_field(ID, STORED);
-    let id_key = builder.add_bytes_field(ID_KEY, INDEXED);
+    let id_high = builder.add_u64_field(ID_HIGH, FAST);
     let id_low = builder.add_u64_field(ID_LOW, FAST);
     let source = builder.add_text_field(SOURCE, STORED);
     // Exact-match values: one untokenized term each, and no field norms. Norms serve
@@ -181,7 +184,7 @@ pub fn tantivy_schema() -> TantivySchema {
     }
     let schema = builder.build();
     let ts = schema.get_field(TS).expect("ts is in FIELDS");
-    TantivySchema { schema, id, id_key, id_low, source, extra, kind, source_key, ts, known }
+    TantivySchema { schema, id, id_high, id_low, source, extra, kind, source_key, ts, known }
 }
 
 impl TantivySchema {
@@ -191,21 +194,19 @@ impl TantivySchema {
     pub fn event_document(&self, id: &IdKey, ts_millis: i64, doc: &Map<String, Value>) -> TantivyDocument {
         let mut out = TantivyDocument::new();
         out.add_bytes(self.id, &id.stored_bytes());
-        out.add_bytes(self.id_key, &id.term());
-        if let Some(low) = id.low() {
-            out.add_u64(self.id_low, low);
-        }
+        out.add_u64(self.id_high, id.high());
+        out.add_u64(self.id_low, id.low());
         out.add_text(self.kind, KIND_EVENT);
         out.add_date(self.ts, DateTime::from_timestamp_millis(ts_millis));
-        let mut extra: Vec<(String, OwnedValue)> = Vec::new();
+        let mut extra: Vec<(&str, &Value)> = Vec::new();
         for (key, value) in doc {
             match self.known.get(key.as_str()) {
                 Some(&(kind, field)) => add_known(&mut out, kind, field, value),
-                None => extra.push((key.clone(), owned_json(value))),
+                None => extra.push((key, value)),
             }
         }
         if !extra.is_empty() {
-            out.add_field_value(self.extra, &OwnedValue::Object(extra));
+            out.add_field_value(self.extra, JsonView::Fields(&extra));
         }
         out.add_text(self.source, serde_json::to_string(doc).unwrap_or_default());
         out
@@ -240,31 +241,61 @@ fn add_known(out: &mut TantivyDocument, kind: FieldKind, field: Field, value: &V
             }
         }
         (FieldKind::Text, Value::String(s)) => out.add_text(field, s),
-        (FieldKind::Object, Value::Object(map)) => {
-            out.add_field_value(field, &owned_json_object(map));
-        }
+        (FieldKind::Object, Value::Object(_)) => out.add_field_value(field, value),
         // Validation guarantees types for events; bare JSON of the wrong type is skipped.
         _ => {}
     }
 }
 
-/// tantivy's own conversion of a JSON value (which also reads RFC 3339 strings as
-/// dates), without first cloning the whole tree as `OwnedValue::from` would need.
-fn owned_json(value: &Value) -> OwnedValue {
-    match value {
-        Value::Array(items) => OwnedValue::Array(items.iter().map(owned_json).collect()),
-        Value::Object(map) => owned_json_object(map),
-        leaf => OwnedValue::from(leaf.clone()),
+/// The unknown fields of an event as the one JSON object `_extra` indexes, borrowed
+/// from the event instead of cloned into an `OwnedValue` tree. Leaves convert as
+/// tantivy converts `serde_json` values (RFC 3339 strings become dates).
+#[derive(Debug, Clone, Copy)]
+enum JsonView<'a> {
+    /// Top-level fields of the event, as one object.
+    Fields(&'a [(&'a str, &'a Value)]),
+    Json(&'a Value),
+}
+
+/// The members of a [`JsonView`] object.
+enum JsonViewMembers<'a> {
+    Fields(std::slice::Iter<'a, (&'a str, &'a Value)>),
+    Json(serde_json::map::Iter<'a>),
+}
+
+impl<'a> Iterator for JsonViewMembers<'a> {
+    type Item = (&'a str, JsonView<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            JsonViewMembers::Fields(fields) => fields.next().map(|&(key, value)| (key, JsonView::Json(value))),
+            JsonViewMembers::Json(members) => members.next().map(|(key, value)| (key.as_str(), JsonView::Json(value))),
+        }
     }
 }
 
-fn owned_json_object(map: &Map<String, Value>) -> OwnedValue {
-    OwnedValue::Object(map.iter().map(|(key, value)| (key.clone(), owned_json(value))).collect())
+type JsonViewItems<'a> = std::iter::Map<std::slice::Iter<'a, Value>, fn(&'a Value) -> JsonView<'a>>;
+
+impl<'a> DocValue<'a> for JsonView<'a> {
+    type ArrayIter = JsonViewItems<'a>;
+    type ObjectIter = JsonViewMembers<'a>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match *self {
+            JsonView::Fields(fields) => ReferenceValue::Object(JsonViewMembers::Fields(fields.iter())),
+            JsonView::Json(Value::Array(items)) => {
+                ReferenceValue::Array(items.iter().map(JsonView::Json as fn(&'a Value) -> JsonView<'a>))
+            }
+            JsonView::Json(Value::Object(members)) => ReferenceValue::Object(JsonViewMembers::Json(members.iter())),
+            JsonView::Json(leaf) => ReferenceValue::Leaf(DocValue::as_leaf(&leaf).unwrap_or(ReferenceValueLeaf::Null)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tantivy::schema::OwnedValue;
 
     #[test]
     fn every_known_field_is_in_the_tantivy_schema() {
@@ -288,12 +319,20 @@ mod tests {
     }
 
     #[test]
-    fn nested_values_convert_as_tantivy_converts_them() {
+    fn unknown_fields_convert_as_tantivy_converts_them() {
         let value: Value = serde_json::from_str(
-            r#"{"a":[1,-2,1.5,18446744073709551615],"b":{"at":"2024-02-05T10:00:00Z","s":"x","n":null,"t":true}}"#,
+            r#"{"a":[1,-2,1.5,18446744073709551615,[{"x":"y"}]],"b":{"at":"2024-02-05T10:00:00Z","s":"x","n":null,"t":true}}"#,
         )
         .unwrap();
-        assert_eq!(owned_json(&value), OwnedValue::from(value.clone()));
+        let schema = tantivy_schema();
+        let (mut ours, mut theirs) = (TantivyDocument::new(), TantivyDocument::new());
+        let fields: Vec<(&str, &Value)> = vec![("first", &value), ("second", &value["a"]), ("third", &value["b"]["s"])];
+        ours.add_field_value(schema.extra, JsonView::Fields(&fields));
+        let owned = fields.iter().map(|(key, value)| (key.to_string(), OwnedValue::from((*value).clone())));
+        theirs.add_field_value(schema.extra, &OwnedValue::Object(owned.collect()));
+        let json = |doc: &TantivyDocument| tantivy::schema::document::Document::to_json(doc, &schema.schema);
+        assert_eq!(json(&ours), json(&theirs));
+        assert!(json(&ours).contains("2024-02-05T10:00:00Z"), "{}", json(&ours));
     }
 
     #[test]

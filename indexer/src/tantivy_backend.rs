@@ -3,8 +3,8 @@
 //! Events and source checkpoints live in the same index (told apart by `_kind`), so a
 //! source's checkpoint is committed atomically with its documents: a crash leaves either
 //! both or neither. Duplicates are found by id: ids written since the last commit are
-//! kept in memory, earlier ones are looked up in the committed segments' term
-//! dictionaries (and id columns: see `ids::IdKey`).
+//! kept in memory, earlier ones are looked up in the committed segments' id sets
+//! (`id_set`).
 
 use std::collections::Bound;
 use std::path::{Path, PathBuf};
@@ -15,17 +15,17 @@ use serde_json::{Map, Value};
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
+use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{
-    DateTime, DocAddress, DocSet, Index, IndexReader, IndexWriter, InvertedIndexReader, Order, ReloadPolicy, Searcher,
-    TantivyDocument, TantivyError, Term, TERMINATED,
+    DateTime, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, TantivyError,
+    Term,
 };
 
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::id_set::{IdSetPlugin, SegmentIds};
 use crate::ids::IdKey;
 use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
 use crate::{Error, Result};
@@ -60,8 +60,8 @@ pub struct TantivyBackend {
     pending_ids: PendingIds,
     /// Source records to write with the next commit.
     pending_sources: Vec<SourceRecord>,
-    /// Id dictionaries and columns of the committed segments.
-    committed_ids: Vec<CommittedIds>,
+    /// The id sets of the committed segments.
+    committed_ids: Vec<SegmentIds>,
 }
 
 impl std::fmt::Debug for TantivyBackend {
@@ -103,7 +103,15 @@ impl TantivyBackend {
         let schema = tantivy_schema();
         let directory = MmapDirectory::open(path).map_err(|e| tantivy_error(path, e))?;
         let index =
-            if create { Index::open_or_create(directory, schema.schema.clone()) } else { Index::open(directory) }
+            if create {
+                // Registered on the writer's index: it writes and merges the id sets.
+                Index::builder()
+                    .schema(schema.schema.clone())
+                    .register_plugin(Arc::new(IdSetPlugin::new(schema.id_high, schema.id_low)))
+                    .open_or_create(directory)
+            } else {
+                Index::open(directory)
+            }
                 .map_err(|e| match e {
                     TantivyError::SchemaError(message) => Error::Tantivy {
                         path: path.display().to_string(),
@@ -161,35 +169,15 @@ impl TantivyBackend {
         let searcher = self.reader.searcher();
         let mut committed = Vec::new();
         for segment in searcher.segment_readers() {
-            let error = |e| tantivy_error(&self.path, e);
-            committed.push(CommittedIds {
-                keys: segment.inverted_index(self.schema.id_key).map_err(error)?,
-                lows: segment.fast_fields().column_opt::<u64>(schema::ID_LOW).map_err(error)?,
-            });
+            committed.push(SegmentIds::open(segment).map_err(|e| tantivy_error(&self.path, e))?);
         }
         self.committed_ids = committed;
         Ok(())
     }
 
-    fn is_committed(&self, id: &IdKey) -> Result<bool> {
-        let term = Term::from_field_bytes(self.schema.id_key, &id.term());
-        let error = |e| tantivy_error(&self.path, e);
-        for segment in &self.committed_ids {
-            let Some(info) = segment.keys.get_term_info(&term).map_err(error)? else { continue };
-            let Some(low) = id.low() else { return Ok(true) };
-            // The term is half of the id: a document with the same term is this id only
-            // when its other half matches too. Almost always that is the one document.
-            let Some(lows) = &segment.lows else { continue };
-            let mut docs = segment.keys.read_postings_from_terminfo(&info, IndexRecordOption::Basic).map_err(error)?;
-            let mut doc = docs.doc();
-            while doc != TERMINATED {
-                if lows.first(doc) == Some(low) {
-                    return Ok(true);
-                }
-                doc = docs.advance();
-            }
-        }
-        Ok(false)
+    fn is_committed(&self, id: &IdKey) -> bool {
+        let value = id.value();
+        self.committed_ids.iter().any(|segment| segment.contains(value))
     }
 
     fn writer(&self) -> Result<&IndexWriter> {
@@ -365,6 +353,41 @@ mod tests {
         assert!(!pending.contains(&IdKey::of(lower)));
     }
 
+    /// Merged segments get the union of their inputs' id sets: after merges, every id
+    /// is still found (a duplicate) and still answered by `_id:`, and a new one is not.
+    #[test]
+    fn merged_segments_keep_every_id_in_their_id_set() {
+        use crate::backend::{Backend, SearchRequest};
+        use crate::Outcome;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = super::TantivyConfig { threads: 1, heap_bytes: 16 << 20, max_merge_docs: 100_000 };
+        let template = crate::conformance::sample_docs().remove(0);
+        let doc = |i: u32| crate::IndexDoc { id: format!("{i:032x}"), unseen_source: false, ..template.clone() };
+        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
+        // One segment per commit; the log merge policy merges 8 of the same size.
+        for commit in 0..12u32 {
+            let docs: Vec<_> = (commit * 10..commit * 10 + 10).map(doc).collect();
+            assert!(backend.index_batch(&docs).unwrap().iter().all(|o| *o == Outcome::Indexed));
+            backend.flush().unwrap();
+        }
+        backend.wait_for_merges().unwrap();
+
+        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
+        let segments = backend.reader.searcher().segment_readers().len();
+        assert!(segments < 12, "nothing was merged ({segments} segments)");
+        assert_eq!(backend.committed_ids.iter().map(|s| s.len()).sum::<usize>(), 120, "one id per event");
+        let again: Vec<_> = (0..121).map(doc).collect();
+        let outcomes = backend.index_batch(&again).unwrap();
+        assert!(outcomes[..120].iter().all(|o| *o == Outcome::Duplicate), "{outcomes:?}");
+        assert_eq!(outcomes[120], Outcome::Indexed);
+        backend.flush().unwrap();
+        for i in [0u32, 57, 119, 120] {
+            let request = SearchRequest { query: format!("_id:{i:032x}"), ..Default::default() };
+            assert_eq!(backend.count(&request).unwrap(), 1, "_id of document {i}");
+        }
+    }
+
     #[test]
     fn a_date_alone_on_ts_is_the_whole_utc_day_and_other_exact_values_one_value() {
         use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
@@ -427,7 +450,7 @@ impl Backend for TantivyBackend {
             if !doc.unseen_source {
                 // Committed first: a pending id was checked against the committed ones
                 // when it was added, and `insert` records the id only when it is new.
-                if (check_committed && self.is_committed(&id)?) || !self.pending_ids.insert(&id) {
+                if (check_committed && self.is_committed(&id)) || !self.pending_ids.insert(&id) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
@@ -493,48 +516,31 @@ impl Backend for TantivyBackend {
     }
 }
 
-/// The ids of one committed segment: its `_id_key` dictionary and `_id_low` column
-/// (absent when the segment holds no canonical id).
-struct CommittedIds {
-    keys: Arc<InvertedIndexReader>,
-    lows: Option<Column<u64>>,
-}
-
-/// Ids written since the last commit, whole: a tix-logs id as one integer, any other
-/// by its verbatim bytes.
+/// Ids written since the last commit, by their 128-bit value.
 #[derive(Default)]
-struct PendingIds {
-    canonical: FxHashSet<u128>,
-    other: FxHashSet<Box<[u8]>>,
-}
+struct PendingIds(FxHashSet<u128>);
 
 impl PendingIds {
     #[cfg(test)]
     fn contains(&self, id: &IdKey) -> bool {
-        match id {
-            IdKey::Canonical(value) => self.canonical.contains(value),
-            IdKey::Verbatim(bytes) => self.other.contains(bytes),
-        }
+        self.0.contains(&id.value())
     }
 
     /// Adds `id`; false when it was already there.
     fn insert(&mut self, id: &IdKey) -> bool {
-        match id {
-            IdKey::Canonical(value) => self.canonical.insert(*value),
-            IdKey::Verbatim(bytes) => !self.other.contains(bytes) && self.other.insert(bytes.clone()),
-        }
+        self.0.insert(id.value())
     }
 
     fn clear(&mut self) {
-        self.canonical.clear();
-        self.other.clear();
+        // A fresh set: the old one's table, sized for the last commit's ids, is freed.
+        self.0 = FxHashSet::default();
     }
 }
 
 /// Maps a query as analysts write it to the tantivy schema: unknown fields live under
 /// `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC, an exact
-/// time or number is a one-value range (they are columns, not terms), and ids are asked
-/// in the bytes form `_id` is indexed in.
+/// time or number is a one-value range (they are columns, not terms), and so is each
+/// half of an id.
 fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
     match ast {
         UserInputAst::Clause(children) => {
@@ -624,22 +630,13 @@ fn is_id_field(field: &str) -> bool {
     field == schema::ID || field == schema::EVENT_ID
 }
 
-/// `field:value` on an id field (see [`is_id_field`]): the id's `_id_key` term (in the
-/// standard base64 tantivy's query parser reads for a bytes field) and, for a canonical
-/// id, its `_id_low` value.
+/// `field:value` on an id field (see [`is_id_field`]): the one-value ranges of the id's
+/// halves on the `_id_high` and `_id_low` columns.
 fn id_query(field: &str, value: &str) -> UserInputAst {
-    use base64::Engine;
     let id = if field == schema::EVENT_ID { IdKey::of_event_id(value) } else { IdKey::of(value) };
-    let term = UserInputAst::Leaf(Box::new(UserInputLeaf::Literal(UserInputLiteral {
-        field_name: Some(schema::ID_KEY.to_string()),
-        phrase: base64::engine::general_purpose::STANDARD.encode(id.term()),
-        delimiter: Delimiter::None,
-        slop: 0,
-        prefix: false,
-    })));
-    let Some(low) = id.low() else { return term };
-    let low = exact_value(schema::ID_LOW, low.to_string());
-    UserInputAst::Clause(vec![(Some(Occur::Must), term), (Some(Occur::Must), low)])
+    let high = exact_value(schema::ID_HIGH, id.high().to_string());
+    let low = exact_value(schema::ID_LOW, id.low().to_string());
+    UserInputAst::Clause(vec![(Some(Occur::Must), high), (Some(Occur::Must), low)])
 }
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {

@@ -48,7 +48,7 @@ fn count(backend: &dyn Backend, query: &str) -> u64 {
 }
 
 /// tantivy's own set syntax (`field: IN [a b]`), which Elasticsearch's query string
-/// lacks: on numbers (columns, asked as ranges), on `event_id` and on `_id` (bytes terms).
+/// lacks: on numbers (columns, asked as ranges), on `event_id` and on `_id` (id columns).
 #[test]
 fn sets_of_numbers_and_ids_match_each_member() {
     let (backend, ids) = sample_index();
@@ -70,10 +70,11 @@ fn a_date_alone_matches_that_utc_day_only() {
     assert_eq!(count(backend, "ts:2024-02-06"), 0);
 }
 
-/// Only half of an id is a dictionary term in tantivy (`ids::IdKey`); ids that share that
-/// half are still told apart by the other, both for duplicates and for queries.
+/// tantivy keeps an id as two 64-bit columns (`ids::IdKey`) and a per-segment id set
+/// (`id_set`); ids that share their high half are still told apart by the other, both
+/// for duplicates and for queries.
 #[test]
-fn ids_sharing_their_dictionary_half_stay_distinct() {
+fn ids_sharing_their_high_half_stay_distinct() {
     let mut backend = fresh_tantivy()();
     backend.ensure_ready().unwrap();
     let high = "0123456789abcdef";
@@ -89,7 +90,7 @@ fn ids_sharing_their_dictionary_half_stay_distinct() {
     // Before a commit (the pending set) ...
     assert_eq!(outcomes(&mut backend, &[&a, &b, &a]), vec![Indexed, Indexed, Duplicate]);
     backend.flush().unwrap();
-    // ... and after it (the committed dictionary and column).
+    // ... and after it (the committed id set).
     assert_eq!(outcomes(&mut backend, &[&b, &c, &a, &c]), vec![Duplicate, Indexed, Duplicate, Duplicate]);
     backend.flush().unwrap();
 

@@ -530,7 +530,7 @@ fn spawn_reader(
                             };
                             Item::Doc {
                                 doc: IndexDoc {
-                                    id: id.to_string(),
+                                    id: id.to_hex(),
                                     ts_millis: event.ts_millis,
                                     doc: event.doc,
                                     unseen_source: positional && unseen_source,
