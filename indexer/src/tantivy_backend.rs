@@ -20,8 +20,8 @@ use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQu
 use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{
-    DateTime, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, TantivyError,
-    Term,
+    DateTime, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
+    TantivyError, Term,
 };
 
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
@@ -102,25 +102,24 @@ impl TantivyBackend {
     fn open_index(path: &Path, create: bool) -> Result<Self> {
         let schema = tantivy_schema();
         let directory = MmapDirectory::open(path).map_err(|e| tantivy_error(path, e))?;
-        let index =
-            if create {
-                // Registered on the writer's index: it writes and merges the id sets.
-                Index::builder()
-                    .schema(schema.schema.clone())
-                    .register_plugin(Arc::new(IdSetPlugin::new(schema.id_high, schema.id_low)))
-                    .open_or_create(directory)
-            } else {
-                Index::open(directory)
-            }
-                .map_err(|e| match e {
-                    TantivyError::SchemaError(message) => Error::Tantivy {
-                        path: path.display().to_string(),
-                        message: format!(
+        let index = if create {
+            // Registered on the writer's index: it writes and merges the id sets.
+            Index::builder()
+                .schema(schema.schema.clone())
+                .register_plugin(Arc::new(IdSetPlugin::new(schema.id_high, schema.id_low)))
+                .open_or_create(directory)
+        } else {
+            Index::open(directory)
+        }
+        .map_err(|e| match e {
+            TantivyError::SchemaError(message) => Error::Tantivy {
+                path: path.display().to_string(),
+                message: format!(
                     "{message}; the index was made by another version of tix-logs, re-ingest into a new --index"
                 ),
-                    },
-                    other => tantivy_error(path, other),
-                })?;
+            },
+            other => tantivy_error(path, other),
+        })?;
         if index.schema() != schema.schema {
             return Err(Error::Tantivy {
                 path: path.display().to_string(),
