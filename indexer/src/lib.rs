@@ -16,4 +16,4 @@ pub use backend::{
 };
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use error::{Error, Result};
-pub use tantivy_backend::{TantivyBackend, TantivyConfig};
+pub use tantivy_backend::{TantivyBackend, TantivyConfig, DEFAULT_HEAP_MB};

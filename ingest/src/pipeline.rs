@@ -25,6 +25,12 @@ use crate::redact::Redactor;
 use crate::source::{CountingReader, SourceObject};
 use crate::validate::{format_ts, parse_and_validate};
 
+/// The default of [`PipelineConfig::commit_every_docs`]. The tantivy backend keeps the
+/// ids written since the last commit in a hash set, whose table doubles from 2^20 to
+/// 2^21 buckets at 917,504 ids (7/8 full): 53 MB while both tables are alive. Committing
+/// before that keeps the set at 18 MB.
+pub const DEFAULT_COMMIT_EVERY_DOCS: usize = 900_000;
+
 /// How the pipeline batches and commits.
 #[derive(Clone)]
 pub struct PipelineConfig {
@@ -61,7 +67,7 @@ impl PipelineConfig {
             limits: Limits::default(),
             batch_records: 1_000,
             batch_bytes: 5 << 20,
-            commit_every_docs: 1_000_000,
+            commit_every_docs: DEFAULT_COMMIT_EVERY_DOCS,
             commit_every: Duration::from_secs(30),
             redactor: Arc::new(redactor),
             should_stop: None,

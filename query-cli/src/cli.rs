@@ -90,14 +90,14 @@ pub struct IngestArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Indexing memory budget of the tantivy writer, in MB.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = indexer::DEFAULT_HEAP_MB)]
     pub heap_mb: usize,
     /// Segments larger than this many documents are not merged further; merges map their
     /// inputs into memory, so this caps ingest memory. 0 disables merging.
     #[arg(long, default_value_t = 100_000)]
     pub max_merge_docs: usize,
     /// Commit (make durable, checkpoint progress) at least every N new documents.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = ingest::pipeline::DEFAULT_COMMIT_EVERY_DOCS)]
     pub commit_every: usize,
     /// Longest record accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
