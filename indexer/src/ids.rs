@@ -13,10 +13,15 @@ const EVENT_DOMAIN: &[u8] = b"tix-logs/v1/event\0";
 /// The 128-bit id of an event with this `event_id`: SHA-256 over a domain tag and the
 /// length-prefixed id, first 16 bytes.
 pub fn event_doc_id(event_id: &str) -> [u8; 16] {
+    domain_hash(EVENT_DOMAIN, event_id)
+}
+
+/// The first 16 bytes of SHA-256 over `domain` and the length-prefixed `text`.
+fn domain_hash(domain: &[u8], text: &str) -> [u8; 16] {
     let mut hasher = Sha256::new();
-    hasher.update(EVENT_DOMAIN);
-    hasher.update((event_id.len() as u64).to_le_bytes());
-    hasher.update(event_id.as_bytes());
+    hasher.update(domain);
+    hasher.update((text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
     let digest = hasher.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
@@ -58,12 +63,7 @@ impl IdKey {
         if let Some(value) = canonical_hex_id(id) {
             return IdKey::Canonical(value);
         }
-        let mut hasher = Sha256::new();
-        hasher.update(VERBATIM_DOMAIN);
-        hasher.update((id.len() as u64).to_le_bytes());
-        hasher.update(id.as_bytes());
-        let digest = hasher.finalize();
-        let value = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+        let value = u128::from_be_bytes(domain_hash(VERBATIM_DOMAIN, id));
         let mut stored = Vec::with_capacity(id.len() + 2);
         stored.push(VERBATIM);
         stored.extend_from_slice(id.as_bytes());

@@ -92,6 +92,8 @@ impl TantivyBackend {
             })?;
         writer.set_merge_policy(merge_policy(config.max_merge_docs));
         backend.writer = Some(writer);
+        // Only a writer probes for duplicates: a search does not open the id sets.
+        backend.refresh_committed()?;
         Ok(backend)
     }
 
@@ -138,7 +140,7 @@ impl TantivyBackend {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| tantivy_error(path, e))?;
-        let mut backend = TantivyBackend {
+        let backend = TantivyBackend {
             path: path.to_path_buf(),
             index,
             schema,
@@ -149,7 +151,6 @@ impl TantivyBackend {
             pending_sources: Vec::new(),
             committed_ids: Vec::new(),
         };
-        backend.refresh_committed()?;
         Ok(backend)
     }
 
