@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::encode::{DocEncoder, EncodedDoc};
 use crate::Result;
 
 /// One validated, redacted booking event ready to index.
@@ -140,6 +141,23 @@ pub trait Backend: Send {
     fn source_record(&self, key: &str) -> Result<Option<SourceRecord>>;
     /// Writes a batch; one outcome per document, in order.
     fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>>;
+    /// How documents for [`Backend::index_encoded`] are prepared. The default keeps
+    /// them as JSON.
+    fn encoder(&self) -> DocEncoder {
+        DocEncoder::Json
+    }
+    /// [`Backend::index_batch`] for documents made by this backend's
+    /// [`Backend::encoder`]. A backend may take the documents it writes out of `docs`;
+    /// those it answers [`Outcome::Rejected`] stay, for the dead-letter store. The
+    /// default takes JSON documents to `index_batch`.
+    fn index_encoded(&mut self, docs: &mut [EncodedDoc]) -> Result<Vec<Outcome>> {
+        let json = docs.iter_mut().map(EncodedDoc::take_json).collect::<Result<Vec<_>>>()?;
+        let outcomes = self.index_batch(&json);
+        for (slot, doc) in docs.iter_mut().zip(json) {
+            *slot = EncodedDoc::Json(doc);
+        }
+        outcomes
+    }
     /// Records a source's state; made durable by the next [`Backend::flush`], in the
     /// same commit as the documents written before it.
     fn record_source(&mut self, record: &SourceRecord) -> Result<()>;

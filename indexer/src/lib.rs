@@ -5,6 +5,7 @@ pub mod backend;
 pub mod civil;
 pub mod conformance;
 pub mod elasticsearch;
+pub mod encode;
 pub mod error;
 pub mod id_set;
 pub mod ids;
@@ -15,5 +16,6 @@ pub use backend::{
     AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus,
 };
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
+pub use encode::{DocEncoder, EncodedDoc};
 pub use error::{Error, Result};
 pub use tantivy_backend::{TantivyBackend, TantivyConfig, DEFAULT_HEAP_MB};

@@ -25,6 +25,7 @@ use tantivy::{
 };
 
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::encode::{DocEncoder, EncodedDoc, TantivyEncoded};
 use crate::id_set::{IdSetPlugin, SegmentIds};
 use crate::ids::IdKey;
 use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
@@ -32,10 +33,11 @@ use crate::{Error, Result};
 
 /// The default indexing heap across threads, in MB. Peak memory is about twice this plus
 /// the in-flight batches: when a segment is written, its arena is still held while its
-/// files are serialized, and the threads tend to write theirs together. 80 MB keeps a
-/// 1 GiB object under 256 MB of peak RSS; 128 MB was no faster (segments stay above the
-/// merge cap either way) and peaked near 300 MB.
-pub const DEFAULT_HEAP_MB: usize = 80;
+/// files are serialized, and the threads tend to write theirs together. 72 MB keeps a
+/// 1 GiB object near 230 MB of peak RSS with two preparing threads (80 MB: 229-267 MB);
+/// 128 MB was no faster and peaked near 300 MB. 64 MB is no lower: its smaller segments
+/// merge more often, and one 1 GiB object peaked at 400 MB.
+pub const DEFAULT_HEAP_MB: usize = 72;
 
 /// Tuning of the tantivy writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,8 @@ impl Default for TantivyConfig {
 pub struct TantivyBackend {
     path: PathBuf,
     index: Index,
-    schema: TantivySchema,
+    /// Shared with the [`DocEncoder`] the pipeline runs on its own threads.
+    schema: Arc<TantivySchema>,
     reader: IndexReader,
     writer: Option<IndexWriter>,
     config: TantivyConfig,
@@ -143,7 +146,7 @@ impl TantivyBackend {
         let backend = TantivyBackend {
             path: path.to_path_buf(),
             index,
-            schema,
+            schema: Arc::new(schema),
             reader,
             writer: None,
             config: TantivyConfig::default(),
@@ -448,21 +451,37 @@ impl Backend for TantivyBackend {
     }
 
     fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>> {
+        let mut encoded: Vec<EncodedDoc> =
+            docs.iter().map(|doc| EncodedDoc::Tantivy(TantivyEncoded::new(&self.schema, doc))).collect();
+        self.index_encoded(&mut encoded)
+    }
+
+    fn encoder(&self) -> DocEncoder {
+        DocEncoder::Tantivy(self.schema.clone())
+    }
+
+    fn index_encoded(&mut self, docs: &mut [EncodedDoc]) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
-            let id = IdKey::of(&doc.id);
+            if let EncodedDoc::Json(json) = doc {
+                *doc = EncodedDoc::Tantivy(TantivyEncoded::new(&self.schema, json));
+            }
+            let EncodedDoc::Tantivy(TantivyEncoded { id, unseen_source, document, .. }) = doc else {
+                return Err(Error::Other("internal error: a JSON document was not encoded".into()));
+            };
+            let (id, unseen_source) = (&*id, *unseen_source);
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
-            if !doc.unseen_source {
+            if !unseen_source {
                 // Committed first: a pending id was checked against the committed ones
                 // when it was added, and `insert` records the id only when it is new.
-                if (check_committed && self.is_committed(&id)) || !self.pending_ids.insert(&id) {
+                if (check_committed && self.is_committed(id)) || !self.pending_ids.insert(id) {
                     outcomes.push(Outcome::Duplicate);
                     continue;
                 }
             }
-            let document = self.schema.event_document(&id, doc.ts_millis, &doc.doc);
+            let document = document.take().ok_or_else(|| Error::Other("a document was handed in twice".into()))?;
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
             outcomes.push(Outcome::Indexed);
         }

@@ -1,8 +1,9 @@
 //! The no-loss pipeline: every record of every source ends as indexed, duplicate or
 //! rejected (dead-lettered), and every source as completed, skipped or failed.
 //!
-//! A reader thread decompresses, frames, validates, redacts and derives ids; the calling
-//! thread writes batches to the backend and the dead-letter store. Checkpoints: a source
+//! A reader thread decompresses and frames; preparing threads validate, redact, derive
+//! ids and encode documents for the backend; the calling thread writes batches to the
+//! backend and the dead-letter store, in source order. Checkpoints: a source
 //! is recorded in the backend in the same commit as its last documents, after its
 //! dead-letter file is durable, so replaying any source after any crash converges to the
 //! same index and the same dead-letter store.
@@ -13,12 +14,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexer::{Backend, IndexDoc, Outcome, SourceRecord, SourceStatus};
+use indexer::{Backend, DocEncoder, EncodedDoc, IndexDoc, Outcome, SourceRecord, SourceStatus};
 use serde::Serialize;
 
 use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore, MAX_RAW_BYTES};
 use crate::error::{ObjectFailure, RejectKind, Rejection, Result};
-use crate::framing::{FrameBody, RecordReader};
+use crate::framing::{Frame, FrameBody, RecordReader};
 use crate::id::{doc_id_for_event_id, doc_id_for_position, SourceIdentity};
 use crate::limits::Limits;
 use crate::redact::Redactor;
@@ -44,6 +45,8 @@ pub struct PipelineConfig {
     /// ...or this often (time since the last commit), checked between batches.
     pub commit_every: Duration,
     pub redactor: Arc<Redactor>,
+    /// Threads that parse, validate, redact and encode records (at least one).
+    pub prepare_threads: usize,
     /// Checked between batches: when it returns true, the current source stops and is
     /// reported failed (so it is redelivered), and no new source starts.
     pub should_stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
@@ -57,6 +60,7 @@ impl std::fmt::Debug for PipelineConfig {
             .field("batch_bytes", &self.batch_bytes)
             .field("commit_every_docs", &self.commit_every_docs)
             .field("commit_every", &self.commit_every)
+            .field("prepare_threads", &self.prepare_threads)
             .finish_non_exhaustive()
     }
 }
@@ -70,9 +74,16 @@ impl PipelineConfig {
             commit_every_docs: DEFAULT_COMMIT_EVERY_DOCS,
             commit_every: Duration::from_secs(30),
             redactor: Arc::new(redactor),
+            prepare_threads: default_prepare_threads(),
             should_stop: None,
         }
     }
+}
+
+/// One preparing thread per CPU, at most 4: preparing costs less than indexing, so more
+/// would only wait for the backend.
+pub fn default_prepare_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
 /// How one source ended.
@@ -144,9 +155,9 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// What the reader thread hands over: items in source order.
+/// What becomes of one frame.
 enum Item {
-    Doc { doc: IndexDoc, ordinal: u64, offset: u64, raw_len: usize },
+    Doc { doc: EncodedDoc, ts_millis: i64, ordinal: u64, offset: u64 },
     Rejected { ordinal: u64, offset: u64, rejection: Rejection, raw: String },
     Failed(ObjectFailure),
 }
@@ -269,23 +280,25 @@ impl<'a> Pipeline<'a> {
         state: &mut SourceState,
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
-        let (channels, handle) = spawn_reader(reader, identity.clone(), unseen_source, self.config.clone())
+        let encoder = self.backend.encoder();
+        let (mut channels, handles) = spawn_reading(reader, identity, unseen_source, &self.config, &encoder)
             .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
-        let result = self.consume(&channels, key, state, dead_letter);
-        // If we stopped early, the reader's next send fails and it returns.
+        let result = self.consume(&mut channels, key, state, dead_letter);
+        // If we stopped early, the threads' next sends fail and they return.
         drop(channels);
-        if let Err(panic) = handle.join() {
-            // A crashed reader closes the channel exactly as a finished one does: without
+        for handle in handles {
+            let Err(panic) = handle.join() else { continue };
+            // A crashed thread closes its channel exactly as a finished one does: without
             // this the object would count as completed with the records it never read.
             let message = panic
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
-            tracing::error!(source = %state.name, records = state.records, "the reader thread panicked");
+            tracing::error!(source = %state.name, records = state.records, "a reading thread panicked");
             state.fail(ObjectFailure::decode(
                 format!(
-                    "internal error: the reader crashed after record {} ({message}); the object will be retried, \
+                    "internal error: reading crashed after record {} ({message}); the object will be retried, \
                      please report this",
                     state.records
                 ),
@@ -297,12 +310,12 @@ impl<'a> Pipeline<'a> {
 
     fn consume(
         &mut self,
-        channels: &ReaderChannels,
+        channels: &mut ReaderChannels,
         key: &str,
         state: &mut SourceState,
         dead_letter: &mut dyn DeadLetterFile,
     ) -> Result<()> {
-        while let Ok(items) = channels.batches.recv() {
+        while let Some(items) = channels.next_batch() {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("pipeline.between_batches");
             if self.stop_requested() {
@@ -316,10 +329,10 @@ impl<'a> Pipeline<'a> {
             let mut coordinates = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Item::Doc { doc, ordinal, offset, .. } => {
+                    Item::Doc { doc, ts_millis, ordinal, offset } => {
                         state.records += 1;
                         state.valid += 1;
-                        state.see_time(doc.ts_millis);
+                        state.see_time(ts_millis);
                         coordinates.push((ordinal, offset));
                         docs.push(doc);
                     }
@@ -343,7 +356,7 @@ impl<'a> Pipeline<'a> {
                 self.progress.batch_done(state.records, state.rejected);
                 continue;
             }
-            let outcomes = self.backend.index_batch(&docs)?;
+            let outcomes = self.backend.index_encoded(&mut docs)?;
             #[cfg(feature = "failpoints")]
             fail::fail_point!("pipeline.after_bulk");
             if outcomes.len() != docs.len() {
@@ -363,7 +376,7 @@ impl<'a> Pipeline<'a> {
                     Outcome::Duplicate => state.duplicates += 1,
                     Outcome::Rejected { reason } => {
                         state.rejected += 1;
-                        let raw = serde_json::to_string(&doc.doc).unwrap_or_default();
+                        let raw = doc.source_json();
                         dead_letter.write(&DeadLetterEntry {
                             source: state.name.clone(),
                             record: Some(ordinal),
@@ -386,7 +399,6 @@ impl<'a> Pipeline<'a> {
                     }
                 }
             }
-            channels.give_back(docs);
             self.progress.batch_done(state.records, state.rejected);
             if self.docs_since_commit >= self.config.commit_every_docs {
                 // A mid-source commit: record the source as in progress in the same
@@ -473,92 +485,86 @@ impl SourceState {
     }
 }
 
-/// The indexing side's ends of the reader thread's channels.
+/// The indexing side's ends of the preparing threads' channels.
 struct ReaderChannels {
-    /// Batches read, validated and redacted.
-    batches: Receiver<Vec<Item>>,
-    /// Indexed batches on their way back to be freed by the thread that allocated them:
-    /// the allocator frees a block on its own thread for less than on another.
-    spent: SyncSender<Vec<IndexDoc>>,
+    /// Batch `n` of the object comes from `prepared[n % prepared.len()]`.
+    prepared: Vec<Receiver<Vec<Item>>>,
+    /// The number of the next batch.
+    next: usize,
 }
 
 impl ReaderChannels {
-    /// Hands an indexed batch back to the reader. Never waits: when one batch is
-    /// already on its way back (or the reader is gone), this one is freed here.
-    fn give_back(&self, docs: Vec<IndexDoc>) {
-        let _ = self.spent.try_send(docs);
+    /// The next batch in source order; `None` at the end of the object, or when a
+    /// thread stopped early (a panic, found when the threads are joined).
+    fn next_batch(&mut self) -> Option<Vec<Item>> {
+        let batch = self.prepared[self.next % self.prepared.len()].recv().ok();
+        self.next += 1;
+        batch
     }
 }
 
-/// Starts the reader thread: decompress, frame, validate, redact, id; batches of items
-/// go through a small bounded channel so memory stays bounded by a few batches.
-fn spawn_reader(
+/// Starts the threads that read an object: one decompresses and frames it, and
+/// [`PipelineConfig::prepare_threads`] threads turn batches of frames into encoded
+/// documents ([`prepare`]), batch `n` on thread `n % prepare_threads`, so the indexing
+/// side gets them back in source order by asking each thread in turn. Every channel
+/// is bounded, so memory stays bounded by a few batches.
+///
+/// Parsing, validation, redaction and the backend's encoding all run on the preparing
+/// thread: the event tree is built, read into the backend's document and freed by one
+/// thread while it is still in that core's cache, and the one thread that feeds the
+/// backend only checks ids and adds documents.
+fn spawn_reading(
     reader: impl Read + Send + 'static,
-    identity: SourceIdentity,
+    identity: &SourceIdentity,
     unseen_source: bool,
-    config: PipelineConfig,
-) -> std::io::Result<(ReaderChannels, std::thread::JoinHandle<()>)> {
-    let (sender, receiver) = sync_channel::<Vec<Item>>(4);
-    let (spent_sender, spent) = sync_channel::<Vec<IndexDoc>>(1);
-    let handle = std::thread::Builder::new().name("tix-reader".into()).spawn(move || {
+    config: &PipelineConfig,
+    encoder: &DocEncoder,
+) -> std::io::Result<(ReaderChannels, Vec<std::thread::JoinHandle<()>>)> {
+    let mut handles = Vec::new();
+    let mut frame_senders = Vec::new();
+    let mut prepared = Vec::new();
+    for n in 0..config.prepare_threads.max(1) {
+        let (frame_sender, frames) = sync_channel::<Vec<Result<Frame, ObjectFailure>>>(1);
+        let (item_sender, items) = sync_channel::<Vec<Item>>(1);
+        let (identity, config, encoder) = (identity.clone(), config.clone(), encoder.clone());
+        handles.push(std::thread::Builder::new().name(format!("tix-prepare-{n}")).spawn(move || {
+            while let Ok(batch) = frames.recv() {
+                let batch = batch.into_iter().map(|frame| prepare(frame, &identity, unseen_source, &config, &encoder));
+                if item_sender.send(batch.collect()).is_err() {
+                    return;
+                }
+            }
+        })?);
+        frame_senders.push(frame_sender);
+        prepared.push(items);
+    }
+    let config = config.clone();
+    handles.push(std::thread::Builder::new().name("tix-reader".into()).spawn(move || {
         let limits = config.limits;
+        let mut sent = 0usize;
+        let mut send = |batch| {
+            let sender: &SyncSender<_> = &frame_senders[sent % frame_senders.len()];
+            sent += 1;
+            sender.send(batch).is_ok()
+        };
         let mut records = match crate::decode::decompress(reader, &limits) {
             Ok((_, decoded)) => RecordReader::new(decoded, limits),
             Err(error) => {
-                let _ = sender.send(vec![Item::Failed(crate::decode::object_failure(&error, 0))]);
+                send(vec![Err(crate::decode::object_failure(&error, 0))]);
                 return;
             }
         };
         let mut batch = Vec::with_capacity(config.batch_records);
         let mut batch_bytes = 0usize;
         while let Some(frame) = records.next_frame() {
-            let item = match frame {
-                Err(failure) => Item::Failed(failure),
-                Ok(frame) => match frame.body {
-                    FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
-                        ordinal: frame.ordinal,
-                        offset: frame.offset,
-                        rejection,
-                        raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
-                    },
-                    FrameBody::Record(raw) => match parse_and_validate(&raw, &limits) {
-                        Err(rejection) => Item::Rejected {
-                            ordinal: frame.ordinal,
-                            offset: frame.offset,
-                            rejection,
-                            raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
-                        },
-                        Ok(mut event) => {
-                            config.redactor.redact_event(&mut event.doc);
-                            let (id, positional) = match &event.event_id {
-                                Some(event_id) => (doc_id_for_event_id(event_id), false),
-                                None => (doc_id_for_position(&identity, frame.ordinal), true),
-                            };
-                            Item::Doc {
-                                doc: IndexDoc {
-                                    id: id.to_hex(),
-                                    ts_millis: event.ts_millis,
-                                    doc: event.doc,
-                                    unseen_source: positional && unseen_source,
-                                },
-                                ordinal: frame.ordinal,
-                                offset: frame.offset,
-                                raw_len: raw.len(),
-                            }
-                        }
-                    },
-                },
-            };
-            batch_bytes += match &item {
-                Item::Doc { raw_len, .. } => *raw_len,
+            batch_bytes += match &frame {
+                Ok(Frame { body: FrameBody::Record(raw), .. }) => raw.len(),
                 _ => 0,
             };
-            let is_failure = matches!(item, Item::Failed(_));
-            batch.push(item);
+            let is_failure = frame.is_err();
+            batch.push(frame);
             if batch.len() >= config.batch_records || batch_bytes >= config.batch_bytes || is_failure {
-                // Free the batches the indexing side is done with, here where they were made.
-                while spent.try_recv().is_ok() {}
-                if sender.send(std::mem::take(&mut batch)).is_err() {
+                if !send(std::mem::replace(&mut batch, Vec::with_capacity(config.batch_records))) {
                     return;
                 }
                 batch_bytes = 0;
@@ -568,10 +574,60 @@ fn spawn_reader(
             }
         }
         if !batch.is_empty() {
-            let _ = sender.send(batch);
+            send(batch);
         }
-    })?;
-    Ok((ReaderChannels { batches: receiver, spent: spent_sender }, handle))
+    })?);
+    Ok((ReaderChannels { prepared, next: 0 }, handles))
+}
+
+/// Turns one frame into what the pipeline does with it: parse and validate, redact,
+/// derive the id; or the rejection, with its raw text redacted.
+fn prepare(
+    frame: Result<Frame, ObjectFailure>,
+    identity: &SourceIdentity,
+    unseen_source: bool,
+    config: &PipelineConfig,
+    encoder: &DocEncoder,
+) -> Item {
+    let frame = match frame {
+        Err(failure) => return Item::Failed(failure),
+        Ok(frame) => frame,
+    };
+    let limits = &config.limits;
+    match frame.body {
+        FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
+            ordinal: frame.ordinal,
+            offset: frame.offset,
+            rejection,
+            raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
+        },
+        FrameBody::Record(raw) => match parse_and_validate(&raw, limits) {
+            Err(rejection) => Item::Rejected {
+                ordinal: frame.ordinal,
+                offset: frame.offset,
+                rejection,
+                raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
+            },
+            Ok(mut event) => {
+                config.redactor.redact_event(&mut event.doc);
+                let (id, positional) = match &event.event_id {
+                    Some(event_id) => (doc_id_for_event_id(event_id), false),
+                    None => (doc_id_for_position(identity, frame.ordinal), true),
+                };
+                Item::Doc {
+                    doc: encoder.encode(IndexDoc {
+                        id: id.to_hex(),
+                        ts_millis: event.ts_millis,
+                        doc: event.doc,
+                        unseen_source: positional && unseen_source,
+                    }),
+                    ts_millis: event.ts_millis,
+                    ordinal: frame.ordinal,
+                    offset: frame.offset,
+                }
+            }
+        },
+    }
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -620,6 +676,131 @@ mod tests {
         }
     }
 
+    /// A source read from memory.
+    struct BytesSource(SourceIdentity, Vec<u8>);
+
+    impl SourceObject for BytesSource {
+        fn identity(&self) -> &SourceIdentity {
+            &self.0
+        }
+        fn size_hint(&self) -> Option<u64> {
+            Some(self.1.len() as u64)
+        }
+        fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(self.1.clone())))
+        }
+    }
+
+    /// A backend that keeps the `event_id` of every document, in the order it got them.
+    #[derive(Default)]
+    struct Recording {
+        event_ids: Vec<String>,
+        sources: Vec<SourceRecord>,
+    }
+
+    impl Backend for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn ensure_ready(&mut self) -> indexer::Result<()> {
+            Ok(())
+        }
+        fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
+            Ok(self.sources.iter().rev().find(|r| r.key == key).cloned())
+        }
+        fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
+            self.event_ids.extend(docs.iter().map(|d| d.doc["event_id"].as_str().unwrap_or_default().to_string()));
+            Ok(vec![Outcome::Indexed; docs.len()])
+        }
+        fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
+            self.sources.push(record.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> indexer::Result<()> {
+            Ok(())
+        }
+        fn search(&self, _: &indexer::SearchRequest) -> indexer::Result<indexer::SearchResponse> {
+            Err(indexer::Error::Other("the recording backend does not search".into()))
+        }
+        fn count(&self, _: &indexer::SearchRequest) -> indexer::Result<u64> {
+            Err(indexer::Error::Other("the recording backend does not count".into()))
+        }
+        fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
+            Ok(self.sources.clone())
+        }
+    }
+
+    /// `count` records; every 9th is invalid (no `type`).
+    fn numbered_records(count: u64) -> (Vec<u8>, Vec<String>, Vec<u64>) {
+        let (mut text, mut valid, mut invalid) = (String::new(), Vec::new(), Vec::new());
+        for n in 1..=count {
+            if n % 9 == 0 {
+                text.push_str(&format!("{{\"ts\":\"2024-02-05T10:00:00Z\",\"event_id\":\"e-{n}\"}}\n"));
+                invalid.push(n);
+            } else {
+                text.push_str(&format!(
+                    "{{\"ts\":\"2024-02-05T10:00:00Z\",\"type\":\"seat.locked\",\"event_id\":\"e-{n}\"}}\n"
+                ));
+                valid.push(format!("e-{n}"));
+            }
+        }
+        (text.into_bytes(), valid, invalid)
+    }
+
+    fn run_recording(threads: usize, config: impl FnOnce(&mut PipelineConfig), bytes: Vec<u8>) -> RunOutcome {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend = Recording::default();
+        let mut dead_letter = LocalDeadLetter::new(&dir.path().join("dl"));
+        let mut pipeline_config = PipelineConfig::new(Redactor::new(b"k"));
+        pipeline_config.prepare_threads = threads;
+        pipeline_config.batch_records = 7;
+        config(&mut pipeline_config);
+        let source = BytesSource(SourceIdentity::Stream { name: "numbered".into(), nonce: "n".into() }, bytes);
+        let mut pipeline = Pipeline::new(&mut backend, &mut dead_letter, pipeline_config);
+        let report = pipeline.ingest(&source).unwrap();
+        pipeline.finish().unwrap();
+        let entries = LocalDeadLetter::read_all(&dir.path().join("dl")).unwrap();
+        RunOutcome { report, event_ids: backend.event_ids, entries }
+    }
+
+    struct RunOutcome {
+        report: SourceReport,
+        event_ids: Vec<String>,
+        entries: Vec<DeadLetterEntry>,
+    }
+
+    #[test]
+    fn records_reach_the_backend_and_the_dead_letter_store_in_source_order_with_any_number_of_threads() {
+        let (bytes, valid, invalid) = numbered_records(200);
+        for threads in [1, 2, 3, 5] {
+            let run = run_recording(threads, |_| {}, bytes.clone());
+            assert_eq!(run.report.outcome, SourceOutcome::Completed, "{threads} threads: {:?}", run.report);
+            assert_eq!(run.event_ids, valid, "{threads} threads: documents in source order");
+            let ordinals: Vec<u64> = run.entries.iter().filter_map(|e| e.record).collect();
+            assert_eq!(ordinals, invalid, "{threads} threads: rejections in source order");
+            assert_eq!(run.report.records, 200);
+            assert_eq!(run.report.indexed + run.report.rejected, 200, "{:?}", run.report);
+        }
+    }
+
+    #[test]
+    fn an_object_failing_midway_keeps_exactly_the_records_before_the_failure_with_any_number_of_threads() {
+        let (bytes, valid, _) = numbered_records(5_000);
+        // The limit is checked per read of the decoder, so where the object stops is not
+        // exact; somewhere past the first records and well before the end.
+        let limit = bytes.len() as u64 / 2;
+        for threads in [1, 2, 3] {
+            let run = run_recording(threads, |c| c.limits.max_decompressed_bytes = limit, bytes.clone());
+            assert_eq!(run.report.outcome, SourceOutcome::Failed, "{threads} threads: {:?}", run.report);
+            assert!(run.report.records > 100 && run.report.records < 4_000, "{threads} threads: {:?}", run.report);
+            let indexed = run.report.indexed as usize;
+            assert_eq!(run.event_ids, valid[..indexed], "{threads} threads: a prefix, in order");
+            assert_eq!(run.report.indexed + run.report.rejected, run.report.records, "{:?}", run.report);
+            let failure = run.entries.iter().filter(|e| e.record.is_none()).count();
+            assert_eq!(failure, 1, "{threads} threads: one entry for the failed object: {:?}", run.entries);
+        }
+    }
+
     #[test]
     fn a_reader_that_panics_fails_the_object_instead_of_completing_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -634,7 +815,7 @@ mod tests {
         assert_eq!(summary.objects_failed, 1);
         let entries = LocalDeadLetter::read_all(&dir.path().join("dl")).unwrap();
         assert_eq!(entries.len(), 1, "{entries:?}");
-        assert!(entries[0].reason.contains("reader crashed") && entries[0].reason.contains("decoder bug"));
+        assert!(entries[0].reason.contains("reading crashed") && entries[0].reason.contains("decoder bug"));
         let record = backend.source_record(&source.0.checkpoint_key()).unwrap().expect("recorded");
         assert_eq!(record.status, indexer::SourceStatus::Failed, "never recorded completed");
     }

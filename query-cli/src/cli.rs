@@ -89,6 +89,9 @@ pub struct IngestArgs {
     /// Indexing threads of the tantivy writer (default: CPUs, at most 4).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Threads that parse, validate, redact and encode records (default: CPUs, at most 4).
+    #[arg(long)]
+    pub prepare_threads: Option<usize>,
     /// Indexing memory budget of the tantivy writer, in MB.
     #[arg(long, default_value_t = indexer::DEFAULT_HEAP_MB)]
     pub heap_mb: usize,

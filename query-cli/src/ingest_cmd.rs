@@ -95,6 +95,9 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     };
     let mut config = PipelineConfig::new(redactor);
     config.commit_every_docs = args.commit_every.max(1);
+    if let Some(threads) = args.prepare_threads {
+        config.prepare_threads = threads.max(1);
+    }
     config.limits = Limits {
         max_record_bytes: args.max_record_bytes,
         max_depth: args.max_depth,

@@ -17,9 +17,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// The reader thread allocates each event and the indexing thread frees it: glibc's
-// arenas then contend on that cross-thread traffic (about a sixth of ingest CPU went to
-// malloc/free and its locks). mimalloc frees to the owning thread's heap without a lock.
+// Ingest allocates on one thread and frees on another (records on the reader thread,
+// documents on the preparing threads, freed by tantivy's): glibc's arenas contend on that
+// cross-thread traffic (about a sixth of ingest CPU went to malloc/free and its locks).
+// mimalloc frees to the owning thread's heap without a lock.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -20,8 +20,8 @@ use ingest::trigger::{handle_event, Deadline};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
-// As in `tix-logs`: events are allocated on the reader thread and freed on the indexing
-// thread, which glibc's malloc serves poorly.
+// As in `tix-logs`: records and documents are allocated on one thread and freed on
+// another, which glibc's malloc serves poorly.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
