@@ -34,9 +34,9 @@ use crate::{Error, Result};
 /// The default indexing heap across threads, in MB. Peak memory is about twice this plus
 /// the in-flight batches: when a segment is written, its arena is still held while its
 /// files are serialized, and the threads tend to write theirs together. 72 MB keeps a
-/// 1 GiB object near 230 MB of peak RSS with two preparing threads (80 MB: 229-267 MB);
+/// 1 GiB object at 214-233 MB of peak RSS with two preparing threads (80 MB: 252-261 MB);
 /// 128 MB was no faster and peaked near 300 MB. 64 MB is no lower: its smaller segments
-/// merge more often, and one 1 GiB object peaked at 400 MB.
+/// merge more often under the merge cap, and the 1 GiB object peaked at 400-500 MB.
 pub const DEFAULT_HEAP_MB: usize = 72;
 
 /// Tuning of the tantivy writer.
