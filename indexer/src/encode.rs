@@ -18,11 +18,10 @@ use crate::{Error, IndexDoc, Result};
 
 /// How a backend wants its documents prepared. Cheap to clone and shareable between
 /// threads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum DocEncoder {
     /// Keep the event as JSON: the backend encodes it itself (Elasticsearch, and any
     /// backend that does not say otherwise).
-    #[default]
     Json,
     /// Build the tantivy document.
     Tantivy(Arc<TantivySchema>),

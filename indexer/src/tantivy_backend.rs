@@ -464,11 +464,11 @@ impl Backend for TantivyBackend {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
-            if let EncodedDoc::Json(json) = doc {
-                *doc = EncodedDoc::Tantivy(TantivyEncoded::new(&self.schema, json));
-            }
+            // Documents come from `encoder()` (the pipeline) or `index_batch`, both tantivy.
             let EncodedDoc::Tantivy(TantivyEncoded { id, unseen_source, document, .. }) = doc else {
-                return Err(Error::Other("internal error: a JSON document was not encoded".into()));
+                return Err(Error::Other(
+                    "internal error: a JSON document reached the tantivy backend unencoded".into(),
+                ));
             };
             let (id, unseen_source) = (&*id, *unseen_source);
             // Ids derived from the position in a never-seen source are unique by

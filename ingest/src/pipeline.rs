@@ -593,7 +593,6 @@ fn prepare(
         Err(failure) => return Item::Failed(failure),
         Ok(frame) => frame,
     };
-    let limits = &config.limits;
     match frame.body {
         FrameBody::Rejected { rejection, raw_prefix } => Item::Rejected {
             ordinal: frame.ordinal,
@@ -601,7 +600,7 @@ fn prepare(
             rejection,
             raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
         },
-        FrameBody::Record(raw) => match parse_and_validate(&raw, limits) {
+        FrameBody::Record(raw) => match parse_and_validate(&raw, &config.limits) {
             Err(rejection) => Item::Rejected {
                 ordinal: frame.ordinal,
                 offset: frame.offset,
@@ -785,7 +784,7 @@ mod tests {
 
     #[test]
     fn an_object_failing_midway_keeps_exactly_the_records_before_the_failure_with_any_number_of_threads() {
-        let (bytes, valid, _) = numbered_records(5_000);
+        let (bytes, valid, invalid) = numbered_records(5_000);
         // The limit is checked per read of the decoder, so where the object stops is not
         // exact; somewhere past the first records and well before the end.
         let limit = bytes.len() as u64 / 2;
@@ -796,6 +795,9 @@ mod tests {
             let indexed = run.report.indexed as usize;
             assert_eq!(run.event_ids, valid[..indexed], "{threads} threads: a prefix, in order");
             assert_eq!(run.report.indexed + run.report.rejected, run.report.records, "{:?}", run.report);
+            let ordinals: Vec<u64> = run.entries.iter().filter_map(|e| e.record).collect();
+            let invalid_read: Vec<u64> = invalid.iter().copied().filter(|&n| n <= run.report.records).collect();
+            assert_eq!(ordinals, invalid_read, "{threads} threads: the rejections read, in order");
             let failure = run.entries.iter().filter(|e| e.record.is_none()).count();
             assert_eq!(failure, 1, "{threads} threads: one entry for the failed object: {:?}", run.entries);
         }
