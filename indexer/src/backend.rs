@@ -169,6 +169,11 @@ pub trait Backend: Send {
     fn count(&self, request: &SearchRequest) -> Result<u64>;
     /// Every recorded source, newest first.
     fn sources(&self) -> Result<Vec<SourceRecord>>;
+    /// Sets (or clears) the instant by which every request of this backend, with its
+    /// retries and backoffs, must be over: the Lambda's remaining time less its margin.
+    /// Writes still unfinished then are answered [`Outcome::Failed`] (their source is
+    /// redelivered), never left hanging. Backends without network calls ignore it.
+    fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// Releases the backend cleanly (waits for background work). Uncommitted writes are
     /// discarded: call [`Backend::flush`] first.
     fn close(self: Box<Self>) -> Result<()> {

@@ -21,8 +21,31 @@ pub enum Error {
     /// documents are not at fault.
     #[error("backend index is write-blocked: {0}")]
     Blocked(String),
+    /// A daily index does not exist and could not be created: the cluster refuses
+    /// auto-creation (`action.auto_create_index`) and the explicit `PUT <index>` failed
+    /// too. The documents are not at fault; nothing may be dead-lettered for it.
+    #[error(
+        "index {index} does not exist and could not be created ({reason}). The cluster refuses to create \
+         indices on write (action.auto_create_index); either allow it for the daily indices \
+         (PUT _cluster/settings {{\"persistent\":{{\"action.auto_create_index\":\"{pattern},-*\"}}}}) or \
+         grant the ingest credentials the create_index privilege on {pattern}, then run again"
+    )]
+    IndexMissing { index: String, pattern: String, reason: String },
+    /// The cluster's state refuses the write, whatever the documents hold (a closed
+    /// index, the shard limit, an alias without a write index, an illegal index name):
+    /// an operator has to act, so the run stops and no document is dead-lettered.
+    #[error("the cluster refuses writes for a reason outside the documents: {0}")]
+    Cluster(String),
     #[error("{0}")]
     Other(String),
+    /// The cluster is a search engine release without composable index templates
+    /// (`PUT _index_template`): no retry or setting can help, the cluster must change.
+    #[error(
+        "the cluster runs {found}, which tix-logs does not support: it needs Elasticsearch 7.10 or later or \
+         OpenSearch 1.0 or later (composable index templates, PUT _index_template); upgrade the cluster or \
+         point TIX_ES_URL at a supported one"
+    )]
+    UnsupportedEngine { found: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -193,6 +193,12 @@ impl<'a> Pipeline<'a> {
         self
     }
 
+    /// Moves the backend's deadline (see [`Backend::set_deadline`]), e.g. to give the
+    /// final commit the time kept back for it.
+    pub fn set_backend_deadline(&mut self, deadline: Option<Instant>) {
+        self.backend.set_deadline(deadline);
+    }
+
     /// Whether the stop condition (e.g. the Lambda deadline) has been reached.
     pub fn stop_requested(&self) -> bool {
         self.config.should_stop.as_ref().is_some_and(|stop| stop())

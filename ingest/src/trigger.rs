@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::dead_letter::DeadLetterStore;
 use crate::error::{Error, Result};
-use crate::events::{parse_event, Work};
+use crate::events::{parse_event, Delivery, Work};
 use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceOutcome, SourceReport};
 use crate::s3::{S3Context, S3Object};
 
@@ -27,8 +27,21 @@ pub struct Deadline {
 }
 
 impl Deadline {
+    /// Whether to stop taking new objects and batches: the margin is all that is left.
     pub fn reached(&self) -> bool {
         Instant::now() + self.margin >= self.at
+    }
+
+    /// By when the backend's writes (with their retries) must be over: half the margin
+    /// after new work stops, so a batch sent just before then still has time to finish.
+    pub fn writes_end(&self) -> Instant {
+        self.at.checked_sub(self.margin / 2).unwrap_or(self.at)
+    }
+
+    /// By when the final commit (checkpoints) must be over; the rest of the margin is
+    /// for the answer.
+    pub fn commit_end(&self) -> Instant {
+        self.at.checked_sub(self.margin / 4).unwrap_or(self.at)
     }
 }
 
@@ -83,10 +96,35 @@ pub fn handle_event(
         config.should_stop = Some(Arc::new(move || deadline.reached() || earlier.as_ref().is_some_and(|stop| stop())));
     }
     let mut report = HandlerReport { deliveries: deliveries.len() as u64, ..HandlerReport::default() };
-    let mut pipeline = Pipeline::new(backend, dead_letter, config);
-    if let Some(progress) = progress {
-        pipeline = pipeline.with_progress(progress);
-    }
+    // No backend request outlives the invocation: a batch that cannot finish in time
+    // fails its object (redelivered), instead of timing out the whole invocation.
+    backend.set_deadline(deadline.map(|d| d.writes_end()));
+    let result = {
+        let mut pipeline = Pipeline::new(&mut *backend, dead_letter, config);
+        if let Some(progress) = progress {
+            pipeline = pipeline.with_progress(progress);
+        }
+        ingest_deliveries(&mut pipeline, deliveries, s3, &mut report).and_then(|()| {
+            // Acknowledge only what is durable: the commit comes before the answer.
+            pipeline.set_backend_deadline(deadline.map(|d| d.commit_end()));
+            pipeline.finish()
+        })
+    };
+    backend.set_deadline(None);
+    report.summary = result?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("trigger.before_ack");
+    Ok(report)
+}
+
+/// Ingests the objects of every delivery, and records the deliveries that did not
+/// complete (to be redelivered).
+fn ingest_deliveries(
+    pipeline: &mut Pipeline<'_>,
+    deliveries: Vec<Delivery>,
+    s3: &S3Context,
+    report: &mut HandlerReport,
+) -> Result<()> {
     for delivery in deliveries {
         let fail = |reason: String| FailedDelivery { message_id: delivery.message_id.clone(), reason };
         let works = match delivery.work {
@@ -123,11 +161,7 @@ pub fn handle_event(
             report.failed.push(fail(reason));
         }
     }
-    // Acknowledge only what is durable: the commit comes before the answer.
-    report.summary = pipeline.finish()?;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("trigger.before_ack");
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -140,6 +174,17 @@ mod tests {
         assert!(soon.reached());
         let later = Deadline { at: Instant::now() + Duration::from_secs(60), margin: Duration::from_secs(10) };
         assert!(!later.reached());
+    }
+
+    #[test]
+    fn writes_end_half_a_margin_and_the_commit_a_quarter_margin_before_the_deadline() {
+        let at = Instant::now() + Duration::from_secs(60);
+        let deadline = Deadline { at, margin: Duration::from_secs(8) };
+        assert_eq!(deadline.writes_end(), at - Duration::from_secs(4));
+        assert_eq!(deadline.commit_end(), at - Duration::from_secs(2));
+        // New work stops first, then writes, then the commit, then the answer is due.
+        let stop_taking_work = at - deadline.margin;
+        assert!(stop_taking_work < deadline.writes_end() && deadline.writes_end() < deadline.commit_end());
     }
 
     #[test]

@@ -209,6 +209,12 @@ pub enum ItemClass {
     Auth(String),
     /// 403 `cluster_block_exception` on an item: its index refuses writes.
     Blocked(String),
+    /// 404 `index_not_found_exception`: the cluster does not create indices on write
+    /// (`action.auto_create_index`). The client creates the index and sends again.
+    IndexMissing { index: String, reason: String },
+    /// Refused because of the cluster's state, not the document (a closed index, the
+    /// shard limit, an alias without a write index): the run stops.
+    Cluster(String),
 }
 
 /// What a whole `_bulk` answer means.
@@ -253,6 +259,8 @@ struct ItemResult {
     status: u16,
     #[serde(default, rename = "_id")]
     id: Option<String>,
+    #[serde(default, rename = "_index")]
+    index: Option<String>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -305,17 +313,69 @@ fn classify_items(body: &[u8], action: Action, ids: &[&str]) -> Verdict {
                 action.name()
             ));
         }
-        let reason = || item_reason(result.error.as_ref(), result.status);
-        classes.push(match result.status {
-            200 | 201 => ItemClass::Indexed,
-            409 => ItemClass::Duplicate,
-            400 | 404 => ItemClass::Rejected(reason()),
-            403 if is_write_block(result.error.as_ref()) => ItemClass::Blocked(reason()),
-            401 | 403 => ItemClass::Auth(reason()),
-            _ => ItemClass::Retry(reason()),
-        });
+        classes.push(classify_item(result.status, result.error.as_ref(), result.index.as_deref()));
     }
     Verdict::Items(classes)
+}
+
+/// What one item's status and error mean. The error's type decides whether the
+/// document or the cluster is at fault: only the document's own faults are rejected
+/// (dead-lettered); the cluster's state stops the run or is repaired (a missing index).
+pub fn classify_item(status: u16, error: Option<&Value>, answered_index: Option<&str>) -> ItemClass {
+    let reason = || item_reason(error, status);
+    let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("");
+    match status {
+        200 | 201 => ItemClass::Indexed,
+        409 => ItemClass::Duplicate,
+        _ if kind == "index_not_found_exception" => ItemClass::IndexMissing {
+            index: missing_index_name(error, answered_index).unwrap_or_default(),
+            reason: reason(),
+        },
+        403 if is_write_block(error) => ItemClass::Blocked(reason()),
+        401 | 403 => ItemClass::Auth(reason()),
+        400 | 404 if is_cluster_state_error(error) => ItemClass::Cluster(reason()),
+        400 | 404 => ItemClass::Rejected(reason()),
+        _ => ItemClass::Retry(reason()),
+    }
+}
+
+/// The index an `index_not_found_exception` names: `index`, or `resource.id`, or the
+/// item's `_index`.
+fn missing_index_name(error: Option<&Value>, answered_index: Option<&str>) -> Option<String> {
+    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str).filter(|s| !s.is_empty());
+    field("index").or_else(|| field("resource.id")).or(answered_index).map(str::to_string)
+}
+
+/// Error types (with a 400 or 404) that the cluster's state causes, whatever the
+/// document holds. Elasticsearch and OpenSearch name them alike.
+const CLUSTER_STATE_ERRORS: [&str; 5] = [
+    // `POST <index>/_close` was run on a daily index.
+    "index_closed_exception",
+    // The prefix makes an illegal index name (upper case, a leading `_`, ...).
+    "invalid_index_name_exception",
+    "invalid_alias_name_exception",
+    // Raised on index creation, e.g. "this action would add [2] shards, but this cluster
+    // currently has [1000]/[1000] maximum normal shards open" (cluster.max_shards_per_node).
+    "validation_exception",
+    // A data stream or alias in the way of the daily index name.
+    "index_template_exception",
+];
+
+/// Reasons of an `illegal_argument_exception` that the cluster's state causes (the same
+/// type is also the document's fault, e.g. "mapper [amount] cannot be changed").
+const CLUSTER_STATE_REASONS: [&str; 3] = [
+    "no write index is defined for alias",
+    "only write ops with an op_type of create are allowed in data streams",
+    "is a data stream",
+];
+
+/// Whether an item's error comes from the cluster's state (see [`CLUSTER_STATE_ERRORS`]).
+pub fn is_cluster_state_error(error: Option<&Value>) -> bool {
+    let Some(error) = error else { return false };
+    let kind = error.get("type").and_then(Value::as_str).unwrap_or("");
+    let reason = error.get("reason").and_then(Value::as_str).unwrap_or("");
+    CLUSTER_STATE_ERRORS.contains(&kind)
+        || (kind == "illegal_argument_exception" && CLUSTER_STATE_REASONS.iter().any(|r| reason.contains(r)))
 }
 
 /// Whether a whole-request answer is a write block an operator must lift (403
@@ -404,6 +464,15 @@ pub struct Attempt {
     pub retries: u32,
     /// Why the previous try of these items failed.
     pub last_error: Option<String>,
+    /// Indices the cluster said do not exist: create them before sending again.
+    pub create_first: Vec<String>,
+}
+
+impl Attempt {
+    /// The first try of `items`.
+    pub fn first(items: Vec<usize>) -> Self {
+        Attempt { items, retries: 0, last_error: None, create_first: Vec::new() }
+    }
 }
 
 /// Why a job stops the whole run instead of deciding its items: the cause is outside the
@@ -414,6 +483,10 @@ pub enum Stop {
     Auth(String),
     /// 403 `cluster_block_exception`: the index or the cluster refuses writes.
     Blocked(String),
+    /// An index is still missing after the client created it (or could not tell which).
+    IndexMissing { index: String, reason: String },
+    /// The cluster's state refuses the items (see [`is_cluster_state_error`]).
+    Cluster(String),
 }
 
 /// Tracks one encoded batch from first send to one outcome per item.
@@ -421,15 +494,18 @@ pub enum Stop {
 pub struct BulkJob {
     outcomes: Vec<Option<Outcome>>,
     queue: VecDeque<Attempt>,
+    /// Indices created on the cluster's word that they were missing: a second "missing"
+    /// for one of them stops the job instead of looping.
+    created: Vec<String>,
 }
 
 impl BulkJob {
     pub fn new(items: usize) -> Self {
         let mut queue = VecDeque::new();
         if items > 0 {
-            queue.push_back(Attempt { items: (0..items).collect(), retries: 0, last_error: None });
+            queue.push_back(Attempt::first((0..items).collect()));
         }
-        BulkJob { outcomes: vec![None; items], queue }
+        BulkJob { outcomes: vec![None; items], queue, created: Vec::new() }
     }
 
     /// The next request to send, if any.
@@ -445,6 +521,7 @@ impl BulkJob {
                 debug_assert_eq!(classes.len(), attempt.items.len());
                 let mut again = Vec::new();
                 let mut last_error = None;
+                let mut create_first: Vec<String> = Vec::new();
                 for (&item, class) in attempt.items.iter().zip(classes) {
                     let outcome = match class {
                         ItemClass::Indexed => Outcome::Indexed,
@@ -452,6 +529,18 @@ impl BulkJob {
                         ItemClass::Rejected(reason) => Outcome::Rejected { reason },
                         ItemClass::Auth(reason) => return Err(Stop::Auth(reason)),
                         ItemClass::Blocked(reason) => return Err(Stop::Blocked(reason)),
+                        ItemClass::Cluster(reason) => return Err(Stop::Cluster(reason)),
+                        ItemClass::IndexMissing { index, reason } => {
+                            if index.is_empty() || self.created.contains(&index) {
+                                return Err(Stop::IndexMissing { index, reason });
+                            }
+                            if !create_first.contains(&index) {
+                                create_first.push(index);
+                            }
+                            again.push(item);
+                            last_error = Some(reason);
+                            continue;
+                        }
                         ItemClass::Retry(reason) => {
                             again.push(item);
                             last_error = Some(reason);
@@ -460,11 +549,19 @@ impl BulkJob {
                     };
                     self.outcomes[item] = Some(outcome);
                 }
-                Ok((!again.is_empty()).then(|| Attempt { items: again, retries: attempt.retries + 1, last_error }))
+                Ok((!again.is_empty()).then(|| Attempt {
+                    items: again,
+                    retries: attempt.retries + 1,
+                    last_error,
+                    create_first,
+                }))
             }
-            Verdict::RetryAll(reason) => {
-                Ok(Some(Attempt { items: attempt.items, retries: attempt.retries + 1, last_error: Some(reason) }))
-            }
+            Verdict::RetryAll(reason) => Ok(Some(Attempt {
+                items: attempt.items,
+                retries: attempt.retries + 1,
+                last_error: Some(reason),
+                create_first: Vec::new(),
+            })),
             Verdict::Split if attempt.items.len() == 1 => {
                 self.outcomes[attempt.items[0]] = Some(Outcome::Rejected {
                     reason:
@@ -477,8 +574,8 @@ impl BulkJob {
                 let mut first = attempt.items;
                 let second = first.split_off(first.len() / 2);
                 let retries = attempt.retries;
-                self.queue.push_front(Attempt { items: second, retries, last_error: None });
-                self.queue.push_front(Attempt { items: first, retries, last_error: None });
+                self.queue.push_front(Attempt { retries, ..Attempt::first(second) });
+                self.queue.push_front(Attempt { retries, ..Attempt::first(first) });
                 Ok(None)
             }
             Verdict::Auth(reason) => Err(Stop::Auth(reason)),
@@ -489,6 +586,13 @@ impl BulkJob {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// Notes that `index` was created because the cluster said it was missing.
+    pub fn index_created(&mut self, index: &str) {
+        if !self.created.iter().any(|i| i == index) {
+            self.created.push(index.to_string());
         }
     }
 
@@ -679,6 +783,64 @@ mod tests {
             assert!(matches!(classify_response(status, b"", Action::Create, &["a"]), Verdict::RetryAll(_)), "{status}");
         }
         assert!(matches!(classify_response(400, b"{}", Action::Create, &["a"]), Verdict::FailAll(_)));
+    }
+
+    /// Item errors as Elasticsearch 8 and OpenSearch 2 answer them, and who is at fault.
+    #[test]
+    fn item_errors_are_told_apart_by_whether_the_document_or_the_cluster_is_at_fault() {
+        let index = "tix-bookings-2024.02.05";
+        let missing = json!({"type": "index_not_found_exception", "reason": format!("no such index [{index}]"),
+            "resource.type": "index_expression", "resource.id": index, "index_uuid": "_na_", "index": index});
+        match classify_item(404, Some(&missing), None) {
+            ItemClass::IndexMissing { index: named, reason } => {
+                assert_eq!(named, index);
+                assert!(reason.contains("index_not_found_exception"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without `index` in the error, `resource.id` or the item's `_index` names it.
+        let bare = json!({"type": "index_not_found_exception", "reason": "no such index"});
+        assert!(matches!(classify_item(404, Some(&bare), Some(index)), ItemClass::IndexMissing { index: i, .. } if i == index));
+        let cluster_state = [
+            json!({"type": "index_closed_exception", "reason": "closed", "index": index}),
+            json!({"type": "invalid_index_name_exception", "reason": "Invalid index name [Tix-2024.02.05], must be lowercase"}),
+            json!({"type": "validation_exception", "reason": "Validation Failed: 1: this action would add [2] shards, but this cluster currently has [1000]/[1000] maximum normal shards open;"}),
+            json!({"type": "illegal_argument_exception", "reason": "no write index is defined for alias [tix-bookings-2024.02.05]. The write index may be explicitly disabled using is_write_index=false or the alias points to multiple indices without one being designated as a write index"}),
+        ];
+        for error in &cluster_state {
+            assert!(matches!(classify_item(400, Some(error), None), ItemClass::Cluster(_)), "{error}");
+        }
+        let document_faults = [
+            json!({"type": "document_parsing_exception", "reason": "[1:42] failed to parse field [amount] of type [double]"}),
+            json!({"type": "mapper_parsing_exception", "reason": "failed to parse field [seat] of type [keyword]"}),
+            json!({"type": "illegal_argument_exception", "reason": "mapper [amount] cannot be changed from type [double] to [keyword]"}),
+            json!({"type": "strict_dynamic_mapping_exception", "reason": "mapping set to strict, dynamic introduction of [x] within [_doc] is not allowed"}),
+        ];
+        for error in &document_faults {
+            assert!(matches!(classify_item(400, Some(error), None), ItemClass::Rejected(_)), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_index_is_created_once_then_a_second_miss_stops_the_job() {
+        let missing = |index: &str| ItemClass::IndexMissing { index: index.into(), reason: "no such index".into() };
+        let mut job = BulkJob::new(3);
+        let first = job.next_attempt().unwrap();
+        let retry = job
+            .record(first, Verdict::Items(vec![missing("a"), ItemClass::Indexed, missing("a")]))
+            .unwrap()
+            .expect("the missing items are sent again");
+        assert_eq!(retry.items, [0, 2]);
+        assert_eq!(retry.create_first, ["a"], "each missing index is created once, before the retry");
+        job.index_created("a");
+        job.retry(retry);
+        let again = job.next_attempt().unwrap();
+        let stop = job.record(again, Verdict::Items(vec![missing("a"), ItemClass::Indexed])).unwrap_err();
+        assert_eq!(stop, Stop::IndexMissing { index: "a".into(), reason: "no such index".into() });
+        // Nothing was rejected on the way: the stop is operational.
+        let mut job = BulkJob::new(1);
+        let first = job.next_attempt().unwrap();
+        assert_eq!(job.record(first, Verdict::Items(vec![ItemClass::Cluster("closed".into())])), Err(Stop::Cluster("closed".into())));
     }
 
     #[test]
@@ -975,7 +1137,7 @@ mod tests {
                     }
                     Verdict::RetryAll(_) => {
                         let expected =
-                            Attempt { items: attempt.items.clone(), retries: attempt.retries + 1, last_error: Some(reason) };
+                            Attempt { items: attempt.items.clone(), retries: attempt.retries + 1, last_error: Some(reason), create_first: vec![] };
                         proptest::prop_assert_eq!(answered.as_ref(), Ok(&Some(expected)));
                         answered.unwrap()
                     }
@@ -1018,11 +1180,14 @@ mod tests {
                                     again.push(item);
                                     last_error = Some(r);
                                 }
-                                ItemClass::Auth(_) | ItemClass::Blocked(_) => unreachable!("handled above"),
+                                ItemClass::Auth(_)
+                                | ItemClass::Blocked(_)
+                                | ItemClass::Cluster(_)
+                                | ItemClass::IndexMissing { .. } => unreachable!("not generated"),
                             }
                         }
                         let expected = (!again.is_empty())
-                            .then(|| Attempt { items: again, retries: attempt.retries + 1, last_error });
+                            .then(|| Attempt { items: again, retries: attempt.retries + 1, last_error, create_first: vec![] });
                         proptest::prop_assert_eq!(answered.as_ref(), Ok(&expected));
                         answered.unwrap()
                     }
