@@ -121,7 +121,7 @@ pub struct Hit {
     pub source: Map<String, Value>,
 }
 
-/// What a search returns, shaped like DESIGN.md's `--format json`.
+/// What a search returns, shaped as `tix-logs search --format json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchResponse {
     pub total: u64,

@@ -75,7 +75,7 @@ pub const KIND_EVENT: &str = "event";
 /// `DOC_KIND` value of source checkpoint records.
 pub const KIND_SOURCE: &str = "source";
 
-/// The known fields of a booking event, in the order DESIGN.md lists them.
+/// The known fields of a booking event, in the order ARCHITECTURE.md ("The booking event") lists them.
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec { name: TS, kind: FieldKind::Time },
     FieldSpec { name: TYPE, kind: FieldKind::Keyword { fast: true } },
@@ -97,7 +97,7 @@ pub const FIELDS: &[FieldSpec] = &[
     FieldSpec { name: MESSAGE, kind: FieldKind::Text },
 ];
 
-/// Sub-fields of `payment` that DESIGN.md types as exact-match strings.
+/// Sub-fields of `payment` that ARCHITECTURE.md types as exact-match strings.
 pub const PAYMENT_KEYWORDS: &[&str] = &["method", "status"];
 
 /// Looks a known field up by name.

@@ -35,6 +35,8 @@ fn live_config() -> EsConfig {
     let mut config = EsConfig::from_env().unwrap_or_else(|e| panic!("live Elasticsearch settings: {e}"));
     // Same length for every prefix, so no prefix's pattern can match another's indices.
     config.index_prefix = format!("tix-conformance-{:016x}", rand::random::<u64>());
+    // The suite searches right after each flush: it needs the refresh that ingest skips.
+    config.refresh_on_flush = true;
     config
 }
 

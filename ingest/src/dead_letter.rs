@@ -17,7 +17,7 @@ use crate::id::SourceIdentity;
 /// Largest `raw` kept in an entry.
 pub const MAX_RAW_BYTES: usize = 64 * 1024;
 
-/// One dead-letter entry, as DESIGN.md fixes it.
+/// One dead-letter entry, as ARCHITECTURE.md ("No loss, no doubles") fixes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterEntry {
     pub source: String,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The `kind` column of a dead-letter entry (DESIGN.md, "The no-loss rule").
+/// The `kind` column of a dead-letter entry (ARCHITECTURE.md, "No loss, no doubles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RejectKind {

@@ -1,4 +1,4 @@
-//! Document identity (DESIGN.md, "Document identity"): the id of an event with an
+//! Document identity (ARCHITECTURE.md, "Document identity"): the id of an event with an
 //! `event_id` derives from that id alone; otherwise from its source's identity and its
 //! ordinal in the source. Also the checkpoint key that records a completed source.
 //!

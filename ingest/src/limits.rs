@@ -1,6 +1,6 @@
 //! Configurable limits that keep memory bounded and reject hostile input.
 
-/// Per-record and per-object limits. Defaults follow DESIGN.md.
+/// Per-record and per-object limits. Defaults follow ARCHITECTURE.md ("The booking event").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest record (one NDJSON line or one array element), in bytes. Default 1 MiB.

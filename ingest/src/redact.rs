@@ -1,4 +1,4 @@
-//! PII redaction (DESIGN.md, "PII"): card numbers keep their last four digits, e-mail
+//! PII redaction (ARCHITECTURE.md, "PII"): card numbers keep their last four digits, e-mail
 //! addresses and the values of e-mail/phone fields become keyed HMAC tokens, and CVV-like
 //! fields disappear, before anything reaches the index, the logs or the dead-letter store.
 //!

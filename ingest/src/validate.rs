@@ -1,6 +1,6 @@
 //! Record validation: turns the bytes of one record into a [`ValidEvent`] that both
 //! backends can index faithfully, or a [`Rejection`] whose reason names the field
-//! (DESIGN.md, "The booking event"). Owns the event-time rules and [`format_ts`].
+//! (ARCHITECTURE.md, "The booking event"). Owns the event-time rules and [`format_ts`].
 //!
 //! The record is parsed exactly once, by a custom serde visitor that builds the
 //! `serde_json::Value` tree itself: `serde_json::Value`'s own impl silently keeps the

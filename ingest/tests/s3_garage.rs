@@ -1,4 +1,4 @@
-//! The S3 tier (DESIGN.md, "Test tiers" 3): the trigger handler against a real Garage
+//! The S3 tier (ARCHITECTURE.md, "Test tiers" 3): the trigger handler against a real Garage
 //! server on 127.0.0.1. Every test counts the index and the dead-letter store.
 //!
 //! Ignored by a plain `cargo test`, which lists them as not run; `scripts/test.sh`

@@ -1,4 +1,4 @@
-//! Command-line flags of `tix-logs`, as DESIGN.md's CLI section fixes them.
+//! Command-line flags of `tix-logs`, as the README's "Using it" section documents them.
 
 use std::path::PathBuf;
 
