@@ -12,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# botocore: the independent SigV4 check of the Elasticsearch/OpenSearch tests (testkit/sigv4_gate.py).
+python3 -c 'import sys, botocore; sys.exit(botocore.__version__ != "1.43.11")' 2>/dev/null ||
+	python3 -m pip install --quiet 'botocore==1.43.11'
+
 echo "== Garage (S3 tier server)"
 scripts/garage.sh install
 scripts/garage.sh start
@@ -23,11 +27,11 @@ echo "== unit, property, conformance, wire-protocol and CLI tests"
 cargo test --workspace --locked
 
 echo "== crash tests: failpoints (the fail crate) and the conservation oracle"
-cargo test --workspace --locked --features ingest/failpoints --test failpoints -- --include-ignored
+cargo test --workspace --locked --features ingest/failpoints --test failpoints --test es_failpoints -- --include-ignored
 
-echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL"
+echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL (and, end to end, the fake Elasticsearch cluster)"
 # --workspace keeps the feature set of the first run, so nothing is rebuilt.
-cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli -- --ignored
+cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli --test es_e2e --test es_cli -- --ignored
 
 echo "== fuzz smoke: every cargo fuzz target for 15 s (the 10-minute runs: scripts/fuzz.sh run TARGET)"
 scripts/fuzz.sh smoke 15

@@ -9,16 +9,13 @@
 //! answers whose parsed form must equal what the tantivy backend returns for the same
 //! request on the same data.
 //!
-//! The same server also speaks HTTPS ([`Scripted::start_tls`], with a certificate made
-//! fresh for each test) to check that certificate verification fails closed.
+//! The scripted server lives in `testkit::es_server` (shared with the end-to-end suites);
+//! it also speaks HTTPS ([`Scripted::start_tls`], with a certificate made fresh for each
+//! test) to check that certificate verification fails closed.
 
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indexer::conformance::sample_docs;
@@ -29,463 +26,10 @@ use indexer::{
     SortSpec, SourceRecord, TantivyBackend, TantivyConfig,
 };
 use serde_json::{json, Map, Value};
+use testkit::es_server::{
+    bulk_ok, bulk_reply, bulk_reply_with_blocks, error_body, remembering_cluster, self_signed, Reply, Request, Scripted,
+};
 use testkit::fault_proxy::{Fault, FaultProxy};
-
-// ---------------------------------------------------------------------------------------
-// The scripted server
-// ---------------------------------------------------------------------------------------
-
-/// One HTTP request as the server read it.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    target: String,
-    /// Lower-cased names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// Bytes of body received (kept when the body itself is not).
-    body_len: usize,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    fn query(&self) -> &str {
-        self.target.split_once('?').map(|(_, q)| q).unwrap_or("")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("request body is JSON")
-    }
-
-    /// The `_bulk` body as (action, source) pairs.
-    fn bulk_lines(&self) -> Vec<(Value, Value)> {
-        let text = std::str::from_utf8(&self.body).expect("bulk body is UTF-8");
-        assert!(text.ends_with('\n'), "a bulk body must end with a newline");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len() % 2, 0, "create actions come in action/source pairs");
-        lines
-            .chunks(2)
-            .map(|pair| {
-                (
-                    serde_json::from_str(pair[0]).expect("action line is JSON"),
-                    serde_json::from_str(pair[1]).expect("source line is JSON"),
-                )
-            })
-            .collect()
-    }
-
-    fn bulk_ids(&self) -> Vec<String> {
-        self.bulk_lines()
-            .iter()
-            .map(|(action, _)| {
-                let op = action.as_object().and_then(|m| m.values().next()).expect("one operation");
-                op["_id"].as_str().expect("_id").to_string()
-            })
-            .collect()
-    }
-}
-
-/// What the server does with a request.
-enum Reply {
-    Json(u16, String),
-    /// Reads the request, then closes the connection without answering.
-    Drop,
-    /// Waits, then answers (longer than the client's timeout: a slow server).
-    Delay(Duration, Box<Reply>),
-    /// Announces the whole JSON body in `content-length` but sends only its first `sent`
-    /// bytes, then closes the connection: an answer lost on the way back, after the
-    /// cluster has done the work.
-    Cut {
-        status: u16,
-        body: String,
-        sent: usize,
-    },
-}
-
-type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
-
-/// A tiny HTTP/1.1 server: keep-alive, Content-Length bodies, one thread per connection;
-/// plain TCP or TLS.
-struct Scripted {
-    addr: SocketAddr,
-    tls: bool,
-    log: Arc<Mutex<Vec<Request>>>,
-    /// TLS only: each connection's bytes as they came off the socket (before decryption).
-    wire: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// TLS only: why handshakes failed, as the server saw it.
-    handshake_errors: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Scripted {
-    fn start(script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start_with(true, script)
-    }
-
-    /// `keep_bodies: false` logs requests without their bodies (the benchmark sends
-    /// hundreds of megabytes).
-    fn start_with(keep_bodies: bool, script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
-        Self::listen(keep_bodies, None, Arc::new(script))
-    }
-
-    /// The same server behind TLS with `identity` as its certificate and key.
-    fn start_tls(
-        identity: &rcgen::CertifiedKey,
-        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
-    ) -> Self {
-        Self::listen(true, Some(tls_server_config(identity)), Arc::new(script))
-    }
-
-    fn listen(keep_bodies: bool, tls: Option<Arc<rustls::ServerConfig>>, script: Arc<Script>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let server = Scripted {
-            addr: listener.local_addr().unwrap(),
-            tls: tls.is_some(),
-            log: Arc::default(),
-            wire: Arc::default(),
-            handshake_errors: Arc::default(),
-            stop: Arc::default(),
-        };
-        let counter = Arc::new(AtomicUsize::new(0));
-        let (log, wire, handshake_errors, stop) =
-            (server.log.clone(), server.wire.clone(), server.handshake_errors.clone(), server.stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let _ = stream.set_nodelay(true);
-                let (script, log, counter) = (script.clone(), log.clone(), counter.clone());
-                let Some(tls) = tls.clone() else {
-                    std::thread::spawn(move || serve_connection(stream, &*script, &log, &counter, keep_bodies));
-                    continue;
-                };
-                let (wire, handshake_errors) = (wire.clone(), handshake_errors.clone());
-                std::thread::spawn(move || {
-                    let connection = {
-                        let mut wire_log = wire.lock().unwrap();
-                        wire_log.push(Vec::new());
-                        wire_log.len() - 1
-                    };
-                    let tapped = Tapped { stream, wire, connection };
-                    let conn = rustls::ServerConnection::new(tls).expect("TLS server connection");
-                    let mut stream = rustls::StreamOwned::new(conn, tapped);
-                    // Handshake first, so a refused certificate is recorded as such.
-                    while stream.conn.is_handshaking() {
-                        match stream.conn.complete_io(&mut stream.sock) {
-                            Ok((0, 0)) => {
-                                handshake_errors.lock().unwrap().push("connection closed during the handshake".into());
-                                return;
-                            }
-                            Ok(_) => {}
-                            Err(error) => {
-                                handshake_errors.lock().unwrap().push(error.to_string());
-                                return;
-                            }
-                        }
-                    }
-                    serve_connection(stream, &*script, &log, &counter, keep_bodies);
-                });
-            }
-        });
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wire(&self) -> Vec<Vec<u8>> {
-        self.wire.lock().unwrap().clone()
-    }
-
-    fn handshake_errors(&self) -> Vec<String> {
-        self.handshake_errors.lock().unwrap().clone()
-    }
-
-    /// The handshake errors once there are `expected` of them (or after 5 s). The server
-    /// records a failed handshake on its own thread, after the client has already seen
-    /// the failure and moved on, so reading at once can miss the last one.
-    fn handshake_errors_when(&self, expected: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.handshake_errors.lock().unwrap().len() < expected && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.handshake_errors()
-    }
-}
-
-/// A socket that keeps a copy of every byte read from it (what an eavesdropper sees).
-struct Tapped {
-    stream: TcpStream,
-    wire: Arc<Mutex<Vec<Vec<u8>>>>,
-    connection: usize,
-}
-
-impl Read for Tapped {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stream.read(buf)?;
-        self.wire.lock().unwrap()[self.connection].extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-
-impl Write for Tapped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-/// A server connection: a byte stream that can be closed abruptly.
-trait Connection: Read + Write {
-    fn close(&mut self);
-}
-
-impl Connection for TcpStream {
-    fn close(&mut self) {
-        let _ = self.shutdown(Shutdown::Both);
-    }
-}
-
-impl Connection for rustls::StreamOwned<rustls::ServerConnection, Tapped> {
-    /// Sends what is buffered, then closes the socket without a TLS close_notify, as a
-    /// crashing node or a cut network would.
-    fn close(&mut self) {
-        let _ = self.flush();
-        let _ = self.sock.stream.shutdown(Shutdown::Both);
-    }
-}
-
-/// Serves `identity` with the ring provider, the one the client's rustls uses too.
-fn tls_server_config(identity: &rcgen::CertifiedKey) -> Arc<rustls::ServerConfig> {
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(identity.key_pair.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![identity.cert.der().clone()], key)
-        .expect("server certificate");
-    Arc::new(config)
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the accept loop
-    }
-}
-
-fn serve_connection(
-    stream: impl Connection,
-    script: &Script,
-    log: &Mutex<Vec<Request>>,
-    counter: &AtomicUsize,
-    keep_bodies: bool,
-) {
-    // Requests and answers alternate (the client does not pipeline), so writing to the
-    // stream under the reader never skips buffered input.
-    let mut reader = BufReader::with_capacity(1 << 16, stream);
-    while let Some(mut request) = read_request(&mut reader) {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let reply = script(n, &request);
-        if !keep_bodies {
-            request.body = Vec::new();
-        }
-        log.lock().unwrap().push(request);
-        let writer = reader.get_mut();
-        if !write_reply(writer, reply) {
-            writer.close();
-            return;
-        }
-    }
-}
-
-fn read_request(reader: &mut BufReader<impl Read>) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    assert!(get("transfer-encoding").is_none(), "the client is expected to send Content-Length bodies");
-    let length: usize = get("content-length").map(|v| v.parse().expect("content-length")).unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request { body_len: body.len(), method, target, headers, body })
-}
-
-/// Writes the reply; false when the connection must be closed.
-fn write_reply(writer: &mut impl Write, reply: Reply) -> bool {
-    let head = |status: u16, length: usize| {
-        format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\nx-elastic-product: Elasticsearch\r\ncontent-length: {length}\r\n\r\n",
-            reason_phrase(status),
-        )
-    };
-    match reply {
-        Reply::Drop => false,
-        Reply::Delay(delay, reply) => {
-            std::thread::sleep(delay);
-            write_reply(writer, *reply)
-        }
-        Reply::Json(status, body) => writer
-            .write_all(head(status, body.len()).as_bytes())
-            .and_then(|_| writer.write_all(body.as_bytes()))
-            .and_then(|_| writer.flush())
-            .is_ok(),
-        Reply::Cut { status, body, sent } => {
-            let _ = writer
-                .write_all(head(status, body.len()).as_bytes())
-                .and_then(|_| writer.write_all(&body.as_bytes()[..sent.min(body.len())]))
-                .and_then(|_| writer.flush());
-            false
-        }
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        413 => "Request Entity Too Large",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Whatever",
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Documented Elasticsearch responses
-// ---------------------------------------------------------------------------------------
-
-/// One `_bulk` response item as Elasticsearch 8 documents it, for a status.
-fn bulk_item(index: &str, id: &str, status: u16, seq_no: usize) -> Value {
-    let error = |kind: &str, reason: String| json!({"create": {"_index": index, "_id": id, "status": status, "error": {"type": kind, "reason": reason, "index_uuid": "aAsFqTI0Tc2W0LCWgPNrOA", "shard": "0", "index": index}}});
-    match status {
-        200 | 201 => json!({"create": {
-            "_index": index, "_id": id, "_version": 1, "result": "created",
-            "_shards": {"total": 2, "successful": 1, "failed": 0},
-            "_seq_no": seq_no, "_primary_term": 1, "status": status
-        }}),
-        409 => error(
-            "version_conflict_engine_exception",
-            format!("[{id}]: version conflict, document already exists (current version [1])"),
-        ),
-        429 => json!({"create": {"_index": index, "_id": id, "status": 429, "error": {
-            "type": "es_rejected_execution_exception",
-            "reason": "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1048576, max_coordinating_and_primary_bytes=107374182]"
-        }}}),
-        400 => json!({"create": {"_index": index, "_id": id, "status": 400, "error": {
-            "type": "document_parsing_exception",
-            "reason": format!("[1:84] failed to parse field [amount] of type [double] in document with id '{id}'. Preview of field's value: 'lots'"),
-            "caused_by": {"type": "number_format_exception", "reason": "For input string: \"lots\""}
-        }}}),
-        404 => json!({"create": {"_index": index, "_id": id, "status": 404, "error": {
-            "type": "index_not_found_exception",
-            "reason": format!("no such index [{index}]"),
-            "resource.type": "index_expression", "resource.id": index, "index_uuid": "_na_", "index": index
-        }}}),
-        _ => error("unavailable_shards_exception", format!("[{index}][0] primary shard is not active Timeout: [1m]")),
-    }
-}
-
-/// A `_bulk` answer with a status per item (by position and id).
-fn bulk_reply(request: &Request, status_of: impl Fn(usize, &str) -> u16) -> Reply {
-    let lines = request.bulk_lines();
-    let mut errors = false;
-    let items: Vec<Value> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, (action, _))| {
-            let op = action.as_object().and_then(|m| m.values().next()).expect("one operation");
-            let (index, id) = (op["_index"].as_str().unwrap_or(""), op["_id"].as_str().unwrap_or(""));
-            let status = status_of(i, id);
-            errors |= status >= 300;
-            let mut item = bulk_item(index, id, status, i);
-            // An `index` action is answered under its own name.
-            if action.get("index").is_some() {
-                let inner = item["create"].take();
-                item = json!({"index": inner});
-            }
-            item
-        })
-        .collect();
-    Reply::Json(200, json!({"took": 30, "errors": errors, "items": items}).to_string())
-}
-
-fn bulk_ok(request: &Request) -> Reply {
-    bulk_reply(request, |_, _| 201)
-}
-
-fn error_body(status: u16, kind: &str, reason: &str) -> String {
-    json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}, "status": status})
-        .to_string()
-}
-
-/// The reason Elasticsearch gives for a write to an index with `index.blocks.write`.
-const WRITE_BLOCK: &str = "blocked by: [FORBIDDEN/8/index write (api)];";
-/// The reason for a write refused by the disk flood-stage watermark, which sets
-/// `index.blocks.read_only_allow_delete` (answered with 429 since Elasticsearch 7.x, and
-/// lifted by the cluster once disk usage falls below the high watermark).
-const FLOOD_STAGE_BLOCK: &str =
-    "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];";
-
-/// A `_bulk` item refused by an index block: `cluster_block_exception` with 403 (a block
-/// an operator set) or 429 (the flood-stage watermark).
-fn blocked_item(index: &str, id: &str, status: u16) -> Value {
-    let block = if status == 403 { WRITE_BLOCK } else { FLOOD_STAGE_BLOCK };
-    json!({"create": {"_index": index, "_id": id, "status": status,
-        "error": {"type": "cluster_block_exception", "reason": format!("index [{index}] {block}")}}})
-}
-
-/// A `_bulk` answer in which the items of `blocked_ids` are refused by an index block
-/// with `status` and the others are created.
-fn bulk_reply_with_blocks(request: &Request, blocked_ids: &[String], status: u16) -> Reply {
-    let Reply::Json(_, body) = bulk_ok(request) else { unreachable!() };
-    let mut value: Value = serde_json::from_str(&body).unwrap();
-    for item in value["items"].as_array_mut().unwrap() {
-        let id = item["create"]["_id"].as_str().unwrap().to_string();
-        if blocked_ids.contains(&id) {
-            let index = item["create"]["_index"].as_str().unwrap().to_string();
-            *item = blocked_item(&index, &id, status);
-        }
-    }
-    value["errors"] = json!(true);
-    Reply::Json(200, value.to_string())
-}
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -514,6 +58,10 @@ fn backend(server: &Scripted) -> ElasticsearchBackend {
 
 fn docs(n: usize) -> Vec<IndexDoc> {
     sample_docs().into_iter().take(n).collect()
+}
+
+fn ids(docs: &[IndexDoc]) -> Vec<String> {
+    docs.iter().map(|d| d.id.clone()).collect()
 }
 
 fn base64(input: &[u8]) -> String {
@@ -606,18 +154,31 @@ fn basic_auth_is_sent_as_an_authorization_header() {
 
 #[test]
 fn mixed_items_resend_only_the_429s_and_classify_the_rest() {
-    // By position: 201, 409, 429, 400, 200, 429, 404, 201; the retry then succeeds.
+    // By position: 201, 409, 429, 400, 200, 429, 404, 201; the retry then succeeds. The
+    // 404 is `index_not_found_exception` (a cluster that does not create indices on
+    // write): the client creates the index and sends that item again, never rejects it.
     let first = [201, 409, 429, 400, 200, 429, 404, 201];
-    let server = Scripted::start(move |n, r| if n == 0 { bulk_reply(r, |i, _| first[i]) } else { bulk_ok(r) });
+    let server = Scripted::start(move |n, r| match (r.method.as_str(), r.path()) {
+        ("PUT", index) => Reply::Json(
+            200,
+            json!({"acknowledged": true, "shards_acknowledged": true, "index": index.trim_start_matches('/')})
+                .to_string(),
+        ),
+        _ if n == 0 => bulk_reply(r, |i, _| first[i]),
+        _ => bulk_ok(r),
+    });
     let mut es = backend(&server);
     let docs = docs(8);
     let outcomes = es.index_batch(&docs).unwrap();
 
     let requests = server.requests();
-    assert_eq!(requests.len(), 2, "one retry for the 429 items");
+    assert_eq!(requests.len(), 3, "the batch, the missing index created, one retry");
     assert_bulk_body(&requests[0], &docs.iter().collect::<Vec<_>>());
-    assert_bulk_headers(&requests[1]);
-    assert_bulk_body(&requests[1], &[&docs[2], &docs[5]]);
+    assert_eq!(requests[1].method, "PUT");
+    assert_eq!(requests[1].path(), format!("/{}", mapping::daily_index("tix-bookings", docs[6].ts_millis)));
+    assert!(requests[1].body.is_empty(), "the index template gives the new index its mappings");
+    assert_bulk_headers(&requests[2]);
+    assert_bulk_body(&requests[2], &[&docs[2], &docs[5], &docs[6]]);
 
     assert_eq!(outcomes[0], Outcome::Indexed);
     assert_eq!(outcomes[1], Outcome::Duplicate);
@@ -631,9 +192,72 @@ fn mixed_items_resend_only_the_429s_and_classify_the_rest() {
     }
     assert_eq!(outcomes[4], Outcome::Indexed);
     assert_eq!(outcomes[5], Outcome::Indexed);
-    assert!(matches!(&outcomes[6], Outcome::Rejected { reason } if reason.contains("index_not_found_exception")));
+    assert_eq!(outcomes[6], Outcome::Indexed, "404 index_not_found, index created, then 201");
     assert_eq!(outcomes[7], Outcome::Indexed);
-    assert_eq!(assert_no_loss(&outcomes, 8), (5, 1, 2, 0));
+    assert_eq!(assert_no_loss(&outcomes, 8), (6, 1, 1, 0));
+}
+
+/// A cluster with `action.auto_create_index: false` whose credentials may not create
+/// indices either: the run stops with an error naming the setting, nothing is rejected.
+#[test]
+fn a_missing_index_that_cannot_be_created_stops_the_run_and_rejects_nothing() {
+    let server = Scripted::start(|_, r| match (r.method.as_str(), r.path()) {
+        ("PUT", _) => Reply::Json(
+            403,
+            error_body(
+                403,
+                "security_exception",
+                "action [indices:admin/create] is unauthorized for API key id [tix-ingest] of user [tix]",
+            ),
+        ),
+        _ => bulk_reply(r, |_, _| 404),
+    });
+    let mut es = backend(&server);
+    let error = es.index_batch(&docs(3)).unwrap_err();
+    assert!(matches!(error, Error::IndexMissing { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("action.auto_create_index") && text.contains("create_index"), "{text}");
+    assert!(text.contains("tix-bookings-2*"), "names the daily indices' pattern: {text}");
+    assert!(!text.contains(API_KEY_SECRET), "{text}");
+    let paths: Vec<String> = server.requests().iter().map(|r| format!("{} {}", r.method, r.path())).collect();
+    assert_eq!(paths.len(), 2, "one bulk, one PUT, no loop: {paths:?}");
+}
+
+/// An index that stays missing after it was created (e.g. deleted at once by a policy)
+/// stops the run instead of looping.
+#[test]
+fn an_index_still_missing_after_creation_stops_the_run() {
+    let server = Scripted::start(|_, r| match r.method.as_str() {
+        "PUT" => Reply::Json(200, json!({"acknowledged": true}).to_string()),
+        _ => bulk_reply(r, |_, _| 404),
+    });
+    let mut es = backend(&server);
+    let error = es.index_batch(&docs(2)).unwrap_err();
+    assert!(matches!(error, Error::IndexMissing { .. }), "{error:?}");
+    assert_eq!(server.requests().len(), 3, "bulk, PUT, bulk, then stop");
+}
+
+/// Per-item errors that the cluster's state causes stop the run: no document is rejected.
+#[test]
+fn a_closed_index_stops_the_run_instead_of_rejecting_its_documents() {
+    let server = Scripted::start(|_, r| {
+        let Reply::Json(_, body) = bulk_reply(r, |_, _| 201) else { unreachable!() };
+        let mut value: Value = serde_json::from_str(&body).unwrap();
+        for item in value["items"].as_array_mut().unwrap() {
+            let index = item["create"]["_index"].as_str().unwrap().to_string();
+            let id = item["create"]["_id"].as_str().unwrap().to_string();
+            *item = json!({"create": {"_index": index, "_id": id, "status": 400,
+                "error": {"type": "index_closed_exception", "reason": "closed", "index": index}}});
+        }
+        value["errors"] = json!(true);
+        Reply::Json(200, value.to_string())
+    });
+    let mut es = backend(&server);
+    let error = es.index_batch(&docs(3)).unwrap_err();
+    match &error {
+        Error::Cluster(text) => assert!(text.contains("index_closed_exception") && text.contains("_open"), "{text}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -793,24 +417,6 @@ fn malformed_and_misaligned_responses_are_retried_not_misclassified() {
     assert_eq!(assert_no_loss(&outcomes, 4), (4, 0, 0, 0));
 }
 
-impl Reply {
-    /// The same answer for other ids (as if it belonged to another request).
-    fn rewrite_ids(self) -> Reply {
-        match self {
-            Reply::Json(status, body) => {
-                let mut value: Value = serde_json::from_str(&body).unwrap();
-                for item in value["items"].as_array_mut().unwrap() {
-                    let op = item.as_object_mut().unwrap().values_mut().next().unwrap();
-                    let id = format!("other-{}", op["_id"].as_str().unwrap());
-                    op["_id"] = json!(id);
-                }
-                Reply::Json(status, value.to_string())
-            }
-            other => other,
-        }
-    }
-}
-
 #[test]
 fn http_401_is_an_auth_error_not_rejected_data_and_leaks_no_secret() {
     let server = Scripted::start(|_, _| {
@@ -917,58 +523,6 @@ fn the_flood_stage_block_is_retried_until_lifted_or_fails_the_items_never_reject
     assert_eq!(server.requests().len(), 4, "the first try and three retries");
 }
 
-/// What a [`remembering_cluster`] did.
-#[derive(Default)]
-struct Ledger {
-    /// Ids stored.
-    stored: BTreeSet<String>,
-    /// Ids in the order they were created (answered 201): an id twice would be a double.
-    created: Vec<String>,
-    /// Size of `stored` after each `_bulk` request.
-    stored_after_each: Vec<usize>,
-}
-
-impl Ledger {
-    /// The cluster holds exactly `docs`, each created once, and had them all after the
-    /// first request: later requests added nothing.
-    fn assert_holds_each_once(&self, docs: &[IndexDoc]) {
-        let sent: BTreeSet<String> = docs.iter().map(|d| d.id.clone()).collect();
-        assert_eq!(self.stored, sent, "the cluster holds exactly the documents sent");
-        let mut created = self.created.clone();
-        created.sort();
-        assert_eq!(created, sent.iter().cloned().collect::<Vec<_>>(), "each document created once");
-        assert!(self.stored_after_each.iter().all(|&n| n == docs.len()), "{:?}", self.stored_after_each);
-    }
-}
-
-/// A cluster that remembers what it stored, as `create` does: a new id is stored (201), a
-/// stored id answers 409. `deliver(n, answer)` may change answer `n` on its way out.
-fn remembering_cluster(
-    deliver: impl Fn(usize, Reply) -> Reply + Send + Sync + 'static,
-) -> (Scripted, Arc<Mutex<Ledger>>) {
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let kept = ledger.clone();
-    let server = Scripted::start(move |n, r| {
-        let mut ledger = kept.lock().unwrap();
-        let statuses: Vec<u16> = r
-            .bulk_ids()
-            .into_iter()
-            .map(|id| {
-                if ledger.stored.insert(id.clone()) {
-                    ledger.created.push(id);
-                    201
-                } else {
-                    409
-                }
-            })
-            .collect();
-        let stored = ledger.stored.len();
-        ledger.stored_after_each.push(stored);
-        deliver(n, bulk_reply(r, |i, _| statuses[i]))
-    });
-    (server, ledger)
-}
-
 /// The first `_bulk` answer is lost mid-body after the cluster stored everything, so the
 /// client must retry without knowing what happened.
 #[test]
@@ -986,7 +540,7 @@ fn an_answer_lost_after_the_cluster_indexed_makes_the_retry_duplicates_not_doubl
     assert_eq!(requests[0].body, requests[1].body, "the whole request again: the cut answer proves nothing");
     assert_eq!(assert_no_loss(&outcomes, 6), (0, 6, 0, 0), "every retried document is a duplicate: {outcomes:?}");
     let ledger = ledger.lock().unwrap();
-    ledger.assert_holds_each_once(&docs);
+    ledger.assert_holds_each_once(&ids(&docs));
     assert_eq!(ledger.stored_after_each, [6, 6], "the retry added nothing");
 }
 
@@ -1033,7 +587,7 @@ fn a_stalled_answer_times_out_and_the_retry_finds_each_document_stored_once() {
     assert_eq!(requests[0].body, requests[1].body);
     // The cluster stored the documents before its answer stalled: the retry finds them.
     assert_eq!(assert_no_loss(&outcomes, 5), (0, 5, 0, 0), "{outcomes:?}");
-    ledger.lock().unwrap().assert_holds_each_once(&docs);
+    ledger.lock().unwrap().assert_holds_each_once(&ids(&docs));
 }
 
 #[test]
@@ -1094,16 +648,6 @@ fn an_unreachable_cluster_fails_the_items_within_the_budget() {
 // ---------------------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------------------
-
-/// A fresh self-signed certificate for `names`, and its PEM in a file (what
-/// `TIX_ES_CA_CERT` points to).
-fn self_signed(names: &[&str]) -> (rcgen::CertifiedKey, tempfile::NamedTempFile) {
-    let identity = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .expect("generate a certificate");
-    let mut pem = tempfile::NamedTempFile::new().unwrap();
-    pem.write_all(identity.cert.pem().as_bytes()).unwrap();
-    (identity, pem)
-}
 
 /// A healthy cluster behind TLS: setup calls are acknowledged and every document is created.
 fn https_cluster(identity: &rcgen::CertifiedKey) -> Scripted {
@@ -1179,9 +723,10 @@ fn tls_with_the_private_ca_configured_verifies_and_indexes() {
     assert_eq!(assert_no_loss(&outcomes, 4), (4, 0, 0, 0));
     let requests = server.requests();
     let paths: Vec<&str> = requests.iter().map(|r| r.path()).collect();
-    assert_eq!(paths, ["/_index_template/tix-bookings", "/tix-bookings-sources", "/_bulk"]);
-    assert_bulk_headers(&requests[2]);
-    assert_bulk_body(&requests[2], &docs.iter().collect::<Vec<_>>());
+    // `GET /` first: the engine decides the template (a 404 there is an unknown engine).
+    assert_eq!(paths, ["/", "/_index_template/tix-bookings", "/tix-bookings-sources", "/_bulk"]);
+    assert_bulk_headers(&requests[3]);
+    assert_bulk_body(&requests[3], &docs.iter().collect::<Vec<_>>());
     assert_nothing_readable_on_the_wire(&server, &docs);
     assert!(server.handshake_errors().is_empty(), "{:?}", server.handshake_errors());
 
@@ -1236,11 +781,13 @@ fn ensure_ready_installs_the_template_and_the_sources_index_idempotently() {
     es.ensure_ready().unwrap();
     es.ensure_ready().unwrap();
     let requests = server.requests();
-    assert_eq!(requests.len(), 4);
-    assert_eq!(requests[0].target, "/_index_template/tix-bookings", "no stray query string");
-    assert_eq!(requests[0].json(), mapping::index_template("tix-bookings", true));
-    assert_eq!(requests[0].header("content-type"), Some("application/json"));
-    assert_eq!(requests[1].json(), mapping::sources_index_body());
+    // Each run: GET / (answered 404 here: an unknown engine), the template, the sources index.
+    assert_eq!(requests.len(), 6);
+    assert_eq!(requests[0].target, "/");
+    assert_eq!(requests[1].target, "/_index_template/tix-bookings", "no stray query string");
+    assert_eq!(requests[1].json(), mapping::index_template("tix-bookings", true));
+    assert_eq!(requests[1].header("content-type"), Some("application/json"));
+    assert_eq!(requests[2].json(), mapping::sources_index_body());
 }
 
 #[test]
@@ -1255,12 +802,50 @@ fn ensure_ready_falls_back_on_clusters_older_than_8_14() {
     });
     let mut es = backend(&server);
     es.ensure_ready().unwrap();
+    // GET / names no version here (an unknown engine), so the newest template is tried
+    // first; engines known to be older never get the setting (tests/es_compat.rs).
     let requests = server.requests();
-    assert_eq!(requests[1].json(), mapping::index_template("tix-bookings", false));
+    assert_eq!(requests[1].json(), mapping::index_template("tix-bookings", true));
+    assert_eq!(requests[2].json(), mapping::index_template("tix-bookings", false));
 }
 
 #[test]
-fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
+fn checkpoints_are_written_at_flush_without_forcing_a_refresh() {
+    let (server, record) = checkpoint_server();
+    let mut es = backend(&server);
+    es.record_source(&record).unwrap();
+    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "pending records are visible");
+    assert!(server.requests().is_empty(), "nothing is written before flush");
+    es.flush().unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "the checkpoint write alone: no _refresh per commit");
+    let lines = requests[0].bulk_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].0, json!({"index": {"_index": "tix-bookings-sources", "_id": record.key}}));
+    assert_eq!(lines[0].1, serde_json::to_value(&record).unwrap());
+
+    // A checkpoint is read back with GET _doc, which is real-time: no refresh needed.
+    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "read back from the cluster");
+    assert_eq!(es.source_record("ffffffffffffffffffffffffffffffff").unwrap(), None);
+    assert!(server.requests().iter().all(|r| !r.path().ends_with("/_refresh")));
+}
+
+#[test]
+fn a_refresh_after_each_flush_is_sent_only_when_asked_for() {
+    let (server, record) = checkpoint_server();
+    let mut config = test_config(&server.url());
+    config.refresh_on_flush = true;
+    let mut es = ElasticsearchBackend::connect(config).unwrap();
+    es.record_source(&record).unwrap();
+    es.flush().unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].method, "POST");
+    assert_eq!(requests[1].path(), "/tix-bookings-*/_refresh");
+}
+
+/// A cluster holding one checkpoint record, which `_bulk` and `_refresh` also answer.
+fn checkpoint_server() -> (Scripted, SourceRecord) {
     let record = SourceRecord {
         source: "s3://bookings/2024/02/05/day.ndjson.gz?versionId=3HL4kqtJlcpXroDTDmJ".into(),
         ..indexer::conformance::sample_source_record()
@@ -1283,22 +868,7 @@ fn checkpoints_are_written_at_flush_then_everything_is_refreshed() {
         ),
         _ => Reply::Json(400, "{}".into()),
     });
-    let mut es = backend(&server);
-    es.record_source(&record).unwrap();
-    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "pending records are visible");
-    assert!(server.requests().is_empty(), "nothing is written before flush");
-    es.flush().unwrap();
-    let requests = server.requests();
-    assert_eq!(requests.len(), 2);
-    let lines = requests[0].bulk_lines();
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0].0, json!({"index": {"_index": "tix-bookings-sources", "_id": record.key}}));
-    assert_eq!(lines[0].1, serde_json::to_value(&record).unwrap());
-    assert_eq!(requests[1].method, "POST");
-    assert_eq!(requests[1].path(), "/tix-bookings-*/_refresh");
-
-    assert_eq!(es.source_record(&record.key).unwrap(), Some(record.clone()), "read back from the cluster");
-    assert_eq!(es.source_record("ffffffffffffffffffffffffffffffff").unwrap(), None);
+    (server, record)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -45,6 +45,16 @@ pub fn events_pattern(prefix: &str) -> String {
     format!("{prefix}-2*")
 }
 
+/// The index pattern (Kibana data view, OpenSearch Dashboards index pattern) analysts
+/// create to see the events, with [`ANALYST_TIME_FIELD`] as its time field: the daily
+/// indices only, so checkpoint records in `PREFIX-sources` never show up as events.
+pub fn analyst_index_pattern(prefix: &str) -> String {
+    events_pattern(prefix)
+}
+
+/// The time field of [`analyst_index_pattern`].
+pub const ANALYST_TIME_FIELD: &str = ES_TIMESTAMP;
+
 /// Pattern of everything this backend writes, events and checkpoints (refresh, cleanup).
 pub fn all_pattern(prefix: &str) -> String {
     format!("{prefix}-*")
@@ -127,13 +137,39 @@ pub fn event_settings(ignore_dynamic_beyond_limit: bool) -> Value {
     settings
 }
 
-/// The `PUT _index_template/PREFIX` body.
+/// The `PUT _index_template/PREFIX` body without a lifecycle policy.
 pub fn index_template(prefix: &str, ignore_dynamic_beyond_limit: bool) -> Value {
+    index_template_with(prefix, &TemplateFeatures { ignore_dynamic_beyond_limit, ilm_policy: None })
+}
+
+/// What a template carries beyond what every supported engine accepts (Elasticsearch
+/// 7.10+, OpenSearch 1.0+: the settings of [`event_settings`] without the optional one,
+/// keyword `ignore_above`, `alias` fields, string/long `dynamic_templates`, `_meta`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateFeatures {
+    /// `index.mapping.total_fields.ignore_dynamic_beyond_limit` (Elasticsearch 8.14+ only).
+    pub ignore_dynamic_beyond_limit: bool,
+    /// An ILM policy (Elasticsearch with ILM only; OpenSearch refuses `index.lifecycle.*`
+    /// as unknown settings): new indices join it, and their lifecycle date is the date in
+    /// their name (`index.lifecycle.parse_origination_date`), so a backfilled index ages
+    /// from its day, not from the day it was written.
+    pub ilm_policy: Option<String>,
+}
+
+/// The `PUT _index_template/PREFIX` body for an engine's [`TemplateFeatures`].
+pub fn index_template_with(prefix: &str, features: &TemplateFeatures) -> Value {
+    let mut settings = event_settings(features.ignore_dynamic_beyond_limit);
+    if let Some(policy) = &features.ilm_policy {
+        settings["index.lifecycle.name"] = json!(policy);
+        // ILM refuses to create an index whose name has no `-yyyy.MM.dd` date; the
+        // pattern below matches only the daily indices, never `PREFIX-sources`.
+        settings["index.lifecycle.parse_origination_date"] = json!(true);
+    }
     json!({
         "index_patterns": [events_pattern(prefix)],
         "priority": TEMPLATE_PRIORITY,
         "template": {
-            "settings": event_settings(ignore_dynamic_beyond_limit),
+            "settings": settings,
             "mappings": event_mappings()
         },
         "_meta": {"managed_by": "tix-logs", "template_version": TEMPLATE_VERSION}
@@ -220,5 +256,91 @@ mod tests {
             template["template"]["mappings"]["dynamic_templates"][0]["strings_as_keywords"]["mapping"]["type"],
             "keyword"
         );
+    }
+
+    /// Whether an index pattern of the `PREFIX-2*` kind (one trailing `*`) matches a name.
+    fn pattern_matches(pattern: &str, index: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(head) => index.starts_with(head),
+            None => index == pattern,
+        }
+    }
+
+    #[test]
+    fn the_analysts_index_pattern_shows_daily_indices_and_not_the_checkpoints() {
+        for prefix in ["tix-bookings", "bookings-test", "t"] {
+            let pattern = analyst_index_pattern(prefix);
+            assert_eq!(pattern, format!("{prefix}-2*"));
+            assert!(pattern_matches(&pattern, &daily_index(prefix, 1_707_091_200_000)), "{pattern}");
+            assert!(pattern_matches(&pattern, &daily_index(prefix, 4_102_444_799_999)), "{pattern}");
+            assert!(!pattern_matches(&pattern, &sources_index(prefix)), "{pattern}");
+        }
+        assert_eq!(ANALYST_TIME_FIELD, "@timestamp");
+    }
+
+    #[test]
+    fn an_ilm_policy_is_attached_only_when_asked_and_only_to_daily_indices() {
+        let plain = index_template_with("tix-bookings", &TemplateFeatures::default());
+        let settings = plain["template"]["settings"].as_object().unwrap();
+        assert!(settings.keys().all(|k| !k.starts_with("index.lifecycle.")), "{settings:?}");
+        assert_eq!(plain, index_template("tix-bookings", false));
+
+        let features =
+            TemplateFeatures { ignore_dynamic_beyond_limit: true, ilm_policy: Some("tix-bookings-retention".into()) };
+        let with_ilm = index_template_with("tix-bookings", &features);
+        let settings = &with_ilm["template"]["settings"];
+        assert_eq!(settings["index.lifecycle.name"], "tix-bookings-retention");
+        assert_eq!(settings["index.lifecycle.parse_origination_date"], true);
+        // The mappings and everything else are those of the template without a policy.
+        let mut without = with_ilm.clone();
+        let map = without["template"]["settings"].as_object_mut().unwrap();
+        map.remove("index.lifecycle.name");
+        map.remove("index.lifecycle.parse_origination_date");
+        assert_eq!(without, index_template("tix-bookings", true));
+        // ILM would refuse to create an index without a date in its name: the template
+        // must never apply to the checkpoint index.
+        let pattern = with_ilm["index_patterns"][0].as_str().unwrap();
+        assert!(!pattern_matches(pattern, &sources_index("tix-bookings")));
+    }
+
+    /// The mapping may only use parameters and types that Elasticsearch 7.10 and
+    /// OpenSearch 1.3 know: `alias` (since Elasticsearch 6.4, in every OpenSearch),
+    /// `ignore_above` on keywords, `format` on dates, and `dynamic_templates` matched by
+    /// `match_mapping_type` strings (arrays of them came with Elasticsearch 8.9).
+    #[test]
+    fn the_mapping_uses_only_what_every_supported_engine_knows() {
+        fn walk(properties: &Map<String, Value>, seen: &mut Vec<(String, String)>) {
+            for (name, field) in properties {
+                let field = field.as_object().unwrap();
+                for (key, value) in field {
+                    if key == "properties" {
+                        walk(value.as_object().unwrap(), seen);
+                    } else {
+                        seen.push((name.clone(), key.clone()));
+                    }
+                }
+                let kind = field["type"].as_str().unwrap();
+                assert!(["keyword", "double", "text", "object", "date", "alias"].contains(&kind), "{name}: {kind}");
+            }
+        }
+        let mappings = event_mappings();
+        let mut top: Vec<&String> = mappings.as_object().unwrap().keys().collect();
+        top.sort();
+        assert_eq!(top, ["date_detection", "dynamic_templates", "numeric_detection", "properties"]);
+        let mut seen = Vec::new();
+        walk(mappings["properties"].as_object().unwrap(), &mut seen);
+        for (name, key) in &seen {
+            assert!(["type", "ignore_above", "path", "format"].contains(&key.as_str()), "{name}.{key}");
+        }
+        for rule in mappings["dynamic_templates"].as_array().unwrap() {
+            let (_, rule) = rule.as_object().unwrap().iter().next().unwrap();
+            assert!(rule["match_mapping_type"].is_string(), "{rule}");
+            let mut keys: Vec<&String> = rule.as_object().unwrap().keys().collect();
+            keys.sort();
+            assert_eq!(keys, ["mapping", "match_mapping_type"]);
+        }
+        let sources = sources_index_body();
+        let settings: Vec<&String> = sources["settings"].as_object().unwrap().keys().collect();
+        assert_eq!(settings, ["index.number_of_shards"]);
     }
 }

@@ -16,8 +16,10 @@
 
 pub mod bulk;
 pub mod config;
+pub mod engine;
 pub mod mapping;
 pub mod query;
+pub mod sigv4;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +27,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::headers::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
 use elasticsearch::http::Method;
 use serde_json::{json, Value};
@@ -66,6 +68,16 @@ struct Client {
     transport: Transport,
     prefix: Arc<str>,
     retry: RetryPolicy,
+    /// Timeout of one request (lowered near [`Client::hard_deadline`]).
+    request_timeout: std::time::Duration,
+    /// No request, retry or backoff may last past this instant (the Lambda's remaining
+    /// time less its margin); see [`Backend::set_deadline`].
+    hard_deadline: Option<Instant>,
+    /// `TIX_ES_AUTH=sigv4`: signs every request in [`Client::send`] (shared by the clones,
+    /// so the credential cache is too). `None` for the other modes.
+    signer: Option<Arc<sigv4::SigV4Signer>>,
+    /// What to check when the cluster refuses the credentials, for the mode in use.
+    auth_hint: &'static str,
 }
 
 impl ElasticsearchBackend {
@@ -85,6 +97,19 @@ impl ElasticsearchBackend {
             EsAuth::Basic { username, password } => {
                 builder.auth(Credentials::Basic(username.clone(), password.expose().to_string()))
             }
+            // Signed per request in `Client::send`; the transport sends no credentials.
+            EsAuth::SigV4 { .. } => builder,
+        };
+        let signer = match &config.auth {
+            EsAuth::SigV4 { region, service } => {
+                if !config::is_region_name(region) {
+                    return Err(Error::Other(format!(
+                        "SigV4 region {region:?} is not an AWS region name such as eu-west-1: set TIX_ES_REGION"
+                    )));
+                }
+                Some(Arc::new(sigv4::SigV4Signer::new(region.clone(), *service, url.clone())))
+            }
+            _ => None,
         };
         if let Some(path) = &config.ca_cert {
             let pem =
@@ -109,7 +134,15 @@ impl ElasticsearchBackend {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("starting the Elasticsearch client runtime: {e}")))?;
-        let client = Client { transport, prefix: Arc::from(config.index_prefix.as_str()), retry: config.retry };
+        let client = Client {
+            transport,
+            prefix: Arc::from(config.index_prefix.as_str()),
+            retry: config.retry,
+            request_timeout: config.request_timeout,
+            hard_deadline: None,
+            signer,
+            auth_hint: auth_hint(&config.auth),
+        };
         Ok(ElasticsearchBackend { runtime, client, config, pending_sources: Vec::new() })
     }
 
@@ -184,13 +217,45 @@ fn path_segment(text: &str) -> String {
 }
 
 impl Client {
+    /// When the calls of one operation must end: its retry budget, or the hard
+    /// deadline if that comes first.
     fn deadline(&self) -> Instant {
-        Instant::now() + self.retry.budget
+        let budget = Instant::now() + self.retry.budget;
+        self.hard_deadline.map_or(budget, |hard| hard.min(budget))
+    }
+
+    /// The timeout of a request sent now: the configured one, cut to what is left
+    /// before the hard deadline. `None` when nothing is left: the request is not sent.
+    fn request_timeout_now(&self) -> Option<std::time::Duration> {
+        match self.hard_deadline {
+            None => Some(self.request_timeout),
+            Some(hard) => {
+                let left = hard.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(self.request_timeout))
+            }
+        }
+    }
+
+    /// Why a retry is not attempted before `deadline` (from [`Client::deadline`]): the
+    /// hard deadline, when that is what ends it, or the retry budget.
+    fn out_of_time(&self, deadline: Instant) -> String {
+        match self.hard_deadline {
+            Some(hard) if hard <= deadline => {
+                "Elasticsearch: stopped retrying before the invocation's deadline; the object will be redelivered"
+                    .to_string()
+            }
+            _ => format!("Elasticsearch: retry budget of {:?} exhausted", self.retry.budget),
+        }
     }
 
     /// One HTTP exchange. Transport failures (connect, reset, timeout, unreadable body)
     /// come back as `Err` with a description that holds no credentials: the URL never
     /// carries any (see [`EsConfig::validate`]) and headers are not printed.
+    ///
+    /// With SigV4 the query goes into the path already encoded and the transport gets no
+    /// query of its own: the transport joins the connection URL with the path exactly as
+    /// [`sigv4::SigV4Signer::request_url`] does, so the URL signed is the URL requested.
+    /// The body is sent as given (no compression), so the hash signed is the body's.
     async fn send(
         &self,
         method: Method,
@@ -203,9 +268,27 @@ impl Client {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             bytes
         });
+        let timeout = self.request_timeout_now().ok_or_else(|| {
+            format!("not sent: the invocation's deadline is reached ({method:?} {path})")
+        })?;
+        let signed_path;
+        let (path, query) = match &self.signer {
+            None => (path, Some(query)),
+            Some(signer) => {
+                signed_path = sigv4::path_and_query(path, query);
+                let url = signer.request_url(&signed_path)?;
+                for header in signer.sign(method, &url, body.as_deref().unwrap_or_default()).await? {
+                    let mut value = HeaderValue::from_str(&header.value)
+                        .map_err(|_| format!("SigV4: the {} header is not a valid header value", header.name))?;
+                    value.set_sensitive(header.is_sensitive());
+                    headers.insert(HeaderName::from_static(header.name), value);
+                }
+                (signed_path.as_str(), None)
+            }
+        };
         let response = self
             .transport
-            .send(method, path, headers, Some(query), body, None)
+            .send(method, path, headers, query, body, Some(timeout))
             .await
             .map_err(|e| describe_transport_error(&e))?;
         let status = response.status_code().as_u16();
@@ -230,7 +313,7 @@ impl Client {
         loop {
             let result = self.send(method, path, query, bytes.clone().map(|b| (b, JSON))).await;
             let retry_reason = match result {
-                Ok((status @ (401 | 403), body)) => return Err(refusal_error(status, &body)),
+                Ok((status @ (401 | 403), body)) => return Err(refusal_error(status, &body, self.auth_hint)),
                 Ok((status @ (429 | 502 | 503 | 504), body)) => {
                     (status, format!("HTTP {status}: {}", bulk::error_reason(&body)))
                 }
@@ -268,14 +351,24 @@ impl Client {
                 }
             };
             match job.record(attempt, verdict) {
-                Err(stop) => return Err(stop_error(stop)),
+                Err(stop) => return Err(stop_error(stop, &self.prefix, self.auth_hint)),
                 Ok(None) => {}
+                Ok(Some(retry)) if !retry.create_first.is_empty() => {
+                    // The cluster does not create indices on write: create each missing
+                    // daily index (the template applies) and send its items again at
+                    // once. A second "missing" for the same index stops the job.
+                    for index in &retry.create_first {
+                        self.create_index(index, deadline).await?;
+                        job.index_created(index);
+                    }
+                    job.retry(retry);
+                }
                 Ok(Some(retry)) => {
                     let delay = bulk::backoff_delay(&self.retry, retry.retries, rand::random());
                     let give_up = if retry.retries > self.retry.max_retries {
                         Some(format!("Elasticsearch: gave up after {} retries", self.retry.max_retries))
                     } else if Instant::now() + delay > deadline {
-                        Some(format!("Elasticsearch: retry budget of {:?} exhausted", self.retry.budget))
+                        Some(self.out_of_time(deadline))
                     } else {
                         None
                     };
@@ -300,6 +393,32 @@ impl Client {
             }
         }
         Ok(job.finish().into_iter().zip(&batch.items).map(|(outcome, item)| (item.doc, outcome)).collect())
+    }
+
+    /// Creates a daily index that a write found missing. The index template gives it
+    /// its mappings and settings; another writer creating it first is success too.
+    async fn create_index(&self, index: &str, deadline: Instant) -> Result<()> {
+        let missing = |reason: String| Error::IndexMissing {
+            index: index.to_string(),
+            pattern: mapping::events_pattern(&self.prefix),
+            reason,
+        };
+        let (status, body) = match self.json_call(Method::Put, &path_segment(index), &[], None, deadline).await {
+            Ok(answer) => answer,
+            // 401/403: the credentials may write documents but not create indices.
+            Err(Error::Auth(reason)) => return Err(missing(format!("creating it was refused: {reason}"))),
+            Err(error) => return Err(error),
+        };
+        let exists = body.pointer("/error/type").and_then(Value::as_str) == Some("resource_already_exists_exception");
+        if status == 200 || exists {
+            tracing::info!(index, "created a missing daily index (the cluster does not create indices on write)");
+            return Ok(());
+        }
+        let reason = format!("PUT {index}: HTTP {status}: {}", reason_of(&body));
+        if bulk::is_cluster_state_error(body.get("error")) {
+            return Err(Error::Cluster(reason));
+        }
+        Err(missing(reason))
     }
 }
 
@@ -338,19 +457,27 @@ fn describe_error_chain(error: &elasticsearch::Error) -> String {
 }
 
 /// A 401/403 answer to a call: a write block or a credentials problem.
-fn refusal_error(status: u16, body: &[u8]) -> Error {
+fn refusal_error(status: u16, body: &[u8], auth_hint: &str) -> Error {
     let reason = format!("HTTP {status}: {}", bulk::error_reason(body));
     if bulk::is_blocked_answer(status, body) {
         blocked_message(reason)
     } else {
-        auth_message(reason)
+        auth_message(reason, auth_hint)
     }
 }
 
-fn stop_error(stop: Stop) -> Error {
+fn stop_error(stop: Stop, prefix: &str, auth_hint: &str) -> Error {
     match stop {
-        Stop::Auth(reason) => auth_message(reason),
+        Stop::Auth(reason) => auth_message(reason, auth_hint),
         Stop::Blocked(reason) => blocked_message(reason),
+        Stop::IndexMissing { index, reason } => {
+            Error::IndexMissing { index, pattern: mapping::events_pattern(prefix), reason }
+        }
+        Stop::Cluster(reason) => Error::Cluster(format!(
+            "{reason}; no document was rejected. Fix the cluster (open a closed index with POST <index>/_open, raise \
+             cluster.max_shards_per_node or delete old daily indices, remove an alias or data stream that takes a \
+             daily index name, or choose a valid TIX_ES_INDEX_PREFIX), then run again"
+        )),
     }
 }
 
@@ -364,10 +491,27 @@ fn blocked_message(reason: String) -> Error {
     ))
 }
 
-fn auth_message(reason: String) -> Error {
-    Error::Auth(format!(
-        "Elasticsearch refused the request ({reason}); check TIX_ES_API_KEY or TIX_ES_USERNAME/TIX_ES_PASSWORD and the key's privileges"
-    ))
+fn auth_message(reason: String, auth_hint: &str) -> Error {
+    Error::Auth(format!("the cluster refused the request ({reason}); {auth_hint}"))
+}
+
+/// What a person should check when the cluster refuses the credentials of `auth`.
+fn auth_hint(auth: &EsAuth) -> &'static str {
+    match auth {
+        EsAuth::None => {
+            "the cluster wants credentials: set TIX_ES_API_KEY, TIX_ES_USERNAME/TIX_ES_PASSWORD, or TIX_ES_AUTH=sigv4 \
+             for Amazon OpenSearch Service"
+        }
+        EsAuth::ApiKey(_) => "check TIX_ES_API_KEY and the key's privileges (README, \"Authentication\")",
+        EsAuth::Basic { .. } => {
+            "check TIX_ES_USERNAME/TIX_ES_PASSWORD and the user's roles (README, \"Authentication\")"
+        }
+        EsAuth::SigV4 { .. } => {
+            "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the Lambda's role) and the clock; the IAM \
+             policy must allow es:ESHttp* (aoss:APIAccessAll on Serverless), and with fine-grained access control \
+             the IAM role must be mapped to an OpenSearch role (README, \"Authentication\")"
+        }
+    }
 }
 
 impl Backend for ElasticsearchBackend {
@@ -375,29 +519,23 @@ impl Backend for ElasticsearchBackend {
         "elasticsearch"
     }
 
-    /// Installs the index template (idempotent: PUT replaces it) and creates the
-    /// checkpoint index if it does not exist yet.
+    /// Learns which engine answers (`GET /`, read by [`engine::Engine::from_root`]) and
+    /// refuses one without composable index templates; installs the retention policy
+    /// when `TIX_ES_RETENTION_DAYS` is set, then the index template chosen for that engine
+    /// (idempotent: PUT replaces it), and creates the checkpoint index if it does not
+    /// exist yet. Nothing depends on Elasticsearch's `X-Elastic-Product` header, which
+    /// OpenSearch does not send.
     fn ensure_ready(&mut self) -> Result<()> {
         let client = self.client.clone();
+        let retention_days = self.config.retention_days;
         self.block_on(async move {
             let deadline = client.deadline();
-            let path = format!("_index_template/{}", mapping::template_name(&client.prefix));
-            let (mut status, mut body) = client
-                .json_call(Method::Put, &path, &[], Some(&mapping::index_template(&client.prefix, true)), deadline)
-                .await?;
-            if status == 400 && body.to_string().contains("ignore_dynamic_beyond_limit") {
-                // Clusters before 8.14 do not know the setting: install without it (new
-                // fields past the cap are then refused rather than left unindexed).
-                (status, body) = client
-                    .json_call(Method::Put, &path, &[], Some(&mapping::index_template(&client.prefix, false)), deadline)
-                    .await?;
-            }
-            if status != 200 {
-                return Err(Error::Other(format!(
-                    "installing index template {path}: HTTP {status}: {}",
-                    reason_of(&body)
-                )));
-            }
+            let engine = detect_engine(&client, deadline).await?;
+            tracing::info!(engine = %engine, "search cluster");
+            engine.check_supported()?;
+            // The policy first, so the first index the template attaches to it finds it.
+            install_retention(&client, &engine, retention_days, deadline).await?;
+            install_template(&client, &engine, retention_days, deadline).await?;
             let sources = mapping::sources_index(&client.prefix);
             let (status, body) =
                 client.json_call(Method::Put, &sources, &[], Some(&mapping::sources_index_body()), deadline).await?;
@@ -406,6 +544,14 @@ impl Backend for ElasticsearchBackend {
             if status != 200 && !exists {
                 return Err(Error::Other(format!("creating index {sources}: HTTP {status}: {}", reason_of(&body))));
             }
+            let pattern = mapping::analyst_index_pattern(&client.prefix);
+            let time_field = mapping::ANALYST_TIME_FIELD;
+            tracing::info!(
+                index_pattern = %pattern,
+                time_field,
+                "analysts: in Kibana (data view) or OpenSearch Dashboards (index pattern) use {pattern} with time field \
+                 {time_field}; it matches the daily indices and not the checkpoint index {sources}"
+            );
             Ok(())
         })?
     }
@@ -469,6 +615,10 @@ impl Backend for ElasticsearchBackend {
         })?
     }
 
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.client.hard_deadline = deadline;
+    }
+
     fn record_source(&mut self, record: &SourceRecord) -> Result<()> {
         self.pending_sources.retain(|r| r.key != record.key);
         self.pending_sources.push(record.clone());
@@ -476,8 +626,12 @@ impl Backend for ElasticsearchBackend {
     }
 
     /// Writes pending checkpoints (after every document acknowledged before them, which
-    /// Elasticsearch has already made durable), then refreshes so searches see it all.
+    /// Elasticsearch has already made durable once `_bulk` answered). No `_refresh`
+    /// unless [`EsConfig::refresh_on_flush`] asks for one: durability does not need it
+    /// (a `create` finds a duplicate and `GET _doc` a checkpoint in real time), and
+    /// searches see new documents within the index's `refresh_interval` anyway.
     fn flush(&mut self) -> Result<()> {
+        let refresh = self.config.refresh_on_flush;
         let client = self.client.clone();
         let index = mapping::sources_index(&client.prefix);
         let entries: Vec<(String, String, Value)> = self
@@ -498,6 +652,9 @@ impl Backend for ElasticsearchBackend {
                         }
                     }
                 }
+            }
+            if !refresh {
+                return Ok(());
             }
             let path = format!("{}/_refresh", mapping::all_pattern(&client.prefix));
             let (status, body) = client.json_call(Method::Post, &path, &[], None, deadline).await?;
@@ -580,6 +737,173 @@ fn reason_of(body: &Value) -> String {
     bulk::error_reason(body.to_string().as_bytes())
 }
 
+/// The engine behind the URL. 401/403 stop here as credential errors, like every call;
+/// any other answer without a version (OpenSearch Serverless has no `GET /`) is an
+/// unknown engine, which takes the generic path.
+async fn detect_engine(client: &Client, deadline: Instant) -> Result<engine::Engine> {
+    let (status, body) = client.json_call(Method::Get, "", &[], None, deadline).await?;
+    Ok(engine::Engine::from_root(status, &body))
+}
+
+/// Adds the privilege a refused lifecycle call needs to a credentials error.
+fn with_privilege_hint(error: Error, hint: &str) -> Error {
+    match error {
+        Error::Auth(reason) => Error::Auth(format!("{reason}; the retention policy needs {hint}")),
+        other => other,
+    }
+}
+
+/// Installs (or updates) the lifecycle policy that deletes old daily indices, if
+/// `TIX_ES_RETENTION_DAYS` asks for one. Without it nothing is installed or removed: a
+/// policy of an earlier run stays, and so do the indices attached to it.
+async fn install_retention(
+    client: &Client,
+    engine: &engine::Engine,
+    days: Option<u32>,
+    deadline: Instant,
+) -> Result<()> {
+    let id = engine::retention_policy_id(&client.prefix);
+    let Some(days) = days else {
+        tracing::info!(
+            policy = %id,
+            "TIX_ES_RETENTION_DAYS is not set: new daily indices get no lifecycle policy; a policy installed by an \
+             earlier run, and the indices already attached to it, are left as they are"
+        );
+        return Ok(());
+    };
+    match engine.lifecycle() {
+        engine::Lifecycle::Ilm => {
+            let path = format!("_ilm/policy/{}", path_segment(&id));
+            let (status, body) = client
+                .json_call(Method::Put, &path, &[], Some(&engine::ilm_policy_body(days)), deadline)
+                .await
+                .map_err(|e| with_privilege_hint(e, "the manage_ilm cluster privilege"))?;
+            if status != 200 {
+                return Err(Error::Other(format!(
+                    "installing the retention policy (PUT {path}): HTTP {status}: {}; ILM must be available ({engine}); \
+                     unset TIX_ES_RETENTION_DAYS to run without retention",
+                    reason_of(&body)
+                )));
+            }
+            tracing::info!(
+                policy = %id,
+                days,
+                "retention: ILM deletes each daily index {days} days after the date in its name (backfilled days too)"
+            );
+        }
+        engine::Lifecycle::Ism { base } => install_ism_policy(client, base, &id, days, deadline).await?,
+        engine::Lifecycle::Unavailable => tracing::warn!(
+            engine = %engine,
+            days,
+            "TIX_ES_RETENTION_DAYS is set, but this cluster offers neither ILM nor ISM: tix-logs deletes nothing. On \
+             OpenSearch Serverless set a data lifecycle policy on the collection for the indices {}",
+            mapping::events_pattern(&client.prefix)
+        ),
+    }
+    Ok(())
+}
+
+/// Creates the ISM policy, or updates it when its content differs. ISM refuses to
+/// overwrite a policy without the `if_seq_no`/`if_primary_term` of the version read, so
+/// the update is conditional; a concurrent writer's change (409) is read again.
+async fn install_ism_policy(client: &Client, base: &str, id: &str, days: u32, deadline: Instant) -> Result<()> {
+    let path = format!("{base}/policies/{}", path_segment(id));
+    let hint = "the ISM permissions cluster:admin/opendistro/ism/policy/get and /write (e.g. the ism_full_access role)";
+    let unavailable = |status: u16, body: &Value| {
+        Error::Other(format!(
+            "installing the retention policy ({path}): HTTP {status}: {}; the cluster must have the Index State \
+             Management plugin at {base}; unset TIX_ES_RETENTION_DAYS to run without retention",
+            reason_of(body)
+        ))
+    };
+    let body = engine::ism_policy_body(&client.prefix, days);
+    for _ in 0..3 {
+        let (status, existing) = client
+            .json_call(Method::Get, &path, &[], None, deadline)
+            .await
+            .map_err(|e| with_privilege_hint(e, hint))?;
+        let condition = match status {
+            200 if engine::ism_policy_is_current(&existing, &client.prefix, days) => {
+                tracing::info!(policy = id, days, "retention: the ISM policy is already current");
+                return Ok(());
+            }
+            200 => match (existing["_seq_no"].as_u64(), existing["_primary_term"].as_u64()) {
+                (Some(seq_no), Some(primary_term)) => Some((seq_no.to_string(), primary_term.to_string())),
+                _ => return Err(unavailable(status, &existing)),
+            },
+            404 => None,
+            _ => return Err(unavailable(status, &existing)),
+        };
+        let query: Vec<(&str, &str)> = match &condition {
+            Some((seq_no, primary_term)) => vec![("if_seq_no", seq_no), ("if_primary_term", primary_term)],
+            None => vec![],
+        };
+        let (status, answer) = client
+            .json_call(Method::Put, &path, &query, Some(&body), deadline)
+            .await
+            .map_err(|e| with_privilege_hint(e, hint))?;
+        match status {
+            200 | 201 => {
+                tracing::info!(
+                    policy = id,
+                    days,
+                    "retention: ISM deletes each daily index {days} days after it was created (index.creation_date): \
+                     an index written by a backfill lives {days} days from the backfill, not from its date; indices \
+                     created before this policy are not attached (POST {base}/add/<index> attaches them)"
+                );
+                return Ok(());
+            }
+            // Created or changed by another writer between the read and the write.
+            409 => continue,
+            _ => return Err(unavailable(status, &answer)),
+        }
+    }
+    Err(Error::Other(format!(
+        "installing the retention policy ({path}): it changed under every attempt to update it (HTTP 409 three \
+         times); another process is writing it, run again"
+    )))
+}
+
+/// Installs the index template this engine accepts. An engine that may not know
+/// `ignore_dynamic_beyond_limit` is offered it and, when it refuses it, gets the template
+/// without (new fields past the cap are then refused rather than left unindexed). A
+/// refusal of ILM's settings means the engine has no ILM: that stops with what to do
+/// rather than leaving the indices without the retention that was asked for.
+async fn install_template(
+    client: &Client,
+    engine: &engine::Engine,
+    retention_days: Option<u32>,
+    deadline: Instant,
+) -> Result<()> {
+    let path = format!("_index_template/{}", mapping::template_name(&client.prefix));
+    let mut features = engine.template_features(&client.prefix, retention_days);
+    let body = mapping::index_template_with(&client.prefix, &features);
+    let (mut status, mut answer) = client.json_call(Method::Put, &path, &[], Some(&body), deadline).await?;
+    let refuses = |answer: &Value, setting: &str| status == 400 && answer.to_string().contains(setting);
+    if features.ignore_dynamic_beyond_limit && refuses(&answer, "ignore_dynamic_beyond_limit") {
+        if engine.accepts_ignore_dynamic_beyond_limit().is_some() {
+            tracing::warn!(engine = %engine, "the cluster refused ignore_dynamic_beyond_limit although its version has it");
+        }
+        features.ignore_dynamic_beyond_limit = false;
+        let body = mapping::index_template_with(&client.prefix, &features);
+        (status, answer) = client.json_call(Method::Put, &path, &[], Some(&body), deadline).await?;
+    }
+    if features.ilm_policy.is_some() && status == 400 && answer.to_string().contains("index.lifecycle.") {
+        return Err(Error::Other(format!(
+            "installing index template {path}: the cluster ({engine}) refuses ILM's index.lifecycle settings ({}), so \
+             it has no ILM (OpenSearch, or an Elasticsearch build without it) although it presents itself as \
+             Elasticsearch. No template was installed. Unset TIX_ES_RETENTION_DAYS and set up retention with the \
+             cluster's own tools (ISM: a policy with an ism_template for {}), then run again",
+            reason_of(&answer),
+            mapping::events_pattern(&client.prefix)
+        )));
+    }
+    if status != 200 {
+        return Err(Error::Other(format!("installing index template {path}: HTTP {status}: {}", reason_of(&answer))));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +916,29 @@ mod tests {
         for host in ["es.example.com", "10.0.0.1", "192.168.1.2"] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn no_request_waits_or_is_sent_past_the_hard_deadline() {
+        let mut config = EsConfig::new("http://127.0.0.1:9");
+        config.request_timeout = std::time::Duration::from_secs(30);
+        config.retry.budget = std::time::Duration::from_secs(120);
+        let mut backend = ElasticsearchBackend::connect(config).unwrap();
+        assert_eq!(backend.client.request_timeout_now(), Some(std::time::Duration::from_secs(30)));
+        assert!(backend.client.deadline() > Instant::now() + std::time::Duration::from_secs(100));
+
+        let hard = Instant::now() + std::time::Duration::from_secs(2);
+        backend.set_deadline(Some(hard));
+        let timeout = backend.client.request_timeout_now().expect("time is left");
+        assert!(timeout <= std::time::Duration::from_secs(2), "{timeout:?}");
+        assert_eq!(backend.client.deadline(), hard, "the retry budget ends at the hard deadline");
+
+        backend.set_deadline(Some(Instant::now()));
+        assert_eq!(backend.client.request_timeout_now(), None, "nothing is sent once the deadline is reached");
+        let deadline = backend.client.deadline();
+        assert!(backend.client.out_of_time(deadline).contains("deadline"), "{}", backend.client.out_of_time(deadline));
+        backend.set_deadline(None);
+        assert_eq!(backend.client.request_timeout_now(), Some(std::time::Duration::from_secs(30)));
     }
 
     #[test]
