@@ -8,10 +8,6 @@
 //! Needs `python3` with `botocore` (`scripts/test.sh` installs it); without it these tests
 //! fail with that said, they are never skipped.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,92 +17,16 @@ use indexer::elasticsearch::sigv4::AwsCredentials;
 use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, Outcome, SearchRequest};
 use serde_json::{json, Value};
 use testkit::es_server::{bulk_ok, Reply, Request, Scripted};
+use testkit::sigv4_gate::{Gate, GateCredentials, REGION};
 
 const ACCESS_KEY: &str = "AKIDTIXLOGSSIGV4TEST";
 /// With `/` and `+`, as real secret keys have.
 const SECRET_KEY: &str = "tixLogs/SigV4+TestSecret/wJalrXUtnFEMIK7MDENG";
 const WRONG_SECRET_KEY: &str = "tixLogs/WRONG+TestSecret/wJalrXUtnFEMIK7MDENG";
+/// What the gate accepts (without a session token).
+const TEST_KEYS: GateCredentials<'static> =
+    GateCredentials { access_key: ACCESS_KEY, secret_key: SECRET_KEY, session_token: None };
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEJr//////////wEaCWV1LXdlc3QtMSJHMEUCIQ+tix/test/session/token==";
-const REGION: &str = "eu-west-1";
-
-// ---------------------------------------------------------------------------------------
-// The gate
-// ---------------------------------------------------------------------------------------
-
-/// `testkit/sigv4_gate.py` in front of `upstream`, checking signatures for `service`
-/// with the test credentials (and `token`, if any). Killed when dropped.
-struct Gate {
-    child: Child,
-    port: u16,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Gate {
-    fn start(upstream: &str, service: &str, token: Option<&str>) -> Gate {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testkit/sigv4_gate.py");
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new("python3");
-        command
-            .arg(&script)
-            .args(["--upstream", upstream, "--region", REGION, "--service", service])
-            .env("SIGV4_GATE_ACCESS_KEY", ACCESS_KEY)
-            .env("SIGV4_GATE_SECRET_KEY", SECRET_KEY)
-            .env_remove("SIGV4_GATE_SESSION_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr.reopen().unwrap());
-        if let Some(token) = token {
-            command.env("SIGV4_GATE_SESSION_TOKEN", token);
-        }
-        let mut child = command.spawn().expect("python3 runs (the SigV4 gate needs python3 with botocore)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let Ok(port) = line.trim().parse() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the SigV4 gate did not start (install botocore: python3 -m pip install 'botocore==1.43.11'): {}",
-                std::fs::read_to_string(stderr.path()).unwrap_or_default()
-            );
-        };
-        Gate { child, port, stderr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// `{"verified", "refused", "refusals": [{method, target, reason}], "requests":
-    /// [{method, target, service, region, signed_headers, session_token}]}`.
-    fn stats(&self) -> Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(b"GET /__sigv4_gate__/stats HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (_, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        serde_json::from_str(body).unwrap()
-    }
-
-    fn assert_all_verified(&self, at_least: u64) -> Value {
-        let stats = self.stats();
-        assert_eq!(
-            stats["refused"],
-            0,
-            "the gate refused: {:#}\n{}",
-            stats["refusals"],
-            std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
-        );
-        assert!(stats["verified"].as_u64().unwrap() >= at_least, "{stats:#}");
-        stats
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The cluster behind it
@@ -248,7 +168,7 @@ fn targets(stats: &Value) -> Vec<String> {
 #[test]
 fn every_backend_call_is_signed_and_verified_by_botocore() {
     let (server, held) = opensearch_domain();
-    let gate = Gate::start(&server.url(), "es", None);
+    let gate = Gate::start(&server.url(), "es", TEST_KEYS);
     let mut es = backend(&gate, SigV4Service::Es, credentials(SECRET_KEY, None));
     let indexed = run_every_call(&mut es);
     es.delete_everything().expect("delete_everything");
@@ -291,7 +211,7 @@ fn every_backend_call_is_signed_and_verified_by_botocore() {
 #[test]
 fn a_wrong_secret_key_is_refused_as_an_auth_error_without_showing_it() {
     let (server, _) = opensearch_domain();
-    let gate = Gate::start(&server.url(), "es", None);
+    let gate = Gate::start(&server.url(), "es", TEST_KEYS);
     let mut es = backend(&gate, SigV4Service::Es, credentials(WRONG_SECRET_KEY, None));
 
     let err = es.ensure_ready().unwrap_err();
@@ -319,7 +239,7 @@ fn a_wrong_secret_key_is_refused_as_an_auth_error_without_showing_it() {
 #[test]
 fn a_session_token_is_sent_and_signed() {
     let (server, _) = opensearch_domain();
-    let gate = Gate::start(&server.url(), "es", Some(SESSION_TOKEN));
+    let gate = Gate::start(&server.url(), "es", GateCredentials { session_token: Some(SESSION_TOKEN), ..TEST_KEYS });
     let mut es = backend(&gate, SigV4Service::Es, credentials(SECRET_KEY, Some(SESSION_TOKEN)));
     run_every_call(&mut es);
     let seen = server.requests();
@@ -347,7 +267,7 @@ fn a_session_token_is_sent_and_signed() {
 #[test]
 fn serverless_collections_are_signed_for_aoss() {
     let (server, _) = opensearch_domain();
-    let gate = Gate::start(&server.url(), "aoss", None);
+    let gate = Gate::start(&server.url(), "aoss", TEST_KEYS);
     let mut es = backend(&gate, SigV4Service::Aoss, credentials(SECRET_KEY, None));
     run_every_call(&mut es);
     let stats = gate.assert_all_verified(server.requests().len() as u64);

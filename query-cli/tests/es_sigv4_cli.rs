@@ -6,66 +6,19 @@
 //!
 //! Needs `python3` with `botocore` (`scripts/test.sh` installs it).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use testkit::es_server::FakeCluster;
+use testkit::sigv4_gate::{Gate, GateCredentials, REGION};
 
 const ACCESS_KEY: &str = "AKIDTIXLOGSCLITEST01";
 const SECRET_KEY: &str = "tixLogs/CliSigV4+Secret/wJalrXUtnFEMIK7MDENGbP";
-const REGION: &str = "eu-west-1";
 
-/// `testkit/sigv4_gate.py` in front of `upstream` (service `es`), killed when dropped.
-struct Gate {
-    child: Child,
-    port: u16,
-}
-
-impl Gate {
-    fn start(upstream: &str) -> Gate {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testkit/sigv4_gate.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--upstream", upstream, "--region", REGION, "--service", "es"])
-            .env("SIGV4_GATE_ACCESS_KEY", ACCESS_KEY)
-            .env("SIGV4_GATE_SECRET_KEY", SECRET_KEY)
-            .env_remove("SIGV4_GATE_SESSION_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (the SigV4 gate needs python3 with botocore)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let Ok(port) = line.trim().parse() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the SigV4 gate did not start: install botocore (python3 -m pip install 'botocore==1.43.11')");
-        };
-        Gate { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn stats(&self) -> Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(b"GET /__sigv4_gate__/stats HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        serde_json::from_str(answer.split_once("\r\n\r\n").expect("an HTTP answer").1).unwrap()
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The botocore gate in front of `upstream`, accepting this file's test credentials.
+fn gate(upstream: &str) -> Gate {
+    Gate::start(upstream, "es", GateCredentials { access_key: ACCESS_KEY, secret_key: SECRET_KEY, session_token: None })
 }
 
 /// `tix-logs ARGS` with the Elasticsearch backend through the gate and AWS credentials
@@ -111,7 +64,7 @@ fn day_ndjson() -> PathBuf {
 #[test]
 fn ingest_search_and_audit_sign_with_the_environment_credentials() {
     let cluster = FakeCluster::start();
-    let gate = Gate::start(&cluster.url());
+    let gate = gate(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let source = day_ndjson();
 
@@ -156,7 +109,7 @@ fn ingest_search_and_audit_sign_with_the_environment_credentials() {
 #[test]
 fn a_wrong_secret_key_stops_every_command_with_exit_2_and_is_never_printed() {
     let cluster = FakeCluster::start();
-    let gate = Gate::start(&cluster.url());
+    let gate = gate(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let wrong = "tixLogs/WRONG+Secret/wJalrXUtnFEMIK7MDENGbPxRfiCY";
     let source = day_ndjson();

@@ -7,5 +7,6 @@
 pub mod es_server;
 pub mod fault_proxy;
 pub mod oracle;
+pub mod sigv4_gate;
 
 pub use es_server::{FakeCluster, Ledger, Reply, Request, Scripted};
