@@ -1,5 +1,6 @@
-//! Trigger events -> the S3 objects to ingest: S3 event notifications, SQS messages
-//! carrying them (plain or SNS-wrapped), and EventBridge "Object Created" events.
+//! Trigger events -> the S3 objects to ingest: S3 event notifications, SNS notifications
+//! carrying them (S3 -> SNS -> Lambda, the usual fan-out to several consumers), SQS
+//! messages carrying them (plain or SNS-wrapped), and EventBridge "Object Created" events.
 //!
 //! Pure and synchronous: the Lambda handler and `tix-logs ingest --event` feed it the
 //! event's bytes and act on the result. A malformed SQS message fails that message only,
@@ -62,16 +63,37 @@ pub fn is_sqs_event(event: &Value) -> bool {
 fn sqs_message_work(message: &Value) -> Result<Vec<Work>, String> {
     let body = message.get("body").and_then(Value::as_str).ok_or("SQS message has no body")?;
     let body: Value = serde_json::from_str(body).map_err(|e| format!("SQS message body is not JSON: {e}"))?;
-    // SNS-wrapped: the S3 notification is the envelope's `Message` string.
-    if body.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = body.get("Message").and_then(Value::as_str).ok_or("SNS notification has no Message")?;
-        let inner: Value = serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
-        return notification_work(&inner);
+    if is_sns_envelope(&body) {
+        return sns_envelope_work(&body);
     }
     notification_work(&body)
 }
 
-/// An S3 notification (`Records`), a test event, or an EventBridge event.
+/// Whether a JSON value is an SNS envelope (`Type` and `TopicArn`, or `Type` and
+/// `Message`): what SNS delivers to SQS (without raw delivery) and to Lambda (`Sns`).
+fn is_sns_envelope(value: &Value) -> bool {
+    value.get("Type").and_then(Value::as_str).is_some()
+        && (value.get("TopicArn").is_some() || value.get("Message").is_some())
+}
+
+/// An SNS envelope: a `Notification` carries the S3 notification (or S3's test event) as
+/// its `Message` string; the subscription handshakes carry nothing to ingest.
+fn sns_envelope_work(envelope: &Value) -> Result<Vec<Work>, String> {
+    match envelope.get("Type").and_then(Value::as_str).unwrap_or("") {
+        "Notification" => {
+            let inner = envelope.get("Message").and_then(Value::as_str).ok_or("SNS notification has no Message")?;
+            let inner: Value = serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
+            notification_work(&inner)
+        }
+        kind @ ("SubscriptionConfirmation" | "UnsubscribeConfirmation") => {
+            Ok(vec![Work::Acknowledge { reason: format!("SNS {kind}") }])
+        }
+        other => Err(format!("unsupported SNS message type {other:?} (expected Notification)")),
+    }
+}
+
+/// An S3 notification (`Records`), SNS records carrying one (`Records[].Sns`), a test
+/// event, or an EventBridge event.
 fn notification_work(event: &Value) -> Result<Vec<Work>, String> {
     if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(vec![Work::Acknowledge { reason: "s3:TestEvent".into() }]);
@@ -80,7 +102,17 @@ fn notification_work(event: &Value) -> Result<Vec<Work>, String> {
         return eventbridge_work(event).map(|w| vec![w]);
     }
     let records = event.get("Records").and_then(Value::as_array).ok_or("not an S3, SNS or EventBridge event")?;
-    records.iter().map(s3_record_work).collect()
+    let mut works = Vec::with_capacity(records.len());
+    for record in records {
+        // S3 -> SNS -> Lambda: `{"EventSource": "aws:sns", "Sns": {envelope}}`.
+        match record.get("Sns") {
+            Some(envelope) if record.get("EventSource").and_then(Value::as_str) == Some("aws:sns") => {
+                works.extend(sns_envelope_work(envelope)?);
+            }
+            _ => works.push(s3_record_work(record)?),
+        }
+    }
+    Ok(works)
 }
 
 fn s3_record_work(record: &Value) -> Result<Work, String> {
@@ -267,6 +299,71 @@ mod tests {
         ] {
             let deliveries = parse_event(event.as_bytes()).unwrap();
             assert!(matches!(deliveries[0].work.as_deref(), Ok([Work::Acknowledge { .. }])), "{event}");
+        }
+    }
+
+    /// S3 -> SNS -> Lambda, as AWS delivers it: one `Records[]` entry whose `Sns.Message`
+    /// is the S3 notification as a string.
+    fn direct_sns(envelope: Value) -> Vec<u8> {
+        serde_json::json!({"Records": [{
+            "EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:eu-west-1:123456789012:tix-logs-objects:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+            "Sns": envelope
+        }]})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn sns_envelope(kind: &str, message: &str) -> Value {
+        serde_json::json!({
+            "Type": kind, "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+            "TopicArn": "arn:aws:sns:eu-west-1:123456789012:tix-logs-objects",
+            "Subject": "Amazon S3 Notification", "Message": message,
+            "Timestamp": "2024-02-06T00:00:01.000Z", "SignatureVersion": "1", "Signature": "EXAMPLE",
+            "SigningCertUrl": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem",
+            "UnsubscribeUrl": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}
+        })
+    }
+
+    #[test]
+    fn a_direct_sns_notification_names_the_s3_object_it_carries() {
+        let s3_event = serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "tix-logs-raw"},
+            "object": {"key": "logs/2024/02/05/via+sns/day%C3%BC.ndjson.gz", "size": 120026, "eTag": "1ddf35de8e6115d6f5f050b12bd2bc8b"}}}]});
+        let deliveries = parse_event(&direct_sns(sns_envelope("Notification", &s3_event.to_string()))).unwrap();
+        assert_eq!(deliveries.len(), 1, "the whole event is one delivery: SNS retries the invocation");
+        assert_eq!(deliveries[0].message_id, None);
+        let work = deliveries[0].work.as_ref().unwrap();
+        let objects = ingests(work);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].bucket, "tix-logs-raw");
+        assert_eq!(objects[0].key, "logs/2024/02/05/via sns/dayü.ndjson.gz");
+        assert_eq!(objects[0].etag.as_deref(), Some("1ddf35de8e6115d6f5f050b12bd2bc8b"));
+        assert!(!is_sqs_event(&serde_json::from_slice(&direct_sns(sns_envelope("Notification", "{}"))).unwrap()));
+    }
+
+    #[test]
+    fn sns_test_and_subscription_messages_are_acknowledged_and_bad_ones_are_errors() {
+        let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-02-06T00:00:00.000Z","Bucket":"tix-logs-raw"}"#;
+        for envelope in [
+            sns_envelope("Notification", test_event),
+            sns_envelope("SubscriptionConfirmation", "You have chosen to subscribe to the topic"),
+            sns_envelope("UnsubscribeConfirmation", "You have chosen to deactivate subscription"),
+        ] {
+            let deliveries = parse_event(&direct_sns(envelope.clone())).unwrap();
+            assert!(matches!(deliveries[0].work.as_deref(), Ok([Work::Acknowledge { .. }])), "{envelope}");
+            // The same envelope inside an SQS message (SNS -> SQS without raw delivery).
+            let sqs = serde_json::json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": envelope.to_string()}]});
+            let deliveries = parse_event(sqs.to_string().as_bytes()).unwrap();
+            assert!(matches!(deliveries[0].work.as_deref(), Ok([Work::Acknowledge { .. }])), "{envelope}");
+        }
+        for envelope in [
+            sns_envelope("Notification", "not json"),
+            sns_envelope("Notification", r#"{"hello":1}"#),
+            sns_envelope("Bogus", "{}"),
+        ] {
+            let deliveries = parse_event(&direct_sns(envelope.clone())).unwrap();
+            assert!(deliveries[0].work.is_err(), "{envelope}");
         }
     }
 

@@ -59,6 +59,39 @@ fn keys_with_spaces_plus_percent_and_non_ascii_are_ingested_from_encoded_events(
     }
 }
 
+/// S3 -> SNS -> Lambda: the S3 notification arrives as the `Message` string of a direct
+/// SNS record; the object is ingested and S3's test event through SNS is acknowledged.
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_direct_sns_notification_ingests_its_object_and_acknowledges_the_test_event() {
+    let garage = garage();
+    let prefix = unique_prefix("direct-sns");
+    let key = format!("{prefix}via sns/day.ndjson.gz");
+    let notification = garage.notify(&key, gzip(&ndjson(404, 40)));
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": garage.bucket}).to_string();
+    let sns_record = |message: String| {
+        json!({"EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:garage:000000000000:tix-logs-objects:1",
+            "Sns": {"Type": "Notification", "MessageId": "5e5e0002-0001-4001-8002-0b671dc23ddf",
+                "TopicArn": "arn:aws:sns:garage:000000000000:tix-logs-objects",
+                "Subject": "Amazon S3 Notification", "Message": message}})
+    };
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let mut dead_letter = garage.dead_letter(&prefix);
+
+    let report = handle(&garage.s3, &json!({"Records": [sns_record(notification)]}), &mut backend, &mut dead_letter);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.sources.len(), 1);
+    assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
+    assert_eq!(count(&backend), 40, "every record of the object is in the index");
+    assert!(dead_letter.read_all().unwrap().is_empty());
+
+    let report = handle(&garage.s3, &json!({"Records": [sns_record(test_event)]}), &mut backend, &mut dead_letter);
+    assert!(report.failed.is_empty() && report.sources.is_empty(), "{report:?}");
+    assert_eq!(report.acknowledged, 1, "the test event is counted");
+}
+
 /// Ten SQS messages, one poison: only that message is answered as failed, and the
 /// other nine objects are fully indexed.
 fn poison_batch(poison: impl FnOnce(&Garage, &str) -> String) {
