@@ -30,8 +30,12 @@ pub struct LambdaSettings {
     pub trigger: Option<S3Location>,
     /// HMAC key for PII tokens (required: a Lambda never uses the development key).
     pub pii_key: Vec<u8>,
-    /// Stop taking new objects when less than this is left before the deadline.
+    /// Stop taking new objects when less than this is left before the deadline (at most
+    /// a quarter of the invocation's time, see [`effective_margin`]).
     pub deadline_margin: Duration,
+    /// The time an invocation may take when the runtime's deadline cannot be real
+    /// (`TIX_TIME_BUDGET_MS`); `None` works without a deadline then.
+    pub fallback_budget: Option<Duration>,
     pub function_name: String,
 }
 
@@ -43,6 +47,7 @@ impl std::fmt::Debug for LambdaSettings {
             .field("trigger", &self.trigger)
             .field("pii_key", &"<redacted>")
             .field("deadline_margin", &self.deadline_margin)
+            .field("fallback_budget", &self.fallback_budget)
             .field("function_name", &self.function_name)
             .finish()
     }
@@ -56,7 +61,8 @@ impl LambdaSettings {
     /// Reads `TIX_BACKEND` (`elasticsearch`, the default, or `tantivy` with
     /// `TIX_INDEX`), `TIX_DEAD_LETTER` (`s3://bucket/prefix`, required),
     /// `TIX_TRIGGER_PREFIX` (`s3://bucket/prefix`), `TIX_PII_KEY` (required),
-    /// `TIX_DEADLINE_MARGIN_MS` (default 10000) and `AWS_LAMBDA_FUNCTION_NAME`.
+    /// `TIX_DEADLINE_MARGIN_MS` (default 10000), `TIX_TIME_BUDGET_MS` and
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let config = |message: String| Error::Config(message);
         let backend = match lookup("TIX_BACKEND").as_deref().unwrap_or("elasticsearch") {
@@ -96,7 +102,19 @@ impl LambdaSettings {
                 ms.parse().map_err(|_| config(format!("TIX_DEADLINE_MARGIN_MS={ms:?}: expected milliseconds")))?,
             ),
         };
+        let fallback_budget = match lookup("TIX_TIME_BUDGET_MS") {
+            None => None,
+            Some(ms) => match ms.parse::<u64>() {
+                Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+                _ => {
+                    return Err(config(format!(
+                        "TIX_TIME_BUDGET_MS={ms:?}: expected a positive number of milliseconds"
+                    )))
+                }
+            },
+        };
         Ok(LambdaSettings {
+            fallback_budget,
             backend,
             dead_letter,
             trigger,
@@ -105,6 +123,34 @@ impl LambdaSettings {
             function_name: lookup("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "tix-logs-lambda".into()),
         })
     }
+}
+
+/// How long an invocation may run, as far as the runtime's deadline tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationBudget {
+    /// The deadline is a real instant this far ahead.
+    Known(Duration),
+    /// The deadline cannot be real: already past when the invocation arrived, or before
+    /// this process started. `cargo lambda watch`'s emulator sends a duration (600000)
+    /// where AWS sends an epoch time; read as a date in 1970 it would stop all work.
+    Unknown,
+}
+
+/// Reads the runtime's deadline (`Lambda-Runtime-Deadline-Ms`, epoch milliseconds) at
+/// `now_ms`, for a process started at `process_started_ms`.
+pub fn invocation_budget(deadline_ms: u64, now_ms: u64, process_started_ms: u64) -> InvocationBudget {
+    if deadline_ms <= now_ms || deadline_ms < process_started_ms {
+        InvocationBudget::Unknown
+    } else {
+        InvocationBudget::Known(Duration::from_millis(deadline_ms - now_ms))
+    }
+}
+
+/// The margin kept before the deadline: the configured one, but never more than a
+/// quarter of the invocation's time, so a short timeout (AWS's default is 3 s, the
+/// default margin 10 s) still gets three quarters of it for work.
+pub fn effective_margin(margin: Duration, budget: Duration) -> Duration {
+    margin.min(budget / 4)
 }
 
 /// One CloudWatch Embedded Metric Format record for an invocation.
@@ -186,6 +232,49 @@ mod tests {
         for (pairs, expected) in cases {
             let error = settings(pairs).expect_err("must be refused").to_string();
             assert!(error.contains(expected), "{pairs:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn impossible_deadlines_are_unknown_and_real_ones_give_the_time_left() {
+        let started = 1_764_750_000_000; // the process start, epoch ms
+        let now = started + 5_000;
+        let table = [
+            // (deadline ms, expected)
+            (now + 900_000, InvocationBudget::Known(Duration::from_secs(900))),
+            (now + 3_000, InvocationBudget::Known(Duration::from_secs(3))),
+            // cargo lambda's emulator: a duration, i.e. 1970 read as an epoch time
+            (600_000, InvocationBudget::Unknown),
+            (now, InvocationBudget::Unknown),
+            (now - 1, InvocationBudget::Unknown),
+            (0, InvocationBudget::Unknown),
+        ];
+        for (deadline, expected) in table {
+            assert_eq!(invocation_budget(deadline, now, started), expected, "deadline {deadline}");
+        }
+    }
+
+    #[test]
+    fn the_margin_is_at_most_a_quarter_of_the_budget() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(effective_margin(ten, Duration::from_secs(900)), ten);
+        assert_eq!(effective_margin(ten, Duration::from_secs(3)), Duration::from_millis(750), "AWS's default timeout");
+        assert_eq!(effective_margin(ten, Duration::from_secs(40)), ten);
+        assert_eq!(effective_margin(ten, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_fallback_budget_is_read_and_checked() {
+        let with = |value: &str| {
+            let mut pairs = GOOD.to_vec();
+            pairs.push(("TIX_TIME_BUDGET_MS", value));
+            settings(&pairs)
+        };
+        assert_eq!(settings(&GOOD).unwrap().fallback_budget, None);
+        assert_eq!(with("300000").unwrap().fallback_budget, Some(Duration::from_secs(300)));
+        for bad in ["0", "-5", "5m", ""] {
+            let error = with(bad).expect_err(bad).to_string();
+            assert!(error.contains("TIX_TIME_BUDGET_MS"), "{bad}: {error}");
         }
     }
 

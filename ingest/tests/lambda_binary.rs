@@ -22,8 +22,23 @@ enum Posted {
     Error { path: String, body: String },
 }
 
+/// What the runtime API sends as `Lambda-Runtime-Deadline-Ms`.
+#[derive(Debug, Clone, Copy)]
+enum DeadlineShape {
+    /// As AWS does: the epoch time in milliseconds, this far ahead.
+    EpochIn(u128),
+    /// As `cargo lambda watch`'s emulator does: a duration (600000), which read as an
+    /// epoch time lies in 1970.
+    EmulatorDuration,
+}
+
 /// Serves one invocation of `event`, then holds further `next` calls open.
 fn runtime_api(event: Value) -> (String, mpsc::Receiver<Posted>) {
+    runtime_api_with(event, DeadlineShape::EpochIn(120_000))
+}
+
+/// [`runtime_api`] with the deadline header in the given shape.
+fn runtime_api_with(event: Value, deadline: DeadlineShape) -> (String, mpsc::Receiver<Posted>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (sender, receiver) = mpsc::channel();
@@ -35,13 +50,19 @@ fn runtime_api(event: Value) -> (String, mpsc::Receiver<Posted>) {
             let event = event.clone();
             let first = !served;
             served = true;
-            std::thread::spawn(move || serve_connection(stream, event, first, sender));
+            std::thread::spawn(move || serve_connection(stream, event, first, deadline, sender));
         }
     });
     (address, receiver)
 }
 
-fn serve_connection(stream: TcpStream, event: Value, mut may_invoke: bool, sender: mpsc::Sender<Posted>) {
+fn serve_connection(
+    stream: TcpStream,
+    event: Value,
+    mut may_invoke: bool,
+    deadline_shape: DeadlineShape,
+    sender: mpsc::Sender<Posted>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -73,7 +94,10 @@ fn serve_connection(stream: TcpStream, event: Value, mut may_invoke: bool, sende
                 return;
             }
             may_invoke = false;
-            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 120_000;
+            let deadline = match deadline_shape {
+                DeadlineShape::EpochIn(ms) => SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + ms,
+                DeadlineShape::EmulatorDuration => 600_000,
+            };
             let payload = event.to_string();
             write!(
                 writer,
@@ -182,4 +206,39 @@ fn the_binary_answers_an_sqs_event_through_the_runtime_api() {
     );
     let backend = indexer::TantivyBackend::open_for_reading(index.path()).unwrap();
     assert_eq!(count(&backend), 250);
+}
+
+/// `cargo lambda watch`'s emulator sends `Lambda-Runtime-Deadline-Ms: 600000`, a duration.
+/// Read as an epoch time it is a deadline in 1970, which once made the function refuse
+/// every object ("not started before the deadline"). It is now an unknown deadline: the
+/// work is done, and the function says once why it works without a deadline.
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn the_emulators_duration_deadline_is_treated_as_unknown_and_the_work_is_done() {
+    let garage = garage();
+    let prefix = unique_prefix("lambda-emulator-deadline");
+    let key = format!("{prefix}day.ndjson.gz");
+    let event = sqs_event(&[("only".into(), garage.notify(&key, gzip(&ndjson(601, 120))))]);
+    let (address, posted) = runtime_api_with(event, DeadlineShape::EmulatorDuration);
+    let index = tempfile::tempdir().unwrap();
+    let mut child = lambda_command(&address)
+        .env("TIX_BACKEND", "tantivy")
+        .env("TIX_INDEX", index.path())
+        .env("TIX_PII_KEY", "test-pii-key")
+        .env("TIX_DEAD_LETTER", format!("s3://{}/{prefix}", garage.dl_bucket))
+        .spawn()
+        .unwrap();
+    let answer = posted.recv_timeout(Duration::from_secs(120));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match answer.unwrap_or_else(|e| panic!("no answer ({e}); stderr: {stderr}")) {
+        Posted::Response { body, .. } => {
+            assert_eq!(body, json!({"batchItemFailures": []}), "nothing to redeliver; stderr: {stderr}")
+        }
+        Posted::Error { path, body } => panic!("the function reported an error at {path}: {body}; stderr: {stderr}"),
+    }
+    assert_eq!(stderr.matches("cannot be a real time").count(), 1, "the unknown deadline is said once: {stderr}");
+    let backend = indexer::TantivyBackend::open_for_reading(index.path()).unwrap();
+    assert_eq!(count(&backend), 120, "every record indexed");
 }

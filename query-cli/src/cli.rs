@@ -83,6 +83,11 @@ pub struct IngestArgs {
     /// (the objects it names are read from S3).
     #[arg(long, value_name = "FILE", conflicts_with = "sources")]
     pub event: Option<PathBuf>,
+    /// With --event: play the Lambda's remaining time (e.g. 30s, 2m, 500ms). The handler
+    /// stops taking work a margin before it (10 s, at most a quarter of the budget) and
+    /// reports what is left for redelivery, exactly as the Lambda would.
+    #[arg(long, value_name = "DURATION", requires = "event")]
+    pub time_budget: Option<String>,
     /// Files, directories (recursively), `-` for stdin, or s3://bucket/prefix.
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,

@@ -27,6 +27,19 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
     ))
 }
 
+/// A positive duration: a number and `ms`, `s`, `m` or `h` (`--time-budget`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let millis = match text.strip_suffix("ms") {
+        Some(number) => number.parse::<u64>().ok(),
+        None => parse_span_ms(text).filter(|_| !text.ends_with('d') && !text.ends_with('w')).map(|ms| ms as u64),
+    };
+    match millis {
+        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(format!("cannot read duration {text:?}: use a number and ms, s, m or h (500ms, 30s, 2m)")),
+    }
+}
+
 fn parse_span_ms(text: &str) -> Option<i64> {
     let unit_at = text.len().checked_sub(1)?;
     let (number, unit) = text.split_at(unit_at);
@@ -45,6 +58,23 @@ fn parse_span_ms(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_read_in_ms_s_m_and_h() {
+        use std::time::Duration;
+        let table = [
+            ("500ms", Ok(Duration::from_millis(500))),
+            ("30s", Ok(Duration::from_secs(30))),
+            ("2m", Ok(Duration::from_secs(120))),
+            ("1h", Ok(Duration::from_secs(3600))),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_duration(text), expected, "{text}");
+        }
+        for bad in ["0s", "", "5", "-3s", "2d", "1.5s", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_are_read_as_rfc3339_dates_or_spans() {

@@ -6,13 +6,16 @@
 //! synchronous), writes one EMF metrics line, and answers SQS with exactly the
 //! messages to redeliver.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use indexer::{Backend, ElasticsearchBackend, EsConfig, TantivyBackend, TantivyConfig};
 use ingest::events::is_sqs_event;
-use ingest::lambda::{emf_record, LambdaBackend, LambdaSettings};
+use ingest::lambda::{
+    effective_margin, emf_record, invocation_budget, InvocationBudget, LambdaBackend, LambdaSettings,
+};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter};
@@ -35,8 +38,14 @@ struct Worker {
     pipeline: PipelineConfig,
 }
 
+/// When this process started (epoch ms): a deadline before it cannot be real.
+static PROCESS_STARTED_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+/// The unknown-deadline warning is logged once per process, not per invocation.
+static WARNED_UNKNOWN_DEADLINE: AtomicBool = AtomicBool::new(false);
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    PROCESS_STARTED_MS.get_or_init(|| epoch_ms() as u64);
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -75,14 +84,33 @@ fn open_backend(choice: &LambdaBackend) -> Result<Box<dyn Backend>, lambda_runti
 
 async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
     let started = Instant::now();
-    let remaining = Duration::from_millis(event.context.deadline.saturating_sub(epoch_ms() as u64));
+    let deadline_ms = event.context.deadline;
+    let process_started_ms = PROCESS_STARTED_MS.get().copied().unwrap_or(0);
+    let budget = invocation_budget(deadline_ms, epoch_ms() as u64, process_started_ms);
     let request_id = event.context.request_id.clone();
     let payload = serde_json::to_vec(&event.payload)?;
     let report = tokio::task::spawn_blocking(move || {
         let mut worker = worker.lock().map_err(|_| "an earlier invocation panicked; restart the instance")?;
         let Worker { settings, s3, backend, dead_letter, pipeline } = &mut *worker;
-        let deadline = Deadline { at: started + remaining, margin: settings.deadline_margin };
-        let report = handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), Some(deadline), None)?;
+        let remaining = match budget {
+            InvocationBudget::Known(remaining) => Some(remaining),
+            InvocationBudget::Unknown => {
+                if !WARNED_UNKNOWN_DEADLINE.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        deadline_ms,
+                        fallback_budget_ms = settings.fallback_budget.map(|b| b.as_millis() as u64),
+                        "the runtime's deadline cannot be a real time (already past on arrival; cargo lambda's \
+                         emulator sends a duration): using TIX_TIME_BUDGET_MS if set, else no deadline"
+                    );
+                }
+                settings.fallback_budget
+            }
+        };
+        let deadline = remaining.map(|remaining| Deadline {
+            at: started + remaining,
+            margin: effective_margin(settings.deadline_margin, remaining),
+        });
+        let report = handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), deadline, None)?;
         let metrics = emf_record(&report, &settings.function_name, started.elapsed(), epoch_ms());
         // EMF goes to stdout as one line, where CloudWatch picks it up.
         println!("{metrics}");
