@@ -92,3 +92,26 @@ fn clearing_the_deadline_restores_the_retry_budget() {
     assert_eq!(outcomes, vec![Outcome::Indexed; 2]);
     assert_eq!(server.requests().len(), 3);
 }
+
+/// The Lambda calls the backend from `spawn_blocking`, inside its runtime's context,
+/// where a thread may not enter the backend's own runtime: the requests then run on a
+/// scoped thread. Dropping the backend there must not panic either.
+#[test]
+fn the_backend_works_and_drops_inside_another_runtimes_blocking_pool() {
+    let server = Scripted::start(|_, _| {
+        Reply::Json(200, r#"{"count":7,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}"#.into())
+    });
+    let url = server.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (counted, backend) = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let es = patient_backend(&url);
+            (es.count(&indexer::SearchRequest::default()), es)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(counted.unwrap(), 7);
+    // Dropped inside the other runtime's context, as the Lambda's worker would be.
+    runtime.block_on(async move { drop(backend) });
+}

@@ -629,10 +629,16 @@ pub struct ItemAnswer {
     pub error_type: Option<String>,
 }
 
+/// The documents of one index: id -> (source, version).
+type IndexDocs = BTreeMap<String, (Map<String, Value>, u64)>;
+
+/// One `_search` candidate: its sort key, index, id and source.
+type Hit<'a> = (Vec<Value>, &'a String, &'a String, &'a Map<String, Value>);
+
 /// Everything the fake cluster knows and every switch a test can flip.
 struct ClusterState {
-    /// Index name -> id -> (source, version).
-    indices: BTreeMap<String, BTreeMap<String, (Map<String, Value>, u64)>>,
+    /// Index name -> its documents.
+    indices: BTreeMap<String, IndexDocs>,
     templates: BTreeMap<String, Value>,
     auto_create_index: bool,
     auth_fail: Option<u16>,
@@ -1215,7 +1221,7 @@ fn search(state: &ClusterState, request: &Request, pattern: &str) -> (u16, Strin
     let size = body.get("size").and_then(Value::as_u64).unwrap_or(10) as usize;
     let from = body.get("from").and_then(Value::as_u64).unwrap_or(0) as usize;
     let clauses = sort_clauses(body.get("sort"));
-    let mut hits: Vec<(Vec<Value>, &String, &String, &Map<String, Value>)> = names
+    let mut hits: Vec<Hit<'_>> = names
         .iter()
         .flat_map(|index| state.indices[index].iter().map(move |(id, (source, _))| (index, id, source)))
         .map(|(index, id, source)| {
@@ -1539,9 +1545,10 @@ mod tests {
         cluster.product_header(true);
         cluster.set_item_faults(|item| (item.tries == 0).then_some(429));
         assert_eq!(call(&cluster, "PUT", "/t-2024.02.05", "{}").0, 200);
-        let (_, _, first) = call(&cluster, "POST", "/_bulk", &one);
-        assert_eq!(first["items"][0]["create"]["status"], 429, "a first try (the earlier ones were refused before)");
-        let (_, _, second) = call(&cluster, "POST", "/_bulk", &one);
+        let other = bulk_body(&[json!({"create": {"_index": "t-2024.02.05", "_id": "b"}}), json!({"x": 2})]);
+        let (_, _, first) = call(&cluster, "POST", "/_bulk", &other);
+        assert_eq!(first["items"][0]["create"]["status"], 429, "b's first try");
+        let (_, _, second) = call(&cluster, "POST", "/_bulk", &other);
         assert_eq!(second["items"][0]["create"]["status"], 201);
         assert_eq!(cluster.items_answered(429, None), 2);
         assert_eq!(cluster.docs("t-2*").len(), 1);

@@ -1,15 +1,17 @@
-//! The production backend: an Elasticsearch cluster, reached with the official
-//! `elasticsearch` crate's [`Transport`].
+//! The production backend: an Elasticsearch or OpenSearch cluster, reached with the
+//! official `elasticsearch` crate's [`Transport`].
 //!
 //! The [`Backend`] contract is synchronous, so the backend owns a small tokio runtime (one
-//! worker thread for the requests in flight) and blocks on it; call it from a plain thread
-//! (or `spawn_blocking`), never from inside another runtime's task (that is refused with
-//! an error instead of a panic), and drop it outside async code too.
+//! worker thread for the requests in flight) and blocks on it. Call it from a plain thread
+//! or from `spawn_blocking` (as the Lambda does); inside another runtime's context the
+//! requests run on a scoped thread, since a thread may not enter two runtimes.
 //!
 //! Everything that can be decided without I/O lives in pure submodules with their own
-//! tests: [`config`] (settings, secrets), [`mapping`] (index names, template),
-//! [`bulk`] (request encoding, response classification, the retry state machine) and
-//! [`query`] (search translation). This module only moves bytes and sleeps.
+//! tests: [`config`] (settings, secrets), [`engine`] (which engine and version answers,
+//! what it accepts, the lifecycle policies), [`mapping`] (index names, template), [`bulk`]
+//! (request encoding, response classification, the retry state machine), [`query`]
+//! (search translation) and [`sigv4`] (AWS request signing). This module only moves bytes
+//! and sleeps.
 //!
 //! Layout on the cluster: events in daily indices `PREFIX-YYYY.MM.DD` made from the
 //! index template `PREFIX`; one checkpoint document per source in `PREFIX-sources`.
@@ -48,7 +50,8 @@ const CALL_RETRIES: u32 = 3;
 
 /// An Elasticsearch cluster as a [`Backend`].
 pub struct ElasticsearchBackend {
-    runtime: Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<Runtime>,
     client: Client,
     config: EsConfig,
     /// Checkpoint records to write with the next flush (after the documents before them).
@@ -143,7 +146,7 @@ impl ElasticsearchBackend {
             signer,
             auth_hint: auth_hint(&config.auth),
         };
-        Ok(ElasticsearchBackend { runtime, client, config, pending_sources: Vec::new() })
+        Ok(ElasticsearchBackend { runtime: Some(runtime), client, config, pending_sources: Vec::new() })
     }
 
     /// The settings in use (secrets redacted in its `Debug`).
@@ -151,14 +154,22 @@ impl ElasticsearchBackend {
         &self.config
     }
 
-    fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Other(
-                "the Elasticsearch backend blocks: call it from spawn_blocking or a plain thread, not from async code"
-                    .into(),
-            ));
+    /// Runs a request future to its end on the backend's own runtime.
+    fn block_on<F>(&self, future: F) -> Result<F::Output>
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let runtime = self.runtime.as_ref().expect("the runtime lives until the backend is dropped");
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Ok(runtime.block_on(future));
         }
-        Ok(self.runtime.block_on(future))
+        // This thread is inside another runtime's context: a `spawn_blocking` closure (the
+        // Lambda's handler) or an async task. It may not enter a second runtime, so the
+        // future runs on a scoped plain thread while this one waits (in a task, that
+        // blocks its worker: call the backend from `spawn_blocking`).
+        std::thread::scope(|scope| scope.spawn(|| runtime.block_on(future)).join())
+            .map_err(|_| Error::Other("internal error: an Elasticsearch request thread panicked".into()))
     }
 
     /// Deletes every index under the prefix and the template (test clean-up). Index
@@ -194,6 +205,18 @@ impl ElasticsearchBackend {
             client.json_call(Method::Delete, &template, &[], None, deadline).await?;
             Ok(())
         })?
+    }
+}
+
+impl Drop for ElasticsearchBackend {
+    /// Dropping a runtime blocks until its tasks end, which tokio forbids inside another
+    /// runtime (where the Lambda binary may drop its backend): the client's runtime is shut
+    /// down in the background instead. Nothing is pending by then: every call waits for
+    /// its requests.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
