@@ -50,9 +50,8 @@ fn item_429s_are_retried_only_until_the_deadline_then_the_items_fail() {
 #[test]
 fn a_request_hanging_past_the_deadline_is_cut_and_its_items_fail() {
     // The server answers after 20 s; the request timeout is 30 s; the deadline is 600 ms.
-    let server = Scripted::start(|_, request| {
-        Reply::Delay(Duration::from_secs(20), Box::new(bulk_reply(request, |_, _| 201)))
-    });
+    let server =
+        Scripted::start(|_, request| Reply::Delay(Duration::from_secs(20), Box::new(bulk_reply(request, |_, _| 201))));
     let mut es = patient_backend(&server.url());
     let docs: Vec<_> = sample_docs().into_iter().take(3).collect();
     let started = Instant::now();

@@ -211,7 +211,10 @@ pub enum ItemClass {
     Blocked(String),
     /// 404 `index_not_found_exception`: the cluster does not create indices on write
     /// (`action.auto_create_index`). The client creates the index and sends again.
-    IndexMissing { index: String, reason: String },
+    IndexMissing {
+        index: String,
+        reason: String,
+    },
     /// Refused because of the cluster's state, not the document (a closed index, the
     /// shard limit, an alias without a write index): the run stops.
     Cluster(String),
@@ -800,7 +803,9 @@ mod tests {
         }
         // Without `index` in the error, `resource.id` or the item's `_index` names it.
         let bare = json!({"type": "index_not_found_exception", "reason": "no such index"});
-        assert!(matches!(classify_item(404, Some(&bare), Some(index)), ItemClass::IndexMissing { index: i, .. } if i == index));
+        assert!(
+            matches!(classify_item(404, Some(&bare), Some(index)), ItemClass::IndexMissing { index: i, .. } if i == index)
+        );
         let cluster_state = [
             json!({"type": "index_closed_exception", "reason": "closed", "index": index}),
             json!({"type": "invalid_index_name_exception", "reason": "Invalid index name [Tix-2024.02.05], must be lowercase"}),
@@ -840,7 +845,10 @@ mod tests {
         // Nothing was rejected on the way: the stop is operational.
         let mut job = BulkJob::new(1);
         let first = job.next_attempt().unwrap();
-        assert_eq!(job.record(first, Verdict::Items(vec![ItemClass::Cluster("closed".into())])), Err(Stop::Cluster("closed".into())));
+        assert_eq!(
+            job.record(first, Verdict::Items(vec![ItemClass::Cluster("closed".into())])),
+            Err(Stop::Cluster("closed".into()))
+        );
     }
 
     #[test]

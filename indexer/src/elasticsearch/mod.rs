@@ -291,9 +291,9 @@ impl Client {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             bytes
         });
-        let timeout = self.request_timeout_now().ok_or_else(|| {
-            format!("not sent: the invocation's deadline is reached ({method:?} {path})")
-        })?;
+        let timeout = self
+            .request_timeout_now()
+            .ok_or_else(|| format!("not sent: the invocation's deadline is reached ({method:?} {path})"))?;
         let signed_path;
         let (path, query) = match &self.signer {
             None => (path, Some(query)),
