@@ -20,17 +20,15 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use support::es::*;
 use support::{garage, unique_prefix, upload_corpus, Garage};
 use testkit::es_server::FakeCluster;
+use testkit::lambda_api::{Posted, RuntimeApi};
 use testkit::oracle::{check, Corpus};
 
 /// Three objects of 120 records (records 53 and 106 of each are bad).
@@ -358,128 +356,6 @@ fn a_cluster_that_does_not_create_indices_on_write_gets_its_daily_indices_create
 
 const LAMBDA: &str = env!("CARGO_BIN_EXE_tix-logs-lambda");
 
-/// What the function posted back for one invocation.
-#[derive(Debug)]
-enum Posted {
-    Response { request_id: String, body: Value },
-    Error { request_id: String, body: String },
-}
-
-/// A loopback Lambda runtime API that hands out the invocations the test queues, one
-/// per `next` call (holding the call until there is one), and reports what the function
-/// posts back.
-struct RuntimeApi {
-    address: String,
-    invocations: mpsc::Sender<(String, Value)>,
-    posted: mpsc::Receiver<Posted>,
-}
-
-impl RuntimeApi {
-    fn start() -> RuntimeApi {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let (invocations, queued) = mpsc::channel::<(String, Value)>();
-        let queued = Arc::new(Mutex::new(queued));
-        let (sender, posted) = mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let (queued, sender) = (queued.clone(), sender.clone());
-                std::thread::spawn(move || serve_runtime(stream, &queued, &sender));
-            }
-        });
-        RuntimeApi { address, invocations, posted }
-    }
-
-    /// Invokes the function with `event` and waits for its answer.
-    fn invoke(&self, request_id: &str, event: &Value, child: &mut Child) -> Posted {
-        self.invocations.send((request_id.to_string(), event.clone())).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match self.posted.recv_timeout(Duration::from_millis(200)) {
-                Ok(posted) => return posted,
-                Err(_) if std::time::Instant::now() > deadline => panic!("no answer to {request_id} within 60 s"),
-                Err(_) => {
-                    if let Some(status) = child.try_wait().unwrap() {
-                        let mut stderr = String::new();
-                        if let Some(mut pipe) = child.stderr.take() {
-                            let _ = pipe.read_to_string(&mut stderr);
-                        }
-                        panic!("the function exited ({status}) before answering {request_id}: {stderr}");
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn serve_runtime(stream: TcpStream, queued: &Mutex<mpsc::Receiver<(String, Value)>>, sender: &mpsc::Sender<Posted>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-        if path.ends_with("/runtime/invocation/next") {
-            // Held until the test queues an invocation; the test ending drops the sender.
-            let Ok((request_id, event)) = queued.lock().unwrap().recv() else { return };
-            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 120_000;
-            let payload = event.to_string();
-            let answer = write!(
-                writer,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\n\
-                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:garage:000000000000:function:tix-logs-lambda\r\n\
-                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
-                 Content-Length: {}\r\n\r\n{payload}",
-                payload.len()
-            );
-            if answer.is_err() {
-                return;
-            }
-        } else {
-            let text = String::from_utf8_lossy(&body).to_string();
-            let rest = path.strip_prefix("/2018-06-01/runtime/invocation/").unwrap_or(&path);
-            let posted = match (rest.strip_suffix("/response"), rest.strip_suffix("/error")) {
-                (Some(id), _) => Posted::Response {
-                    request_id: id.to_string(),
-                    body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-                },
-                (None, Some(id)) => Posted::Error { request_id: id.to_string(), body: text },
-                (None, None) => Posted::Error { request_id: String::new(), body: format!("{path}: {text}") },
-            };
-            let _ = sender.send(posted);
-            let _ = write!(
-                writer,
-                "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}"
-            );
-        }
-        let _ = writer.flush();
-    }
-}
-
 /// The function, configured for the fake cluster and Garage as a deployment would be.
 fn spawn_lambda(api: &RuntimeApi, cluster: &FakeCluster, s: &Setup, dl: &str) -> Child {
     let mut command = Command::new(LAMBDA);
@@ -488,13 +364,8 @@ fn spawn_lambda(api: &RuntimeApi, cluster: &FakeCluster, s: &Setup, dl: &str) ->
             command.env_remove(name);
         }
     }
+    api.configure(&mut command);
     command
-        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "tix-logs-lambda")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tix-logs-lambda")
         .env("TIX_BACKEND", "elasticsearch")
         .env("TIX_ES_URL", cluster.url())
         .env("TIX_ES_API_KEY", API_KEY)

@@ -6,6 +6,7 @@
 
 pub mod es_server;
 pub mod fault_proxy;
+pub mod lambda_api;
 pub mod oracle;
 pub mod sigv4_gate;
 

@@ -466,8 +466,19 @@ fn describe_transport_error(error: &elasticsearch::Error) -> String {
 }
 
 fn describe_error_chain(error: &elasticsearch::Error) -> String {
-    let mut text = if error.is_timeout() { format!("timed out: {error}") } else { error.to_string() };
-    let mut source = std::error::Error::source(error);
+    let text = describe_chain(error);
+    if error.is_timeout() {
+        format!("timed out: {text}")
+    } else {
+        text
+    }
+}
+
+/// `error` and each of its causes, leaving out a cause whose text is already there
+/// (transport errors repeat their source's message).
+fn describe_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {

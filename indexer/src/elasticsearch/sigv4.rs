@@ -274,7 +274,7 @@ impl SigV4Signer {
                 Ok(fresh)
             }
             Err(error) => {
-                let reason = describe_chain(&error);
+                let reason = super::describe_chain(&error);
                 match cached.as_ref().filter(|c| still_usable(c, now)) {
                     Some(previous) => {
                         tracing::warn!(%reason, "SigV4: refreshing the AWS credentials failed; using the current ones until they expire");
@@ -300,20 +300,6 @@ pub fn needs_refresh(credentials: &Credentials, now: SystemTime) -> bool {
 
 fn still_usable(credentials: &Credentials, now: SystemTime) -> bool {
     credentials.expiry().is_none_or(|expiry| expiry > now + STILL_USABLE)
-}
-
-fn describe_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl ElasticsearchBackend {
