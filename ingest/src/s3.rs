@@ -133,6 +133,15 @@ impl S3Context {
     /// Every object under `location`, in key order, following pagination. Folder
     /// markers (keys ending in `/`) are left out: they hold no records.
     pub fn list(&self, location: &S3Location) -> Result<Vec<S3Object>> {
+        let listed = self.list_with_times(location)?;
+        Ok(listed.into_iter().filter(|l| !l.is_folder_marker()).map(|l| l.object).collect())
+    }
+
+    /// Every key under `location`, folder markers included, in key order, following
+    /// pagination; each as the [`S3Object`] [`S3Context::list`] would ingest (so its
+    /// identity and checkpoint key are the ones `tix-logs ingest s3://...` records) with
+    /// the listing's `LastModified`. For `tix-logs reconcile`.
+    pub fn list_with_times(&self, location: &S3Location) -> Result<Vec<ListedObject>> {
         let failure = |error: String| Error::Source { source_name: location.to_string(), error: io_error(error) };
         self.block_on(async {
             let mut objects = Vec::new();
@@ -142,11 +151,8 @@ impl S3Context {
                 let page = page.map_err(|e| failure(format!("listing failed: {}", DisplayErrorContext(&e))))?;
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
-                    if key.ends_with('/') {
-                        continue;
-                    }
                     let etag = object.e_tag().unwrap_or_default();
-                    objects.push(S3Object::new(
+                    let s3_object = S3Object::new(
                         self.clone(),
                         ObjectRef {
                             bucket: location.bucket.clone(),
@@ -155,11 +161,26 @@ impl S3Context {
                             etag: Some(etag.to_string()),
                             size: object.size().and_then(|s| u64::try_from(s).ok()),
                         },
-                    ));
+                    );
+                    let last_modified_ms = object.last_modified().and_then(|t| t.to_millis().ok());
+                    objects.push(ListedObject { object: s3_object, last_modified_ms });
                 }
             }
             Ok(objects)
         })
+    }
+
+    /// The bucket's versioning state as `GetBucketVersioning` answers it: `None` when
+    /// versioning was never enabled, else `Some("Enabled")` or `Some("Suspended")`.
+    /// In a versioned bucket notifications carry version ids, so the Lambda's
+    /// checkpoints are keyed by version id, not by the ETag a listing gives.
+    pub fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>> {
+        self.block_on(self.client.get_bucket_versioning().bucket(bucket).send())
+            .map(|output| output.status().map(|s| s.as_str().to_string()).filter(|s| !s.is_empty()))
+            .map_err(|e| Error::Source {
+                source_name: format!("s3://{bucket}"),
+                error: io_error(format!("GetBucketVersioning failed: {}", DisplayErrorContext(&e))),
+            })
     }
 
     /// Uploads `body` (tests and benchmarks) and returns the ETag S3 gave it.
@@ -170,6 +191,26 @@ impl S3Context {
                 source_name: format!("s3://{bucket}/{key}"),
                 error: io_error(format!("upload failed: {}", DisplayErrorContext(&e))),
             })
+    }
+}
+
+/// One key of a listing ([`S3Context::list_with_times`]).
+#[derive(Clone)]
+pub struct ListedObject {
+    /// The object as ingestion reads it; its identity is the listing's ETag identity.
+    pub object: S3Object,
+    /// `LastModified`, in milliseconds since the epoch, when the listing gave one.
+    pub last_modified_ms: Option<i64>,
+}
+
+impl ListedObject {
+    pub fn key(&self) -> &str {
+        &self.object.object.key
+    }
+
+    /// A key ending in `/`: a folder marker, never ingested.
+    pub fn is_folder_marker(&self) -> bool {
+        self.key().ends_with('/')
     }
 }
 

@@ -27,6 +27,10 @@ pub enum Command {
     /// List what happened to each source: records, indexed, duplicates, rejected, failures.
     #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
+    /// Compare an S3 prefix with the checkpoints: objects never ingested (a lost
+    /// notification) or failed; --ingest ingests them.
+    #[command(after_help = RECONCILE_EXAMPLES)]
+    Reconcile(ReconcileArgs),
 }
 
 const INGEST_EXAMPLES: &str = "Examples:
@@ -73,9 +77,8 @@ pub struct StoreArgs {
 pub struct IngestArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Where rejected records and failed objects go: a directory, or s3://bucket/prefix.
-    #[arg(long, default_value = "./tix-dead-letter")]
-    pub dead_letter: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Print one JSON summary on stdout instead of a progress bar and a readable summary.
     #[arg(long)]
     pub json: bool,
@@ -91,6 +94,14 @@ pub struct IngestArgs {
     /// Files, directories (recursively), `-` for stdin, or s3://bucket/prefix.
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
+}
+
+/// The flags of the ingest pipeline, shared by `ingest` and `reconcile --ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// Where rejected records and failed objects go: a directory, or s3://bucket/prefix.
+    #[arg(long, default_value = "./tix-dead-letter")]
+    pub dead_letter: String,
     /// Indexing threads of the tantivy writer (default: CPUs, at most 4).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -119,6 +130,70 @@ pub struct IngestArgs {
     /// Highest compression ratio accepted (decompression-bomb guard).
     #[arg(long, default_value_t = 250)]
     pub max_ratio: u64,
+}
+
+impl PipelineArgs {
+    /// The tantivy writer's settings from these flags.
+    pub fn tantivy_config(&self) -> indexer::TantivyConfig {
+        let mut config = indexer::TantivyConfig {
+            heap_bytes: self.heap_mb << 20,
+            max_merge_docs: self.max_merge_docs,
+            ..indexer::TantivyConfig::default()
+        };
+        if let Some(threads) = self.threads {
+            config.threads = threads.max(1);
+        }
+        config
+    }
+
+    /// The pipeline's settings from these flags.
+    pub fn pipeline_config(&self, redactor: ingest::redact::Redactor) -> ingest::pipeline::PipelineConfig {
+        let mut config = ingest::pipeline::PipelineConfig::new(redactor);
+        config.commit_every_docs = self.commit_every.max(1);
+        if let Some(threads) = self.prepare_threads {
+            config.prepare_threads = threads.max(1);
+        }
+        config.limits = ingest::Limits {
+            max_record_bytes: self.max_record_bytes,
+            max_depth: self.max_depth,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_ratio: self.max_ratio,
+            ..ingest::Limits::default()
+        };
+        config
+    }
+}
+
+const RECONCILE_EXAMPLES: &str = "Examples:
+  tix-logs reconcile s3://booking-logs/2024/02/             # what under the prefix never landed?
+  tix-logs reconcile s3://booking-logs/ --since 2d --json   # the last two days, for scripts
+  tix-logs reconcile s3://booking-logs/ --since 2d --ingest # and ingest what is missing or failed
+
+Each object's checkpoint key is derived as `tix-logs ingest s3://...` derives it (bucket, key,
+ETag); folder markers and 0-byte objects are skipped. --json prints one object:
+{\"listed\": N, \"completed\": N, \"missing\": [keys], \"failed\": [keys], ...}.
+Exit status: 0 nothing missing or failed (or --ingest completed it all), 1 some object is
+missing or failed (after --ingest: still failed), 2 usage or operational error.";
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The S3 prefix to check: s3://bucket/prefix.
+    #[arg(value_name = "S3_PREFIX")]
+    pub location: String,
+    /// Only objects modified at or after this time: a span back from now (2d, 12h), a
+    /// date or RFC 3339.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print one JSON object on stdout instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Ingest the missing and failed objects through the normal pipeline, then report.
+    #[arg(long)]
+    pub ingest: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 }
 
 #[derive(Debug, Args)]

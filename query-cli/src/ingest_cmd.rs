@@ -4,16 +4,15 @@
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
-use indexer::{Backend, TantivyBackend, TantivyConfig};
+use indexer::{Backend, TantivyBackend};
 use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
-use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary, SourceOutcome, SourceReport};
+use ingest::pipeline::{Pipeline, RunSummary, SourceOutcome, SourceReport};
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter, S3Location};
 use ingest::source::SourceObject;
 use ingest::trigger::{handle_event, Deadline, HandlerReport};
-use ingest::Limits;
 
-use crate::cli::{BackendKind, IngestArgs};
+use crate::cli::{BackendKind, IngestArgs, PipelineArgs, StoreArgs};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
 
@@ -51,12 +50,36 @@ fn expand_sources(args: &[String], s3: Option<&S3Context>) -> Result<Vec<Box<dyn
     Ok(sources)
 }
 
+/// The PII redactor from `TIX_PII_KEY`, with one warning where the user will see it
+/// (stderr for people, the log for scripts) when the development key stands in.
+pub fn redactor_from_env(json: bool) -> Redactor {
+    let (redactor, development_key) = Redactor::from_env();
+    if development_key {
+        if json {
+            tracing::warn!("TIX_PII_KEY is not set: e-mail and phone tokens use the public development key");
+        } else {
+            eprintln!("warning: TIX_PII_KEY is not set; PII tokens use the development key (fine for local tests, not for real data)");
+        }
+    }
+    redactor
+}
+
+/// The store to ingest into, opened for writing and ready (template, index).
+pub fn open_writer(store: &StoreArgs, flags: &PipelineArgs) -> Result<Box<dyn Backend>> {
+    let mut backend: Box<dyn Backend> = match store.backend {
+        BackendKind::Tantivy => Box::new(TantivyBackend::open_for_writing(&store.index, flags.tantivy_config())?),
+        BackendKind::Elasticsearch => crate::search_cmd::connect_elasticsearch()?,
+    };
+    backend.ensure_ready().context("preparing the backend")?;
+    Ok(backend)
+}
+
 pub fn run(args: IngestArgs) -> Result<u8> {
     if args.sources.is_empty() && args.event.is_none() {
         bail!("nothing to ingest: name files, directories, s3://bucket/prefix, - for stdin, or --event FILE (see tix-logs ingest --help)");
     }
     let needs_s3 = args.event.is_some()
-        || args.dead_letter.starts_with("s3://")
+        || args.pipeline.dead_letter.starts_with("s3://")
         || args.sources.iter().any(|s| s.starts_with("s3://"));
     let s3 = if needs_s3 { Some(S3Edge::start()?) } else { None };
     let s3_context = s3.as_ref().map(|edge| &edge.context);
@@ -66,49 +89,16 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         .map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display())))
         .transpose()?;
     let sources = expand_sources(&args.sources, s3_context)?;
-    let (redactor, development_key) = Redactor::from_env();
-    if development_key {
-        // One warning, where the user will see it: stderr for people, the log for scripts.
-        if args.json {
-            tracing::warn!("TIX_PII_KEY is not set: e-mail and phone tokens use the public development key");
-        } else {
-            eprintln!("warning: TIX_PII_KEY is not set; PII tokens use the development key (fine for local tests, not for real data)");
-        }
-    }
-    let mut backend: Box<dyn Backend> = match args.store.backend {
-        BackendKind::Tantivy => {
-            let mut config = TantivyConfig {
-                heap_bytes: args.heap_mb << 20,
-                max_merge_docs: args.max_merge_docs,
-                ..TantivyConfig::default()
-            };
-            if let Some(threads) = args.threads {
-                config.threads = threads.max(1);
-            }
-            Box::new(TantivyBackend::open_for_writing(&args.store.index, config)?)
-        }
-        BackendKind::Elasticsearch => crate::search_cmd::connect_elasticsearch()?,
-    };
-    backend.ensure_ready().context("preparing the backend")?;
-    let mut dead_letter: Box<dyn DeadLetterStore> = match S3Location::parse(&args.dead_letter) {
+    let redactor = redactor_from_env(args.json);
+    let mut backend = open_writer(&args.store, &args.pipeline)?;
+    let mut dead_letter: Box<dyn DeadLetterStore> = match S3Location::parse(&args.pipeline.dead_letter) {
         Some(location) => {
             let location = location.map_err(anyhow::Error::msg)?;
             Box::new(S3DeadLetter::new(s3_context.expect("S3 is started for an s3:// dead-letter").clone(), location))
         }
-        None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.dead_letter))),
+        None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.pipeline.dead_letter))),
     };
-    let mut config = PipelineConfig::new(redactor);
-    config.commit_every_docs = args.commit_every.max(1);
-    if let Some(threads) = args.prepare_threads {
-        config.prepare_threads = threads.max(1);
-    }
-    config.limits = Limits {
-        max_record_bytes: args.max_record_bytes,
-        max_depth: args.max_depth,
-        max_decompressed_bytes: args.max_decompressed_bytes,
-        max_ratio: args.max_ratio,
-        ..Limits::default()
-    };
+    let config = args.pipeline.pipeline_config(redactor);
     if let (Some(event), Some(s3)) = (event, s3_context) {
         let deadline = args
             .time_budget
@@ -198,7 +188,7 @@ fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestAr
         );
     }
     if summary.rejected > 0 || summary.objects_failed > 0 {
-        println!("dead-letter entries are in {}", args.dead_letter);
+        println!("dead-letter entries are in {}", args.pipeline.dead_letter);
     }
     for report in reports.iter().filter(|r| r.outcome == SourceOutcome::Failed) {
         println!("failed: {}: {}", report.source, report.failure.as_deref().unwrap_or("unknown reason"));

@@ -8,6 +8,7 @@ mod audit_cmd;
 mod cli;
 mod ingest_cmd;
 mod progress;
+mod reconcile_cmd;
 mod render;
 mod search_cmd;
 mod timespec;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Ingest(args) => ingest_cmd::run(args),
         cli::Command::Search(args) => search_cmd::run(args),
         cli::Command::Audit(args) => audit_cmd::run(args),
+        cli::Command::Reconcile(args) => reconcile_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

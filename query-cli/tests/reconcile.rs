@@ -1,0 +1,223 @@
+//! `tix-logs reconcile` against S3 (Garage on 127.0.0.1, started by `scripts/garage.sh`):
+//! objects whose notification was lost are found as missing, failed ones as failed, and
+//! `--ingest` ingests them once, judged by counting the index. Ignored by a plain
+//! `cargo test`; `scripts/test.sh` runs them with Garage up.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use indexer::{Backend, SearchRequest, TantivyBackend};
+use ingest::s3::S3Context;
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
+
+struct Garage {
+    s3: S3Context,
+    bucket: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn garage() -> Garage {
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
+    Garage {
+        s3,
+        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
+        _runtime: runtime,
+    }
+}
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("reconcile-tests/{test}/{nanos}-{}/", std::process::id())
+}
+
+/// `n` events without `event_id` (so their ids come from the object's identity and a
+/// second ingest under another identity would double them), all with venue `tag`.
+fn events(tag: &str, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let line = json!({
+            "ts": format!("2024-02-05T10:{:02}:{:02}Z", i / 60 % 60, i % 60),
+            "type": "booking.confirmed",
+            "booking_id": format!("BK-{tag}-{i:05}"),
+            "venue": tag,
+            "amount": 1000 + i,
+        });
+        writeln!(out, "{line}").unwrap();
+    }
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn tix(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .current_dir(dir)
+        .env("TIX_PII_KEY", "test-pii-key")
+        .env_remove("TIX_INDEX")
+        .env_remove("TIX_BACKEND")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `args`, checks the exit status, returns the one JSON object it printed.
+fn tix_json(dir: &Path, args: &[&str], status: i32) -> Value {
+    let output = tix(dir, args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{args:?}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "exactly one JSON object on stdout: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn count(index: &Path, query: &str) -> u64 {
+    let request = SearchRequest { query: query.into(), ..SearchRequest::default() };
+    TantivyBackend::open_for_reading(index).unwrap().count(&request).unwrap()
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn lost_notifications_are_found_and_ingest_fills_them_once() {
+    let garage = garage();
+    let prefix = unique_prefix("found");
+    let location = format!("s3://{}/{prefix}", garage.bucket);
+    // obj-2 is a truncated gzip: it fails, its readable records stay indexed.
+    let sizes = [30u64, 41, 200, 17, 25];
+    let keys: Vec<String> = (0..5).map(|i| format!("{prefix}obj-{i}.ndjson.gz")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let whole = gzip(&events(&format!("obj-{i}"), sizes[i]));
+        let body = if i == 2 { whole[..whole.len() - 40].to_vec() } else { whole };
+        garage.s3.put(&garage.bucket, key, body).unwrap();
+    }
+    // Skipped as ingestion skips them: a folder marker and a 0-byte object.
+    garage.s3.put(&garage.bucket, &format!("{prefix}sub/"), Vec::new()).unwrap();
+    garage.s3.put(&garage.bucket, &format!("{prefix}empty.ndjson"), Vec::new()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("tix-index");
+    // The notifications of obj-3 and obj-4 were "lost": only 0, 1 and 2 are ingested,
+    // each by its full key (no key is a prefix of another).
+    for key in &keys[..3] {
+        let output = tix(dir.path(), &["ingest", "--json", &format!("s3://{}/{key}", garage.bucket)]);
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(summary["objects"], 1, "{key}: {summary}");
+    }
+    let count_of = |i: usize| count(&index, &format!("venue:\"obj-{i}\""));
+    assert_eq!((count_of(0), count_of(1), count_of(3), count_of(4)), (30, 41, 0, 0));
+    let truncated_indexed = count_of(2);
+    assert!(truncated_indexed < 200, "the truncated object lost records: {truncated_indexed}");
+    let before = count(&index, "");
+
+    let report = tix_json(dir.path(), &["reconcile", "--json", &location], 1);
+    assert_eq!(report["listed"], 5, "{report}");
+    assert_eq!(report["skipped"], 2, "{report}");
+    assert_eq!(report["completed"], 2, "{report}");
+    assert_eq!(report["missing"], json!([keys[3], keys[4]]), "{report}");
+    assert_eq!(report["failed"], json!([keys[2]]), "{report}");
+    assert!(report.get("ingested").is_none(), "nothing ingested without --ingest: {report}");
+    assert_eq!(count(&index, ""), before, "a plain reconcile writes nothing");
+
+    // --ingest: the missing ones complete, the truncated one stays failed (exit 1).
+    let report = tix_json(dir.path(), &["reconcile", "--ingest", "--json", &location], 1);
+    assert_eq!(report["missing"], json!([keys[3], keys[4]]), "what was found: {report}");
+    assert_eq!(report["ingested"]["objects"], 3, "{report}");
+    assert_eq!(report["ingested"]["objects_failed"], 1, "{report}");
+    assert_eq!(report["ingested"]["indexed"], 17 + 25, "{report}");
+    assert_eq!(report["remaining"], json!([keys[2]]), "{report}");
+    assert_eq!((count_of(3), count_of(4), count_of(2)), (17, 25, truncated_indexed), "each record once");
+    assert_eq!(count(&index, ""), before + 17 + 25);
+
+    let report = tix_json(dir.path(), &["reconcile", "--json", &location], 1);
+    assert_eq!(report["missing"], json!([]), "{report}");
+    assert_eq!(report["failed"], json!([keys[2]]), "{report}");
+    assert_eq!(report["completed"], 4, "{report}");
+    assert_eq!(report["listed"], 5, "{report}");
+
+    // --ingest again: only the failed object is retried; no record is doubled.
+    let report = tix_json(dir.path(), &["reconcile", "--ingest", "--json", &location], 1);
+    assert_eq!(report["ingested"]["objects"], 1, "{report}");
+    assert_eq!(report["ingested"]["indexed"], 0, "{report}");
+    assert_eq!(count(&index, ""), before + 17 + 25, "a second --ingest changes nothing");
+    for (i, size) in sizes.into_iter().enumerate() {
+        assert_eq!(count_of(i), if i == 2 { truncated_indexed } else { size }, "obj-{i}");
+    }
+
+    // People get the counts and the keys; the exit status says the same.
+    let output = tix(dir.path(), &["reconcile", &location]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(&format!("{location}: 5 objects")), "{text}");
+    assert!(text.contains(&format!("{}: failed:", keys[2])), "the failed key with its reason: {text}");
+    assert!(text.contains("--ingest"), "says what to do: {text}");
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn a_prefix_that_all_landed_exits_0_and_since_cuts_by_last_modified() {
+    let garage = garage();
+    let prefix = unique_prefix("since");
+    let location = format!("s3://{}/{prefix}", garage.bucket);
+    for i in 0..3 {
+        garage.s3.put(&garage.bucket, &format!("{prefix}part-{i}.ndjson"), events(&format!("part-{i}"), 5)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("tix-index");
+
+    // Nothing ingested yet, --ingest creates the index; all three were new.
+    let report = tix_json(dir.path(), &["reconcile", "--ingest", "--json", "--since", "1h", &location], 0);
+    assert_eq!(report["listed"], 3, "uploaded just now, so within 1h: {report}");
+    assert_eq!(report["missing"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(report["ingested"]["indexed"], 15, "{report}");
+    assert_eq!(report["remaining"], json!([]), "{report}");
+    assert_eq!(count(&index, ""), 15);
+
+    let report = tix_json(dir.path(), &["reconcile", "--ingest", "--json", "--since", "1h", &location], 0);
+    assert_eq!((report["listed"].clone(), report["completed"].clone()), (json!(3), json!(3)), "{report}");
+    assert_eq!(report["ingested"]["objects"], 0, "nothing to do, the same shape: {report}");
+    assert_eq!((report["missing"].clone(), report["failed"].clone()), (json!([]), json!([])), "{report}");
+
+    // A new object after the fact: missing again, exit 1, and --since in the future hides all.
+    garage.s3.put(&garage.bucket, &format!("{prefix}part-9.ndjson"), events("part-9", 2)).unwrap();
+    let report = tix_json(dir.path(), &["reconcile", "--json", "--since", "1h", &location], 1);
+    assert_eq!(report["missing"], json!([format!("{prefix}part-9.ndjson")]), "{report}");
+    let report = tix_json(dir.path(), &["reconcile", "--json", "--since", "2099-01-01", &location], 0);
+    assert_eq!((report["listed"].clone(), report["before_since"].clone()), (json!(0), json!(4)), "{report}");
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn errors_exit_2_and_say_what_to_do() {
+    let garage = garage();
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("s3://{}/{}", garage.bucket, unique_prefix("errors"));
+    let cases: [(&[&str], &str); 5] = [
+        (&["reconcile", "./logs"], "expected s3://bucket/prefix"),
+        (&["reconcile", &location], "no index here yet"),
+        (&["reconcile", "--since", "yesterday", &location], "cannot read time"),
+        (&["reconcile", "--ingest", "s3://tix-logs-no-such-bucket/x/"], "check the bucket name"),
+        (
+            &["reconcile", "--ingest", "--dead-letter", &format!("{location}dead/"), &location],
+            "choose a dead-letter prefix outside",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = tix(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
