@@ -21,14 +21,14 @@ use crate::render::group_digits;
 const DEFAULT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The S3 client and the runtime its blocking calls run on, made only when needed.
-struct S3Edge {
+pub struct S3Edge {
     // Kept alive for the client's connections; dropped after everything using it.
     _runtime: tokio::runtime::Runtime,
-    context: S3Context,
+    pub context: S3Context,
 }
 
 impl S3Edge {
-    fn start() -> Result<Self> {
+    pub fn start() -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -22,7 +22,7 @@ use ingest::source::SourceObject;
 use serde::Serialize;
 
 use crate::cli::ReconcileArgs;
-use crate::ingest_cmd::{open_writer, redactor_from_env};
+use crate::ingest_cmd::{open_writer, redactor_from_env, S3Edge};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
 
@@ -109,25 +109,6 @@ pub fn classify(objects: &[Listed], records: &[SourceRecord], since_ms: Option<i
     out.failures.sort_by(|a, b| a.key.cmp(&b.key));
     out.failed = out.failures.iter().map(|f| f.key.clone()).collect();
     out
-}
-
-/// The S3 client and the runtime its blocking calls run on.
-struct S3Edge {
-    // Kept alive for the client's connections; dropped after everything using it.
-    _runtime: tokio::runtime::Runtime,
-    context: S3Context,
-}
-
-impl S3Edge {
-    fn start() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the S3 client's runtime")?;
-        let context = S3Context::from_env_blocking(runtime.handle().clone());
-        Ok(S3Edge { _runtime: runtime, context })
-    }
 }
 
 pub fn run(args: ReconcileArgs) -> Result<u8> {

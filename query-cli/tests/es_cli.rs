@@ -8,15 +8,18 @@
 //!
 //! The S3 tier: ignored without Garage (`scripts/test.sh` starts it).
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
+use support::{garage, Garage};
 
 use indexer::elasticsearch::config::{RetryPolicy, Secret};
 use indexer::{Backend, ElasticsearchBackend, EsAuth, EsConfig};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
-use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use ingest::s3::{S3DeadLetter, S3Location};
 use serde_json::{json, Map, Value};
 use testkit::es_server::FakeCluster;
 use testkit::oracle::{check, Corpus, ObservedDeadLetter};
@@ -25,25 +28,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
 const PREFIX: &str = indexer::elasticsearch::DEFAULT_INDEX_PREFIX;
 const API_KEY: &str = "tix-ingest:s3cr3t-api-key-value";
 const PII_KEY: &str = "test-pii-key";
-
-struct Garage {
-    s3: S3Context,
-    bucket: String,
-    dl_bucket: String,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn garage() -> Garage {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
-    Garage {
-        s3,
-        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
-        dl_bucket: std::env::var("TIX_S3_TEST_DL_BUCKET").unwrap_or_else(|_| "tix-logs-dl".into()),
-        _runtime: runtime,
-    }
-}
 
 /// A corpus uploaded to Garage, the saved SQS event naming its objects, and the
 /// documents the in-process handler stores for it without faults.

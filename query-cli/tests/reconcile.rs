@@ -3,37 +3,17 @@
 //! `--ingest` ingests them once, judged by counting the index. Ignored by a plain
 //! `cargo test`; `scripts/test.sh` runs them with Garage up.
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
+use support::{garage, unique_prefix};
 
 use indexer::{Backend, SearchRequest, TantivyBackend};
-use ingest::s3::S3Context;
 use serde_json::{json, Value};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
-
-struct Garage {
-    s3: S3Context,
-    bucket: String,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn garage() -> Garage {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
-    Garage {
-        s3,
-        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
-        _runtime: runtime,
-    }
-}
-
-fn unique_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("reconcile-tests/{test}/{nanos}-{}/", std::process::id())
-}
 
 /// `n` events without `event_id` (so their ids come from the object's identity and a
 /// second ingest under another identity would double them), all with venue `tag`.

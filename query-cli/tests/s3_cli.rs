@@ -2,40 +2,19 @@
 //! prefixes, S3 dead letters, and `--event` answering exactly what the Lambda answers.
 //! Ignored by a plain `cargo test`; `scripts/test.sh` runs them with Garage up.
 
+mod support;
+
 use std::io::Write;
 use std::process::Command;
+use support::{garage, unique_prefix};
 
 use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
-use ingest::s3::{S3Context, S3DeadLetter, S3Location};
+use ingest::s3::{S3DeadLetter, S3Location};
 use serde_json::{json, Value};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
-
-struct Garage {
-    s3: S3Context,
-    bucket: String,
-    dl_bucket: String,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn garage() -> Garage {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let s3 = S3Context::from_env_blocking(runtime.handle().clone());
-    Garage {
-        s3,
-        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
-        dl_bucket: std::env::var("TIX_S3_TEST_DL_BUCKET").unwrap_or_else(|_| "tix-logs-dl".into()),
-        _runtime: runtime,
-    }
-}
-
-fn unique_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("cli-tests/{test}/{nanos}-{}/", std::process::id())
-}
 
 fn ndjson(seed: u64, n: u64) -> Vec<u8> {
     let mut out = Vec::new();
