@@ -155,4 +155,28 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
         s["records"],
         s["indexed"].as_u64().unwrap() + s["duplicates"].as_u64().unwrap() + s["rejected"].as_u64().unwrap()
     );
+
+    // `--time-budget` plays the Lambda's remaining time: too short for any object, every
+    // message is answered for redelivery and nothing is indexed; the redelivery without a
+    // budget then completes the good ones.
+    let short = tempfile::tempdir().unwrap();
+    let output = tix(short.path())
+        .args(["ingest", "--json", "--time-budget", "1ms", "--event"])
+        .arg(&event_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let out_of_time: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let every_message: Vec<Value> =
+        ["m-0", "m-1", "m-2", "m-3", "m-bad"].iter().map(|id| json!({"itemIdentifier": id})).collect();
+    assert_eq!(out_of_time["batch_item_failures"], Value::from(every_message));
+    assert_eq!(out_of_time["indexed"], 0);
+    let output = tix(short.path()).args(["ingest", "--json", "--event"]).arg(&event_path).output().unwrap();
+    let redelivered: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(redelivered["batch_item_failures"], expected);
+    assert_eq!(count(&short.path().join("tix-index")), count(&dir.path().join("tix-index")));
+
+    // Without --event there is nothing to play the remaining time of.
+    let output = tix(short.path()).args(["ingest", "--time-budget", "30s", "x.ndjson"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
 }
