@@ -146,11 +146,8 @@ fn object_work(bucket: &str, object: &Value, etag_field: &str, version_field: &s
     let encoded = object.get("key").and_then(Value::as_str).ok_or("object has no key")?;
     let key = decode_key(encoded)?;
     let size = object.get("size").and_then(Value::as_u64);
-    if key.ends_with('/') {
-        return Ok(Work::Acknowledge { reason: format!("folder marker s3://{bucket}/{key}") });
-    }
-    if size == Some(0) {
-        return Ok(Work::Acknowledge { reason: format!("0-byte object s3://{bucket}/{key}") });
+    if let Some(what) = nothing_to_ingest(&key, size) {
+        return Ok(Work::Acknowledge { reason: format!("{what} s3://{bucket}/{key}") });
     }
     Ok(Work::Ingest(ObjectRef {
         bucket: bucket.to_string(),
@@ -159,6 +156,19 @@ fn object_work(bucket: &str, object: &Value, etag_field: &str, version_field: &s
         etag: object.get(etag_field).and_then(Value::as_str).map(str::to_string),
         size,
     }))
+}
+
+/// Why an object holds nothing to ingest, if it does not: a folder marker (a key ending
+/// in `/`) or a 0-byte object. Notifications for them are acknowledged, and
+/// `tix-logs reconcile` does not count them as missing.
+pub fn nothing_to_ingest(key: &str, size: Option<u64>) -> Option<&'static str> {
+    if key.ends_with('/') {
+        Some("folder marker")
+    } else if size == Some(0) {
+        Some("0-byte object")
+    } else {
+        None
+    }
 }
 
 /// Decodes an object key as S3 notifications carry it: `+` is a space, `%XX` escapes

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::s3::S3Location;
-use crate::trigger::HandlerReport;
+use crate::trigger::{HandlerReport, DEFAULT_DEADLINE_MARGIN};
 
 /// The namespace of the EMF metrics (alarms in `template.yaml` use it).
 pub const METRICS_NAMESPACE: &str = "TixLogs";
@@ -31,7 +31,7 @@ pub struct LambdaSettings {
     /// HMAC key for PII tokens (required: a Lambda never uses the development key).
     pub pii_key: Vec<u8>,
     /// Stop taking new objects when less than this is left before the deadline (at most
-    /// a quarter of the invocation's time, see [`effective_margin`]).
+    /// a quarter of the invocation's time, see [`crate::trigger::Deadline::for_budget`]).
     pub deadline_margin: Duration,
     /// The time an invocation may take when the runtime's deadline cannot be real
     /// (`TIX_TIME_BUDGET_MS`); `None` works without a deadline then.
@@ -97,7 +97,7 @@ impl LambdaSettings {
             config("TIX_PII_KEY is required in the Lambda (the HMAC key for e-mail and phone tokens)".into())
         })?;
         let deadline_margin = match lookup("TIX_DEADLINE_MARGIN_MS") {
-            None => Duration::from_secs(10),
+            None => DEFAULT_DEADLINE_MARGIN,
             Some(ms) => Duration::from_millis(
                 ms.parse().map_err(|_| config(format!("TIX_DEADLINE_MARGIN_MS={ms:?}: expected milliseconds")))?,
             ),
@@ -144,13 +144,6 @@ pub fn invocation_budget(deadline_ms: u64, now_ms: u64, process_started_ms: u64)
     } else {
         InvocationBudget::Known(Duration::from_millis(deadline_ms - now_ms))
     }
-}
-
-/// The margin kept before the deadline: the configured one, but never more than a
-/// quarter of the invocation's time, so a short timeout (AWS's default is 3 s, the
-/// default margin 10 s) still gets three quarters of it for work.
-pub fn effective_margin(margin: Duration, budget: Duration) -> Duration {
-    margin.min(budget / 4)
 }
 
 /// One CloudWatch Embedded Metric Format record for an invocation.
@@ -252,15 +245,6 @@ mod tests {
         for (deadline, expected) in table {
             assert_eq!(invocation_budget(deadline, now, started), expected, "deadline {deadline}");
         }
-    }
-
-    #[test]
-    fn the_margin_is_at_most_a_quarter_of_the_budget() {
-        let ten = Duration::from_secs(10);
-        assert_eq!(effective_margin(ten, Duration::from_secs(900)), ten);
-        assert_eq!(effective_margin(ten, Duration::from_secs(3)), Duration::from_millis(750), "AWS's default timeout");
-        assert_eq!(effective_margin(ten, Duration::from_secs(40)), ten);
-        assert_eq!(effective_margin(ten, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

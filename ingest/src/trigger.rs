@@ -18,6 +18,9 @@ use crate::events::{parse_event, Delivery, Work};
 use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceOutcome, SourceReport};
 use crate::s3::{S3Context, S3Object};
 
+/// Time kept back before the deadline by default (`TIX_DEADLINE_MARGIN_MS`).
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
 /// When to stop taking new work: `deadline - margin`.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -27,6 +30,13 @@ pub struct Deadline {
 }
 
 impl Deadline {
+    /// The deadline `budget` after `start`, keeping back `margin`, but never more than a
+    /// quarter of the budget, so a short timeout (AWS's default is 3 s, the default
+    /// margin 10 s) still gets three quarters of it for work.
+    pub fn for_budget(start: Instant, budget: Duration, margin: Duration) -> Self {
+        Deadline { at: start + budget, margin: margin.min(budget / 4) }
+    }
+
     /// Whether to stop taking new objects and batches: the margin is all that is left.
     pub fn reached(&self) -> bool {
         Instant::now() + self.margin >= self.at
@@ -185,6 +195,18 @@ mod tests {
         // New work stops first, then writes, then the commit, then the answer is due.
         let stop_taking_work = at - deadline.margin;
         assert!(stop_taking_work < deadline.writes_end() && deadline.writes_end() < deadline.commit_end());
+    }
+
+    #[test]
+    fn the_margin_is_at_most_a_quarter_of_the_budget() {
+        let ten = Duration::from_secs(10);
+        let start = Instant::now();
+        let margin = |budget| Deadline::for_budget(start, budget, ten).margin;
+        assert_eq!(margin(Duration::from_secs(900)), ten);
+        assert_eq!(margin(Duration::from_secs(3)), Duration::from_millis(750), "AWS's default timeout");
+        assert_eq!(margin(Duration::from_secs(40)), ten);
+        assert_eq!(margin(Duration::ZERO), Duration::ZERO);
+        assert_eq!(Deadline::for_budget(start, Duration::from_secs(3), ten).at, start + Duration::from_secs(3));
     }
 
     #[test]

@@ -385,13 +385,7 @@ fn stop(mut child: Child) -> String {
 }
 
 fn assert_answer(posted: Posted, request_id: &str, expected: Value) {
-    match posted {
-        Posted::Response { request_id: id, body } => {
-            assert_eq!(id, request_id);
-            assert_eq!(body, expected);
-        }
-        Posted::Error { request_id: id, body } => panic!("{id}: the function reported an error: {body}"),
-    }
+    assert_eq!(posted.into_response(request_id, ""), expected);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use support::*;
-use testkit::lambda_api::{DeadlineShape, Posted, RuntimeApi};
+use testkit::lambda_api::{DeadlineShape, RuntimeApi};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs-lambda");
 
@@ -25,6 +25,44 @@ fn lambda_for(api: &RuntimeApi) -> Command {
     let mut command = lambda_command();
     api.configure(&mut command);
     command
+}
+
+/// What one invocation of the function came to.
+struct Run {
+    /// The answer it posted for `req-1`.
+    body: Value,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts the function on a tantivy index at `index`, with dead letters under `prefix`
+/// and `env` besides, invokes it once with `event` (request `req-1`) through `api`, and
+/// stops it. An error posted instead of an answer fails the test.
+fn invoke_once(
+    api: RuntimeApi,
+    index: &std::path::Path,
+    garage: &Garage,
+    prefix: &str,
+    env: &[(&str, String)],
+    event: &Value,
+) -> Run {
+    let mut command = lambda_for(&api);
+    command
+        .env("TIX_BACKEND", "tantivy")
+        .env("TIX_INDEX", index)
+        .env("TIX_PII_KEY", "test-pii-key")
+        .env("TIX_DEAD_LETTER", format!("s3://{}/{prefix}", garage.dl_bucket));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let answer = api.invoke("req-1", event, &mut child);
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let body = answer.into_response("req-1", &format!("stderr: {stderr}"));
+    Run { body, stdout, stderr }
 }
 
 #[test]
@@ -57,30 +95,11 @@ fn the_binary_answers_an_sqs_event_through_the_runtime_api() {
         ("good".into(), garage.notify(&key, gzip(&ndjson(600, 250)))),
         ("poison".into(), "{\"Records\": 5".into()),
     ]);
-    let api = RuntimeApi::start();
     let index = tempfile::tempdir().unwrap();
-    let mut child = lambda_for(&api)
-        .env("TIX_BACKEND", "tantivy")
-        .env("TIX_INDEX", index.path())
-        .env("TIX_PII_KEY", "test-pii-key")
-        .env("TIX_TRIGGER_PREFIX", format!("s3://{}/{prefix}", garage.bucket))
-        .env("TIX_DEAD_LETTER", format!("s3://{}/{prefix}", garage.dl_bucket))
-        .spawn()
-        .unwrap();
-    let answer = api.invoke("req-1", &event, &mut child);
-    child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    match answer {
-        Posted::Response { request_id, body } => {
-            assert_eq!(request_id, "req-1");
-            assert_eq!(body, json!({"batchItemFailures": [{"itemIdentifier": "poison"}]}), "stderr: {stderr}");
-        }
-        Posted::Error { request_id, body } => {
-            panic!("the function reported an error for {request_id}: {body}; stderr: {stderr}")
-        }
-    }
+    let trigger = ("TIX_TRIGGER_PREFIX", format!("s3://{}/{prefix}", garage.bucket));
+    let run = invoke_once(RuntimeApi::start(), index.path(), &garage, &prefix, &[trigger], &event);
+    let (body, stdout, stderr) = (run.body, run.stdout, run.stderr);
+    assert_eq!(body, json!({"batchItemFailures": [{"itemIdentifier": "poison"}]}), "stderr: {stderr}");
     let metrics: Value = stdout
         .lines()
         .find_map(|line| serde_json::from_str::<Value>(line).ok().filter(|v| v.get("_aws").is_some()))
@@ -106,27 +125,11 @@ fn the_emulators_duration_deadline_is_treated_as_unknown_and_the_work_is_done() 
     let prefix = unique_prefix("lambda-emulator-deadline");
     let key = format!("{prefix}day.ndjson.gz");
     let event = sqs_event(&[("only".into(), garage.notify(&key, gzip(&ndjson(601, 120))))]);
-    let api = RuntimeApi::start_with(DeadlineShape::EmulatorDuration);
     let index = tempfile::tempdir().unwrap();
-    let mut child = lambda_for(&api)
-        .env("TIX_BACKEND", "tantivy")
-        .env("TIX_INDEX", index.path())
-        .env("TIX_PII_KEY", "test-pii-key")
-        .env("TIX_DEAD_LETTER", format!("s3://{}/{prefix}", garage.dl_bucket))
-        .spawn()
-        .unwrap();
-    let answer = api.invoke("req-1", &event, &mut child);
-    child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    match answer {
-        Posted::Response { body, .. } => {
-            assert_eq!(body, json!({"batchItemFailures": []}), "nothing to redeliver; stderr: {stderr}")
-        }
-        Posted::Error { request_id, body } => {
-            panic!("the function reported an error for {request_id}: {body}; stderr: {stderr}")
-        }
-    }
+    let api = RuntimeApi::start_with(DeadlineShape::EmulatorDuration);
+    let run = invoke_once(api, index.path(), &garage, &prefix, &[], &event);
+    let stderr = run.stderr;
+    assert_eq!(run.body, json!({"batchItemFailures": []}), "nothing to redeliver; stderr: {stderr}");
     assert_eq!(stderr.matches("cannot be a real time").count(), 1, "the unknown deadline is said once: {stderr}");
     let backend = indexer::TantivyBackend::open_for_reading(index.path()).unwrap();
     assert_eq!(count(&backend), 120, "every record indexed");

@@ -10,15 +10,11 @@ use ingest::pipeline::{Pipeline, RunSummary, SourceOutcome, SourceReport};
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter, S3Location};
 use ingest::source::SourceObject;
-use ingest::trigger::{handle_event, Deadline, HandlerReport};
+use ingest::trigger::{handle_event, Deadline, HandlerReport, DEFAULT_DEADLINE_MARGIN};
 
 use crate::cli::{BackendKind, IngestArgs, PipelineArgs, StoreArgs};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
-
-/// The margin `--time-budget` keeps before its end, as the Lambda's default
-/// (`TIX_DEADLINE_MARGIN_MS`), cut to a quarter of a shorter budget.
-const DEFAULT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The S3 client and the runtime its blocking calls run on, made only when needed.
 pub struct S3Edge {
@@ -106,10 +102,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
             .map(crate::timespec::parse_duration)
             .transpose()
             .map_err(anyhow::Error::msg)?
-            .map(|budget| Deadline {
-                at: std::time::Instant::now() + budget,
-                margin: ingest::lambda::effective_margin(DEFAULT_DEADLINE_MARGIN, budget),
-            });
+            .map(|budget| Deadline::for_budget(std::time::Instant::now(), budget, DEFAULT_DEADLINE_MARGIN));
         let report = handle_event(&event, s3, backend.as_mut(), dead_letter.as_mut(), config, deadline, None)
             .context("handling the event")?;
         backend.close().context("closing the index")?;

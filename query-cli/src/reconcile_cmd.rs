@@ -90,7 +90,7 @@ pub fn classify(objects: &[Listed], records: &[SourceRecord], since_ms: Option<i
             out.before_since += 1;
             continue;
         }
-        if object.key.ends_with('/') || object.size == Some(0) {
+        if ingest::events::nothing_to_ingest(&object.key, object.size).is_some() {
             out.skipped += 1;
             continue;
         }

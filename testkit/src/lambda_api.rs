@@ -18,6 +18,22 @@ pub enum Posted {
     Error { request_id: String, body: String },
 }
 
+impl Posted {
+    /// The answer posted for `request_id`; an error posted instead fails the test, with
+    /// `context` (e.g. the function's stderr) in the message.
+    pub fn into_response(self, request_id: &str, context: &str) -> Value {
+        match self {
+            Posted::Response { request_id: id, body } => {
+                assert_eq!(id, request_id, "the answer is for another invocation");
+                body
+            }
+            Posted::Error { request_id: id, body } => {
+                panic!("{id}: the function reported an error: {body}; {context}")
+            }
+        }
+    }
+}
+
 /// What the runtime API sends as `Lambda-Runtime-Deadline-Ms`.
 #[derive(Debug, Clone, Copy)]
 pub enum DeadlineShape {

@@ -432,8 +432,7 @@ impl Client {
             Err(Error::Auth(reason)) => return Err(missing(format!("creating it was refused: {reason}"))),
             Err(error) => return Err(error),
         };
-        let exists = body.pointer("/error/type").and_then(Value::as_str) == Some("resource_already_exists_exception");
-        if status == 200 || exists {
+        if index_now_exists(status, &body) {
             tracing::info!(index, "created a missing daily index (the cluster does not create indices on write)");
             return Ok(());
         }
@@ -573,9 +572,7 @@ impl Backend for ElasticsearchBackend {
             let sources = mapping::sources_index(&client.prefix);
             let (status, body) =
                 client.json_call(Method::Put, &sources, &[], Some(&mapping::sources_index_body()), deadline).await?;
-            let exists =
-                body.pointer("/error/type").and_then(Value::as_str) == Some("resource_already_exists_exception");
-            if status != 200 && !exists {
+            if !index_now_exists(status, &body) {
                 return Err(Error::Other(format!("creating index {sources}: HTTP {status}: {}", reason_of(&body))));
             }
             let pattern = mapping::analyst_index_pattern(&client.prefix);
@@ -765,6 +762,12 @@ impl Backend for ElasticsearchBackend {
 
 fn parse_source_record(source: &Value) -> Result<SourceRecord> {
     serde_json::from_value(source.clone()).map_err(|e| Error::Other(format!("unreadable source checkpoint: {e}")))
+}
+
+/// Whether a `PUT <index>` answered with the index in place: created (200), or created
+/// before by another run or writer (`resource_already_exists_exception`).
+fn index_now_exists(status: u16, body: &Value) -> bool {
+    status == 200 || body.pointer("/error/type").and_then(Value::as_str) == Some("resource_already_exists_exception")
 }
 
 fn reason_of(body: &Value) -> String {

@@ -358,6 +358,22 @@ mod tests {
         headers.iter().find(|h| h.name == name).map(|h| h.value.as_str())
     }
 
+    /// A GET of the test suite's (no body, no extra headers, no content hash header).
+    fn sign_suite_get(url: &str, session_token: Option<&str>) -> Vec<SignedHeader> {
+        sign_with(
+            &suite_credentials(session_token),
+            SUITE_REGION,
+            SUITE_SERVICE,
+            "GET",
+            url,
+            &[],
+            b"",
+            suite_time(),
+            false,
+        )
+        .unwrap()
+    }
+
     fn signature_of(headers: &[SignedHeader]) -> &str {
         let authorization = header(headers, "authorization").expect("an authorization header");
         authorization.rsplit_once("Signature=").expect("a signature").1
@@ -365,18 +381,7 @@ mod tests {
 
     #[test]
     fn aws_test_suite_get_vanilla() {
-        let headers = sign_with(
-            &suite_credentials(None),
-            SUITE_REGION,
-            SUITE_SERVICE,
-            "GET",
-            "https://example.amazonaws.com/",
-            &[],
-            b"",
-            suite_time(),
-            false,
-        )
-        .unwrap();
+        let headers = sign_suite_get("https://example.amazonaws.com/", None);
         assert_eq!(header(&headers, "x-amz-date"), Some("20150830T123600Z"));
         assert_eq!(
             header(&headers, "authorization"),
@@ -391,35 +396,14 @@ mod tests {
 
     #[test]
     fn aws_test_suite_get_vanilla_query_order_encoded() {
-        let headers = sign_with(
-            &suite_credentials(None),
-            SUITE_REGION,
-            SUITE_SERVICE,
-            "GET",
-            "https://example.amazonaws.com/?Param-3=Value3&Param=Value2&%E1%88%B4=Value1",
-            &[],
-            b"",
-            suite_time(),
-            false,
-        )
-        .unwrap();
+        let headers =
+            sign_suite_get("https://example.amazonaws.com/?Param-3=Value3&Param=Value2&%E1%88%B4=Value1", None);
         assert_eq!(signature_of(&headers), GET_VANILLA_QUERY_ORDER_ENCODED);
     }
 
     #[test]
     fn aws_test_suite_get_vanilla_with_session_token() {
-        let headers = sign_with(
-            &suite_credentials(Some(SUITE_SESSION_TOKEN)),
-            SUITE_REGION,
-            SUITE_SERVICE,
-            "GET",
-            "https://example.amazonaws.com/",
-            &[],
-            b"",
-            suite_time(),
-            false,
-        )
-        .unwrap();
+        let headers = sign_suite_get("https://example.amazonaws.com/", Some(SUITE_SESSION_TOKEN));
         assert_eq!(header(&headers, "x-amz-security-token"), Some(SUITE_SESSION_TOKEN));
         assert!(header(&headers, "authorization")
             .unwrap()

@@ -13,9 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use indexer::{Backend, ElasticsearchBackend, EsConfig, TantivyBackend, TantivyConfig};
 use ingest::events::is_sqs_event;
-use ingest::lambda::{
-    effective_margin, emf_record, invocation_budget, InvocationBudget, LambdaBackend, LambdaSettings,
-};
+use ingest::lambda::{emf_record, invocation_budget, InvocationBudget, LambdaBackend, LambdaSettings};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter};
@@ -106,10 +104,7 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
                 settings.fallback_budget
             }
         };
-        let deadline = remaining.map(|remaining| Deadline {
-            at: started + remaining,
-            margin: effective_margin(settings.deadline_margin, remaining),
-        });
+        let deadline = remaining.map(|remaining| Deadline::for_budget(started, remaining, settings.deadline_margin));
         let report = handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), deadline, None)?;
         let metrics = emf_record(&report, &settings.function_name, started.elapsed(), epoch_ms());
         // EMF goes to stdout as one line, where CloudWatch picks it up.
