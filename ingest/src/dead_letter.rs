@@ -1,9 +1,11 @@
 //! The dead-letter store: one NDJSON entry per rejected record or failed object.
 //!
-//! Entries of one source go to one file named after the source's checkpoint key. The
-//! file is written beside its final name and renamed into place when the source ends,
-//! before the checkpoint that covers it is committed, so a replay of the same source
-//! replaces the file instead of appending a second copy of each entry.
+//! Entries of one source go to files named after the source's checkpoint key, one per
+//! *segment*: the records one attempt read from a resume point on (see
+//! [`segment_file_name`]). A segment is written beside its final name and renamed into
+//! place before the checkpoint that covers it is committed, so a replay from the same
+//! resume point replaces the segment instead of appending a second copy of each entry,
+//! and the segments of an object read over several invocations never overlap.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -33,10 +35,21 @@ pub struct DeadLetterEntry {
     pub at: String,
 }
 
+/// The file (or object) name of the dead-letter segment of `source` that starts after
+/// its record `resume_after` (0: the whole source): `KEY.ndjson`, or
+/// `KEY.from-N.ndjson` for a segment that resumes after record N.
+pub fn segment_file_name(source: &SourceIdentity, resume_after: u64) -> String {
+    match resume_after {
+        0 => format!("{}.ndjson", source.checkpoint_key()),
+        n => format!("{}.from-{n}.ndjson", source.checkpoint_key()),
+    }
+}
+
 /// Where dead-letter entries go.
 pub trait DeadLetterStore: Send {
-    /// Starts the entries of one source.
-    fn begin(&mut self, source: &SourceIdentity) -> Result<Box<dyn DeadLetterFile>>;
+    /// Starts the entries of one source read from its record `resume_after + 1` on
+    /// (see [`segment_file_name`]).
+    fn begin(&mut self, source: &SourceIdentity, resume_after: u64) -> Result<Box<dyn DeadLetterFile>>;
     /// Human-readable location, for summaries.
     fn location(&self) -> String;
 }
@@ -86,8 +99,8 @@ impl LocalDeadLetter {
 }
 
 impl DeadLetterStore for LocalDeadLetter {
-    fn begin(&mut self, source: &SourceIdentity) -> Result<Box<dyn DeadLetterFile>> {
-        let final_path = self.dir.join(format!("{}.ndjson", source.checkpoint_key()));
+    fn begin(&mut self, source: &SourceIdentity, resume_after: u64) -> Result<Box<dyn DeadLetterFile>> {
+        let final_path = self.dir.join(segment_file_name(source, resume_after));
         Ok(Box::new(LocalDeadLetterFile { dir: self.dir.clone(), final_path, writer: None, entries: 0 }))
     }
 
@@ -169,7 +182,7 @@ mod tests {
         let source = SourceIdentity::Stream { name: "a".into(), nonce: "1".into() };
         let mut store = LocalDeadLetter::new(dir.path());
         for _ in 0..2 {
-            let mut file = store.begin(&source).unwrap();
+            let mut file = store.begin(&source, 0).unwrap();
             file.write(&entry(1)).unwrap();
             file.write(&entry(2)).unwrap();
             file.finish().unwrap();
@@ -182,10 +195,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = SourceIdentity::Stream { name: "a".into(), nonce: "1".into() };
         let mut store = LocalDeadLetter::new(dir.path());
-        let mut file = store.begin(&source).unwrap();
+        let mut file = store.begin(&source, 0).unwrap();
         file.write(&entry(1)).unwrap();
         file.finish().unwrap();
-        store.begin(&source).unwrap().finish().unwrap();
+        store.begin(&source, 0).unwrap().finish().unwrap();
         assert!(LocalDeadLetter::read_all(dir.path()).unwrap().is_empty());
     }
 
@@ -194,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = SourceIdentity::Stream { name: "a".into(), nonce: "1".into() };
         let mut store = LocalDeadLetter::new(dir.path());
-        let mut file = store.begin(&source).unwrap();
+        let mut file = store.begin(&source, 0).unwrap();
         file.write(&entry(1)).unwrap();
         drop(file);
         assert!(LocalDeadLetter::read_all(dir.path()).unwrap().is_empty());

@@ -94,6 +94,16 @@ pub enum SourceOutcome {
     /// Already completed by an earlier run; not read again.
     Skipped,
     Failed,
+    /// Stopped at the deadline after a checkpoint; a later run (the redelivery)
+    /// fast-forwards to it and goes on. Not a failure: no dead-letter entry.
+    Paused,
+}
+
+impl SourceOutcome {
+    /// Whether the source needs nothing more: completed now or before.
+    pub fn is_done(self) -> bool {
+        matches!(self, SourceOutcome::Completed | SourceOutcome::Skipped)
+    }
 }
 
 /// What happened to one source.
@@ -117,6 +127,8 @@ pub struct RunSummary {
     pub objects: u64,
     pub objects_skipped: u64,
     pub objects_failed: u64,
+    /// Objects stopped at the deadline after a checkpoint, to be continued.
+    pub objects_paused: u64,
     pub records: u64,
     pub indexed: u64,
     pub duplicates: u64,
@@ -132,6 +144,7 @@ impl RunSummary {
         match report.outcome {
             SourceOutcome::Skipped => self.objects_skipped += 1,
             SourceOutcome::Failed => self.objects_failed += 1,
+            SourceOutcome::Paused => self.objects_paused += 1,
             SourceOutcome::Completed => {}
         }
         self.records += report.records;
@@ -221,7 +234,7 @@ impl<'a> Pipeline<'a> {
         let bytes_read = Arc::new(AtomicU64::new(0));
         self.progress.source_started(&name, source.size_hint(), bytes_read.clone());
         let mut state = SourceState::new(&name);
-        let mut dead_letter = self.dead_letter.begin(&identity)?;
+        let mut dead_letter = self.dead_letter.begin(&identity, 0)?;
 
         match source.open() {
             Err(error) => {

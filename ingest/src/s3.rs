@@ -17,7 +17,7 @@ use aws_sdk_s3::Client;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
 
-use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore};
+use crate::dead_letter::{segment_file_name, DeadLetterEntry, DeadLetterFile, DeadLetterStore};
 use crate::error::{Error, Result};
 use crate::events::ObjectRef;
 use crate::id::SourceIdentity;
@@ -357,9 +357,9 @@ impl Read for ResumingBody {
     }
 }
 
-/// Dead-letter entries on an S3 prefix: one NDJSON object per source, named after its
-/// checkpoint key, spooled to a local temporary file and uploaded when the source ends
-/// (a replay overwrites the same object, so entries are never doubled).
+/// Dead-letter entries on an S3 prefix: one NDJSON object per source segment, named as
+/// [`segment_file_name`] says, spooled to a local temporary file and uploaded when the
+/// segment ends (a replay overwrites the same object, so entries are never doubled).
 #[derive(Clone)]
 pub struct S3DeadLetter {
     s3: S3Context,
@@ -371,9 +371,9 @@ impl S3DeadLetter {
         S3DeadLetter { s3, location }
     }
 
-    fn object_key(&self, source: &SourceIdentity) -> String {
+    fn object_key(&self, source: &SourceIdentity, resume_after: u64) -> String {
         let separator = if self.location.prefix.is_empty() || self.location.prefix.ends_with('/') { "" } else { "/" };
-        format!("{}{separator}{}.ndjson", self.location.prefix, source.checkpoint_key())
+        format!("{}{separator}{}", self.location.prefix, segment_file_name(source, resume_after))
     }
 
     /// Every entry under the prefix (tests and audits).
@@ -398,11 +398,11 @@ impl S3DeadLetter {
 }
 
 impl DeadLetterStore for S3DeadLetter {
-    fn begin(&mut self, source: &SourceIdentity) -> Result<Box<dyn DeadLetterFile>> {
+    fn begin(&mut self, source: &SourceIdentity, resume_after: u64) -> Result<Box<dyn DeadLetterFile>> {
         Ok(Box::new(S3DeadLetterFile {
             s3: self.s3.clone(),
             bucket: self.location.bucket.clone(),
-            key: self.object_key(source),
+            key: self.object_key(source, resume_after),
             spool: None,
         }))
     }

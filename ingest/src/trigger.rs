@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::dead_letter::DeadLetterStore;
 use crate::error::{Error, Result};
 use crate::events::{parse_event, Delivery, Work};
-use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceOutcome, SourceReport};
+use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceReport};
 use crate::s3::{S3Context, S3Object};
 
 /// Time kept back before the deadline by default (`TIX_DEADLINE_MARGIN_MS`).
@@ -161,8 +161,8 @@ fn ingest_deliveries(
             }
             let source = S3Object::new(s3.clone(), object);
             let source_report = pipeline.ingest(&source)?;
-            if source_report.outcome == SourceOutcome::Failed {
-                let reason = source_report.failure.clone().unwrap_or_else(|| "failed".into());
+            if !source_report.outcome.is_done() {
+                let reason = source_report.failure.clone().unwrap_or_else(|| "unfinished".into());
                 unfinished.get_or_insert_with(|| format!("{}: {reason}", source_report.source));
             }
             report.sources.push(source_report);
