@@ -72,6 +72,26 @@ pub struct SourceRecord {
     pub last_event: Option<String>,
     /// When this record was written (RFC 3339).
     pub updated_at: String,
+    /// Where the next read of an unfinished source continues; `None` from the start.
+    /// Absent in completed records and in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumePoint>,
+}
+
+/// A point a later read of a source continues from, fast-forwarding over what came
+/// before: the source's first `records` records are final (indexed, duplicates or
+/// dead-lettered), committed with the checkpoint that holds this point, and their
+/// dead-letter entries are published. The counters are those of these records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub records: u64,
+    pub valid: u64,
+    pub indexed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Earliest and latest event time of these records (epoch milliseconds).
+    pub first_event_ms: Option<i64>,
+    pub last_event_ms: Option<i64>,
 }
 
 /// Sort order for hits.

@@ -303,6 +303,7 @@ pub fn sample_source_record() -> SourceRecord {
         first_event: Some("2024-02-05T00:00:00.000Z".into()),
         last_event: Some("2024-02-05T11:45:00.000Z".into()),
         updated_at: "2024-02-06T00:00:00.000Z".into(),
+        resume: None,
     }
 }
 

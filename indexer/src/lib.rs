@@ -13,7 +13,7 @@ pub mod schema;
 pub mod tantivy_backend;
 
 pub use backend::{
-    AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, SourceRecord, SourceStatus,
+    AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, ResumePoint, SourceRecord, SourceStatus,
 };
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use encode::{DocEncoder, EncodedDoc};

@@ -7,6 +7,14 @@
 //! is recorded in the backend in the same commit as its last documents, after its
 //! dead-letter file is durable, so replaying any source after any crash converges to the
 //! same index and the same dead-letter store.
+//!
+//! Every checkpoint of an unfinished source is a resume point ([`ResumePoint`]): a
+//! mid-source commit, and a stop at the deadline ([`SourceOutcome::Paused`]). The next
+//! read of the source fast-forwards over the records before it (decompress and frame
+//! only) and goes on, so an object too large for one Lambda invocation completes over
+//! several, each record indexed once. The dead-letter entries of each stretch between
+//! resume points go to a segment of their own (`dead_letter::segment_file_name`),
+//! published before the checkpoint that moves the resume point past them.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +22,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexer::{Backend, DocEncoder, EncodedDoc, IndexDoc, Outcome, SourceRecord, SourceStatus};
+use indexer::{Backend, DocEncoder, EncodedDoc, IndexDoc, Outcome, ResumePoint, SourceRecord, SourceStatus};
 use serde::Serialize;
 
 use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore, MAX_RAW_BYTES};
@@ -106,7 +114,7 @@ impl SourceOutcome {
     }
 }
 
-/// What happened to one source.
+/// What happened to one source in this read (a resumed read counts from its resume point).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceReport {
     pub source: String,
@@ -225,16 +233,23 @@ impl<'a> Pipeline<'a> {
         let key = identity.checkpoint_key();
         let prior = self.backend.source_record(&key)?;
         if prior.as_ref().is_some_and(|r| r.status == SourceStatus::Completed) {
-            let report = SourceReport { outcome: SourceOutcome::Skipped, ..SourceState::new(&name).report(0) };
+            let report =
+                SourceReport { outcome: SourceOutcome::Skipped, ..SourceState::new(&name, &key, None).report(0) };
             self.summary.add(&report);
             self.progress.source_finished(&report);
             return Ok(report);
         }
         let unseen_source = prior.is_none();
+        // An unfinished earlier read (a stop at the deadline, a crash after a
+        // mid-source commit) continues from its last resume point.
+        let resume = prior.and_then(|record| record.resume).filter(|point| point.records > 0);
         let bytes_read = Arc::new(AtomicU64::new(0));
         self.progress.source_started(&name, source.size_hint(), bytes_read.clone());
-        let mut state = SourceState::new(&name);
-        let mut dead_letter = self.dead_letter.begin(&identity, 0)?;
+        let mut state = SourceState::new(&name, &key, resume);
+        if state.records > 0 {
+            tracing::info!(source = %name, after_record = state.records, "continuing from the checkpoint");
+        }
+        let mut dead_letter = self.dead_letter.begin(&identity, state.records)?;
 
         match source.open() {
             Err(error) => {
@@ -242,7 +257,7 @@ impl<'a> Pipeline<'a> {
             }
             Ok(reader) => {
                 let reader = CountingReader::new(reader, bytes_read.clone());
-                self.drive(reader, &identity, unseen_source, &key, &mut state, dead_letter.as_mut())?;
+                self.drive(reader, &identity, unseen_source, &mut state, &mut dead_letter)?;
             }
         }
         if let Some(failure) = &state.failure {
@@ -258,7 +273,7 @@ impl<'a> Pipeline<'a> {
         }
         dead_letter.finish()?;
         let report = state.report(bytes_read.load(Ordering::Relaxed));
-        self.backend.record_source(&state.record(&key))?;
+        self.backend.record_source(&state.record())?;
         self.summary.add(&report);
         self.maybe_commit()?;
         self.progress.source_finished(&report);
@@ -295,14 +310,14 @@ impl<'a> Pipeline<'a> {
         reader: impl Read + Send + 'static,
         identity: &SourceIdentity,
         unseen_source: bool,
-        key: &str,
         state: &mut SourceState,
-        dead_letter: &mut dyn DeadLetterFile,
+        dead_letter: &mut Box<dyn DeadLetterFile>,
     ) -> Result<()> {
         let encoder = self.backend.encoder();
-        let (mut channels, handles) = spawn_reading(reader, identity, unseen_source, &self.config, &encoder)
+        let skip = state.records;
+        let (mut channels, handles) = spawn_reading(reader, identity, unseen_source, skip, &self.config, &encoder)
             .map_err(|error| crate::Error::Source { source_name: state.name.clone(), error })?;
-        let result = self.consume(&mut channels, key, state, dead_letter);
+        let result = self.consume(&mut channels, identity, state, dead_letter);
         // If we stopped early, the threads' next sends fail and they return.
         drop(channels);
         for handle in handles {
@@ -330,18 +345,20 @@ impl<'a> Pipeline<'a> {
     fn consume(
         &mut self,
         channels: &mut ReaderChannels,
-        key: &str,
+        identity: &SourceIdentity,
         state: &mut SourceState,
-        dead_letter: &mut dyn DeadLetterFile,
+        dead_letter: &mut Box<dyn DeadLetterFile>,
     ) -> Result<()> {
+        let attempt_start = state.records;
         while let Some(items) = channels.next_batch() {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("pipeline.between_batches");
-            if self.stop_requested() {
-                state.fail(ObjectFailure::limit(
-                    "stopped before the end of the object (deadline); it will be retried",
-                    None,
-                ));
+            // At least one batch per read, so that every redelivery makes progress even
+            // when the fast-forward took most of its time.
+            if self.stop_requested() && state.records > attempt_start {
+                if state.failure.is_none() {
+                    state.paused = true;
+                }
                 return Ok(());
             }
             let mut docs = Vec::with_capacity(items.len());
@@ -420,20 +437,44 @@ impl<'a> Pipeline<'a> {
             }
             self.progress.batch_done(state.records, state.rejected);
             if self.docs_since_commit >= self.config.commit_every_docs {
-                // A mid-source commit: record the source as in progress in the same
-                // commit, so a later run knows its positional ids may already exist.
-                let record = SourceRecord { status: SourceStatus::InProgress, ..state.record(key) };
-                self.backend.record_source(&record)?;
-                self.commit()?;
+                self.checkpoint_mid_source(identity, state, dead_letter)?;
             }
         }
         Ok(())
     }
+
+    /// A mid-source commit: the source is recorded in progress in the same commit, so a
+    /// later run knows its positional ids may already exist. When everything so far is
+    /// final, the commit is also a resume point: the dead-letter segment up to here is
+    /// published first, and the entries after it go to a new one.
+    fn checkpoint_mid_source(
+        &mut self,
+        identity: &SourceIdentity,
+        state: &mut SourceState,
+        dead_letter: &mut Box<dyn DeadLetterFile>,
+    ) -> Result<()> {
+        if state.failure.is_none() {
+            let next = self.dead_letter.begin(identity, state.records)?;
+            std::mem::replace(dead_letter, next).finish()?;
+            state.resume = Some(state.point());
+        }
+        let record = SourceRecord { status: SourceStatus::InProgress, ..state.record() };
+        self.backend.record_source(&record)?;
+        self.commit()
+    }
 }
 
-/// Counters of the source being read.
+/// Counters of the source being read, from its start (a resumed read starts with the
+/// counters of its resume point).
 struct SourceState {
     name: String,
+    key: String,
+    /// The latest resume point: where a read after this one would start.
+    resume: Option<ResumePoint>,
+    /// Where this read started; reports count from here.
+    start: ResumePoint,
+    /// Stopped at the deadline with everything read so far final.
+    paused: bool,
     records: u64,
     valid: u64,
     indexed: u64,
@@ -446,18 +487,44 @@ struct SourceState {
 }
 
 impl SourceState {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, key: &str, resume: Option<ResumePoint>) -> Self {
+        let start = resume.clone().unwrap_or_default();
         SourceState {
             name: name.to_string(),
-            records: 0,
-            valid: 0,
-            indexed: 0,
-            duplicates: 0,
-            rejected: 0,
+            key: key.to_string(),
+            resume,
+            start: start.clone(),
+            paused: false,
+            records: start.records,
+            valid: start.valid,
+            indexed: start.indexed,
+            duplicates: start.duplicates,
+            rejected: start.rejected,
             unfinished: 0,
             failure: None,
-            first_ms: None,
-            last_ms: None,
+            first_ms: start.first_event_ms,
+            last_ms: start.last_event_ms,
+        }
+    }
+
+    /// Here, as a point to resume from.
+    fn point(&self) -> ResumePoint {
+        ResumePoint {
+            records: self.records,
+            valid: self.valid,
+            indexed: self.indexed,
+            duplicates: self.duplicates,
+            rejected: self.rejected,
+            first_event_ms: self.first_ms,
+            last_event_ms: self.last_ms,
+        }
+    }
+
+    fn outcome(&self) -> SourceOutcome {
+        match (&self.failure, self.paused) {
+            (Some(_), _) => SourceOutcome::Failed,
+            (None, true) => SourceOutcome::Paused,
+            (None, false) => SourceOutcome::Completed,
         }
     }
 
@@ -473,24 +540,39 @@ impl SourceState {
     }
 
     fn report(&self, bytes_read: u64) -> SourceReport {
+        let failure = match self.outcome() {
+            SourceOutcome::Paused => Some(format!(
+                "stopped at the deadline after record {}; the next run continues from there",
+                self.records
+            )),
+            _ => self.failure.as_ref().map(|f| f.reason.clone()),
+        };
+        // What this read did: a resumed read's earlier records were reported by the
+        // reads before it, so summed reports count each record once.
         SourceReport {
             source: self.name.clone(),
-            outcome: if self.failure.is_some() { SourceOutcome::Failed } else { SourceOutcome::Completed },
-            records: self.records,
-            indexed: self.indexed,
-            duplicates: self.duplicates,
-            rejected: self.rejected,
+            outcome: self.outcome(),
+            records: self.records - self.start.records,
+            indexed: self.indexed - self.start.indexed,
+            duplicates: self.duplicates - self.start.duplicates,
+            rejected: self.rejected - self.start.rejected,
             unfinished: self.unfinished,
             bytes_read,
-            failure: self.failure.as_ref().map(|f| f.reason.clone()),
+            failure,
         }
     }
 
-    fn record(&self, key: &str) -> SourceRecord {
+    /// The checkpoint record of where the source stands now.
+    fn record(&self) -> SourceRecord {
+        let (status, resume) = match self.outcome() {
+            SourceOutcome::Failed => (SourceStatus::Failed, self.resume.clone()),
+            SourceOutcome::Paused => (SourceStatus::InProgress, Some(self.point())),
+            _ => (SourceStatus::Completed, None),
+        };
         SourceRecord {
-            key: key.to_string(),
+            key: self.key.clone(),
             source: self.name.clone(),
-            status: if self.failure.is_some() { SourceStatus::Failed } else { SourceStatus::Completed },
+            status,
             records: self.records,
             valid: self.valid,
             indexed: self.indexed,
@@ -500,6 +582,7 @@ impl SourceState {
             first_event: self.first_ms.map(format_ts),
             last_event: self.last_ms.map(format_ts),
             updated_at: now_rfc3339(),
+            resume,
         }
     }
 }
@@ -526,7 +609,8 @@ impl ReaderChannels {
 /// [`PipelineConfig::prepare_threads`] threads turn batches of frames into encoded
 /// documents ([`prepare`]), batch `n` on thread `n % prepare_threads`, so the indexing
 /// side gets them back in source order by asking each thread in turn. Every channel
-/// is bounded, so memory stays bounded by a few batches.
+/// is bounded, so memory stays bounded by a few batches. A resumed read drops its first
+/// `skip` records as they are framed: never parsed, never sent.
 ///
 /// Parsing, validation, redaction and the backend's encoding all run on the preparing
 /// thread: the event tree is built, read into the backend's document and freed by one
@@ -536,6 +620,7 @@ fn spawn_reading(
     reader: impl Read + Send + 'static,
     identity: &SourceIdentity,
     unseen_source: bool,
+    skip: u64,
     config: &PipelineConfig,
     encoder: &DocEncoder,
 ) -> std::io::Result<(ReaderChannels, Vec<std::thread::JoinHandle<()>>)> {
@@ -575,7 +660,12 @@ fn spawn_reading(
         };
         let mut batch = Vec::with_capacity(config.batch_records);
         let mut batch_bytes = 0usize;
+        let mut skipped = 0u64;
         while let Some(frame) = records.next_frame() {
+            if skipped < skip && frame.is_ok() {
+                skipped += 1;
+                continue;
+            }
             batch_bytes += match &frame {
                 Ok(Frame { body: FrameBody::Record(raw), .. }) => raw.len(),
                 _ => 0,
@@ -591,6 +681,15 @@ fn spawn_reading(
             if is_failure {
                 return;
             }
+        }
+        if skipped < skip {
+            batch.push(Err(ObjectFailure::decode(
+                format!(
+                    "the object has {skipped} records, fewer than the {skip} its checkpoint says were read \
+                     before; the checkpoint does not belong to these bytes (please report this)"
+                ),
+                None,
+            )));
         }
         if !batch.is_empty() {
             send(batch);
@@ -820,6 +919,108 @@ mod tests {
             let failure = run.entries.iter().filter(|e| e.record.is_none()).count();
             assert_eq!(failure, 1, "{threads} threads: one entry for the failed object: {:?}", run.entries);
         }
+    }
+
+    /// Reads `bytes` as one source again and again, each read stopped (as at a
+    /// deadline) after `batches_per_read` batches, until it completes; the same backend
+    /// and dead-letter directory throughout, as redeliveries of one object see them.
+    fn read_in_stretches(
+        bytes: &[u8],
+        batches_per_read: usize,
+        config: impl Fn(usize, &mut PipelineConfig),
+    ) -> (Vec<SourceReport>, Recording, Vec<DeadLetterEntry>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend = Recording::default();
+        let mut dead_letter = LocalDeadLetter::new(&dir.path().join("dl"));
+        let identity = SourceIdentity::Stream { name: "numbered".into(), nonce: "n".into() };
+        let mut reports = Vec::new();
+        while reports.last().is_none_or(|r: &SourceReport| !r.outcome.is_done()) {
+            assert!(reports.len() < 100, "no end in sight: {:?}", reports.last());
+            let asked = Arc::new(AtomicU64::new(0));
+            let mut pipeline_config = PipelineConfig::new(Redactor::new(b"k"));
+            pipeline_config.batch_records = 7;
+            pipeline_config.prepare_threads = 2;
+            let counter = asked.clone();
+            pipeline_config.should_stop =
+                Some(Arc::new(move || counter.fetch_add(1, Ordering::Relaxed) >= batches_per_read as u64));
+            config(reports.len(), &mut pipeline_config);
+            let source = BytesSource(identity.clone(), bytes.to_vec());
+            let mut pipeline = Pipeline::new(&mut backend, &mut dead_letter, pipeline_config);
+            reports.push(pipeline.ingest(&source).unwrap());
+            pipeline.finish().unwrap();
+        }
+        let entries = LocalDeadLetter::read_all(&dir.path().join("dl")).unwrap();
+        (reports, backend, entries)
+    }
+
+    #[test]
+    fn an_object_read_over_several_stops_indexes_and_dead_letters_every_record_once() {
+        let (bytes, valid, invalid) = numbered_records(200);
+        for batches_per_read in [1, 3, 10] {
+            let (reports, backend, entries) = read_in_stretches(&bytes, batches_per_read, |_, _| {});
+            let last = reports.last().unwrap();
+            assert!(reports.len() >= 3, "{batches_per_read}: several reads: {}", reports.len());
+            assert!(reports[..reports.len() - 1].iter().all(|r| r.outcome == SourceOutcome::Paused), "{reports:?}");
+            assert_eq!(last.outcome, SourceOutcome::Completed, "{last:?}");
+            assert_eq!(backend.event_ids, valid, "{batches_per_read}: every valid record once, in order");
+            let mut ordinals: Vec<u64> = entries.iter().filter_map(|e| e.record).collect();
+            ordinals.sort();
+            assert_eq!(ordinals, invalid, "{batches_per_read}: every rejection once");
+            assert!(entries.iter().all(|e| e.record.is_some()), "a stop is not a failure: {entries:?}");
+            let total = |count: fn(&SourceReport) -> u64| reports.iter().map(count).sum::<u64>();
+            assert_eq!(
+                (total(|r| r.records), total(|r| r.indexed), total(|r| r.rejected)),
+                (200, valid.len() as u64, invalid.len() as u64),
+                "the reads' reports add up to the object"
+            );
+            let record = backend.sources.last().unwrap();
+            assert_eq!((record.status, record.records, &record.resume), (SourceStatus::Completed, 200, &None));
+        }
+    }
+
+    #[test]
+    fn a_paused_read_records_where_it_stopped_and_the_next_read_starts_there() {
+        let (bytes, _, _) = numbered_records(100);
+        let (reports, backend, _) = read_in_stretches(&bytes, 2, |_, _| {});
+        assert_eq!(reports[0].records, 14, "two batches of 7");
+        let first = &backend.sources[0];
+        assert_eq!(first.status, SourceStatus::InProgress);
+        assert_eq!(first.resume.as_ref().map(|p| p.records), Some(14));
+        assert_eq!(reports[1].records, 14, "a report counts what its read did");
+        assert_eq!(backend.sources[1].resume.as_ref().map(|p| p.records), Some(28), "checkpoints count it all");
+        assert!(reports[0].failure.as_deref().unwrap().contains("after record 14"), "{:?}", reports[0]);
+    }
+
+    #[test]
+    fn a_failed_read_after_mid_source_checkpoints_is_replayed_from_the_last_one() {
+        let (bytes, valid, invalid) = numbered_records(3_000);
+        // The first read fails halfway (past its decompressed-size limit); its mid-source
+        // commits every 50 documents were resume points. The second read has no limit.
+        let half = bytes.len() as u64 / 2;
+        let (reports, backend, entries) = read_in_stretches(&bytes, usize::MAX, |read, c| {
+            c.commit_every_docs = 50;
+            if read == 0 {
+                c.limits.max_decompressed_bytes = half;
+            }
+        });
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert_eq!(reports[0].outcome, SourceOutcome::Failed, "{reports:?}");
+        let failed = backend.sources.iter().find(|r| r.status == SourceStatus::Failed).unwrap();
+        let resumed_at = failed.resume.as_ref().expect("a failed read keeps its last resume point").records;
+        assert!(resumed_at > 500 && resumed_at <= reports[0].records, "{resumed_at} {:?}", reports[0]);
+        assert_eq!(reports[1].outcome, SourceOutcome::Completed, "{reports:?}");
+        // The records between the resume point and the failure were sent twice; the
+        // Recording backend does not deduplicate, so they show up twice, and nothing
+        // before the resume point does.
+        let first_read = reports[0].indexed as usize;
+        let replayed = &backend.event_ids[first_read..];
+        let resumed_valid = valid.iter().position(|id| id == &replayed[0]).unwrap();
+        assert_eq!(replayed, &valid[resumed_valid..], "the second read starts at the resume point");
+        assert!(resumed_valid < first_read && resumed_valid > 400, "{resumed_valid}");
+        let mut ordinals: Vec<u64> = entries.iter().filter_map(|e| e.record).collect();
+        ordinals.sort();
+        assert_eq!(ordinals, invalid, "every rejection once; the replayed segment replaced its first version");
+        assert!(entries.iter().all(|e| e.record.is_some()), "the failure's entry went with its segment");
     }
 
     #[test]

@@ -21,9 +21,10 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use ingest::trigger::handle_event;
 use serde_json::{json, Value};
 use support::es::*;
 use support::{garage, unique_prefix, upload_corpus, Garage};
@@ -300,6 +301,46 @@ fn an_unreachable_cluster_leaves_every_message_queued_until_it_comes_back() {
         Round::Answered { failures, .. } => assert_eq!(failures, &["m0", "m1", "m2"]),
     }
     assert_eq!(sqs.rounds[1].failures(), Some(&[][..]));
+    s.check(&cluster, &dl);
+}
+
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn objects_larger_than_one_invocation_complete_over_several_sending_each_record_once() {
+    let s = setup("es-resume", 350);
+    let cluster = FakeCluster::start();
+    let mut backend = es_backend(&cluster);
+    let dl = s.dl("resume");
+    let mut sqs = Sqs::from_event(&s.event);
+    // Each invocation's deadline arrives after its first batch (of 50 records): an
+    // object of 120 records needs three invocations.
+    let rounds = drain(
+        &mut sqs,
+        20,
+        |event| {
+            let mut config = es_pipeline_config();
+            let asked = Arc::new(AtomicUsize::new(0));
+            config.should_stop = Some(Arc::new(move || asked.fetch_add(1, Ordering::SeqCst) >= 1));
+            let mut dead_letter = s.garage.dead_letter(&dl);
+            handle_event(event.to_string().as_bytes(), &s.garage.s3, &mut backend, &mut dead_letter, config, None, None)
+        },
+        |_, _| {},
+    );
+    assert_eq!(rounds, 9, "three objects of three batches, one batch per invocation");
+    let paused: u64 = sqs
+        .rounds
+        .iter()
+        .map(|round| match round {
+            Round::Answered { report, .. } => report.summary.objects_paused,
+            Round::Failed(error) => panic!("{error}"),
+        })
+        .sum();
+    assert_eq!(paused, 6, "each object paused twice");
+    // A redelivery fast-forwards: no record is sent twice, so the cluster never had to
+    // answer that one already exists.
+    assert_eq!(cluster.items_answered(409, None), 0, "a record was sent again");
+    let creates = cluster.item_answers().into_iter().filter(|a| a.action == "create" && a.status == 201).count();
+    assert_eq!(creates as u64, s.corpus.good(), "each event created exactly once");
     s.check(&cluster, &dl);
 }
 

@@ -80,6 +80,7 @@ mod tests {
             first_event: first.map(str::to_string),
             last_event: last.map(str::to_string),
             updated_at: updated.into(),
+            resume: None,
         }
     }
 

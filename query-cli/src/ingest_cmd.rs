@@ -130,7 +130,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     } else {
         print_summary(&summary, &reports, &args);
     }
-    Ok(if summary.objects_failed > 0 { 1 } else { 0 })
+    Ok(if summary.objects_failed > 0 || summary.objects_paused > 0 { 1 } else { 0 })
 }
 
 /// `--event`: the run summary plus exactly what the Lambda would answer.
@@ -160,10 +160,14 @@ fn print_event_report(report: &HandlerReport, args: &IngestArgs) -> Result<()> {
 fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestArgs) {
     let seconds = summary.elapsed_ms as f64 / 1000.0;
     println!(
-        "ingested {} objects ({} skipped as already done, {} failed) in {:.1} s",
+        "ingested {} objects ({} skipped as already done, {} failed{}) in {:.1} s",
         group_digits(summary.objects),
         group_digits(summary.objects_skipped),
         group_digits(summary.objects_failed),
+        match summary.objects_paused {
+            0 => String::new(),
+            paused => format!(", {} paused", group_digits(paused)),
+        },
         seconds
     );
     println!(
@@ -183,8 +187,9 @@ fn print_summary(summary: &RunSummary, reports: &[SourceReport], args: &IngestAr
     if summary.rejected > 0 || summary.objects_failed > 0 {
         println!("dead-letter entries are in {}", args.pipeline.dead_letter);
     }
-    for report in reports.iter().filter(|r| r.outcome == SourceOutcome::Failed) {
-        println!("failed: {}: {}", report.source, report.failure.as_deref().unwrap_or("unknown reason"));
+    for report in reports.iter().filter(|r| !r.outcome.is_done()) {
+        let label = if report.outcome == SourceOutcome::Paused { "paused" } else { "failed" };
+        println!("{label}: {}: {}", report.source, report.failure.as_deref().unwrap_or("unknown reason"));
     }
     println!("index: {}", args.store.index.display());
 }
