@@ -458,7 +458,7 @@ impl<'a> Pipeline<'a> {
             std::mem::replace(dead_letter, next).finish()?;
             state.resume = Some(state.point());
         }
-        let record = SourceRecord { status: SourceStatus::InProgress, ..state.record() };
+        let record = SourceRecord { status: SourceStatus::InProgress, resume: state.resume.clone(), ..state.record() };
         self.backend.record_source(&record)?;
         self.commit()
     }
@@ -1005,6 +1005,13 @@ mod tests {
         });
         assert_eq!(reports.len(), 2, "{reports:?}");
         assert_eq!(reports[0].outcome, SourceOutcome::Failed, "{reports:?}");
+        let checkpoints: Vec<&SourceRecord> =
+            backend.sources.iter().filter(|r| r.status == SourceStatus::InProgress).collect();
+        assert!(checkpoints.len() > 5, "{checkpoints:?}");
+        for checkpoint in checkpoints {
+            let resume = checkpoint.resume.as_ref().map(|point| point.records);
+            assert_eq!(resume, Some(checkpoint.records), "a mid-source checkpoint is a resume point: {checkpoint:?}");
+        }
         let failed = backend.sources.iter().find(|r| r.status == SourceStatus::Failed).unwrap();
         let resumed_at = failed.resume.as_ref().expect("a failed read keeps its last resume point").records;
         assert!(resumed_at > 500 && resumed_at <= reports[0].records, "{resumed_at} {:?}", reports[0]);
