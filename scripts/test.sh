@@ -15,6 +15,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # botocore: the independent SigV4 check of the Elasticsearch/OpenSearch tests (testkit/sigv4_gate.py).
 python3 -c 'import sys, botocore; sys.exit(botocore.__version__ != "1.43.11")' 2>/dev/null ||
 	python3 -m pip install --quiet 'botocore==1.43.11'
+# cargo-lambda: `cargo lambda watch`/`invoke`, the local dev loop the Lambda's Garage tier
+# runs for real (ingest/tests/lambda_watch.rs). PyPI ships it as a prebuilt binary.
+[[ "$(cargo lambda --version 2>/dev/null)" == "cargo-lambda 1.9.2 "* ]] ||
+	python3 -m pip install --quiet 'cargo-lambda==1.9.2'
 
 echo "== Garage (S3 tier server)"
 scripts/garage.sh install
@@ -32,6 +36,9 @@ cargo test --workspace --locked --features ingest/failpoints --test failpoints -
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL (and, end to end, the fake Elasticsearch cluster)"
 # --workspace keeps the feature set of the first run, so nothing is rebuilt.
 cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli --test reconcile --test es_e2e --test es_cli -- --ignored
+
+echo "== the Lambda dev loop: cargo lambda watch (its emulator builds and runs tix-logs-lambda) and cargo lambda invoke"
+cargo test --workspace --locked --test lambda_watch -- --ignored
 
 echo "== fuzz smoke: every cargo fuzz target for 15 s (the 10-minute runs: scripts/fuzz.sh run TARGET)"
 scripts/fuzz.sh smoke 15

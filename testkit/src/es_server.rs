@@ -13,6 +13,8 @@
 //! [`FakeCluster`] is the stateful mode: a small Elasticsearch 8 node behind the same
 //! server that keeps indices and documents, speaks every REST call the tix-logs client
 //! makes, and lets a test switch faults on and off while it runs.
+//! [`FakeCluster::start_sink`] is the same node for benchmarks: it answers event writes
+//! without keeping them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -653,6 +655,10 @@ struct ClusterState {
     tries: HashMap<(String, String), usize>,
     answers: Vec<ItemAnswer>,
     seq_no: usize,
+    /// Sink mode ([`FakeCluster::start_sink`]): event writes are answered, not kept.
+    sink: bool,
+    /// Event writes answered as created in sink mode.
+    sunk: u64,
 }
 
 /// A small Elasticsearch 8 node on 127.0.0.1 that keeps its indices and documents in
@@ -699,6 +705,25 @@ impl FakeCluster {
         FakeCluster { server, state }
     }
 
+    /// A node for memory and throughput benchmarks: every event write (`create`) is
+    /// answered 201 without keeping its document, its try or its answer, and requests are
+    /// logged without bodies, so the node's own memory does not grow with what a client
+    /// sends (gigabytes). Everything else (templates, indices, checkpoints, which are
+    /// `index` actions, and every switch) works as in [`FakeCluster::start`];
+    /// [`FakeCluster::sunk`] counts the event writes.
+    pub fn start_sink() -> FakeCluster {
+        let state = Self::fresh_state();
+        state.lock().unwrap().sink = true;
+        let kept = state.clone();
+        let server = Scripted::start_with(false, move |_, request| answer(&kept, request));
+        FakeCluster { server, state }
+    }
+
+    /// Event writes a [`FakeCluster::start_sink`] node answered as created.
+    pub fn sunk(&self) -> u64 {
+        self.state().sunk
+    }
+
     fn fresh_state() -> Arc<Mutex<ClusterState>> {
         Arc::new(Mutex::new(ClusterState {
             indices: BTreeMap::new(),
@@ -716,6 +741,8 @@ impl FakeCluster {
             tries: HashMap::new(),
             answers: Vec::new(),
             seq_no: 0,
+            sink: false,
+            sunk: 0,
         }))
     }
 
@@ -1291,6 +1318,19 @@ fn bulk(state: &mut ClusterState, request: &Request) -> (u16, String, bool) {
             let reason =
                 format!("Malformed action/metadata line [1], expected one of [create, index], found [{action}]");
             return (400, error_body(400, "illegal_argument_exception", &reason), false);
+        }
+        let sinks = state.auto_create_index || state.indices.contains_key(&index);
+        if state.sink && sinks && action == "create" && !state.write_block && !state.storm && faults.is_none() {
+            // The source line is skipped unparsed: parsing gigabytes would make the node,
+            // not the client under measurement, the bottleneck.
+            if lines.next().is_none() {
+                return parse_failure();
+            }
+            state.indices.entry(index.clone()).or_default();
+            state.seq_no += 1;
+            state.sunk += 1;
+            items.push(bulk_item(&index, &id, 201, state.seq_no));
+            continue;
         }
         let Some(source) = lines.next().and_then(|l| serde_json::from_str::<Value>(l).ok()) else {
             return parse_failure();
