@@ -88,6 +88,14 @@ pub enum Error {
     Event(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A reconciliation that must not run as asked (e.g. it would ingest its own dead
+    /// letters).
+    #[error("cannot reconcile {location}: {reason}")]
+    Reconcile { location: String, reason: String },
+    /// A secret's parameter could not be read at cold start (`crate::secrets`): the
+    /// function must not start without it. Names the parameter, never its value.
+    #[error("cannot read the SSM parameter {parameter:?} named by {variable}: {reason}. {advice}")]
+    Secret { variable: &'static str, parameter: String, reason: String, advice: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,10 +1,14 @@
 //! Trigger events -> the S3 objects to ingest: S3 event notifications, SNS notifications
 //! carrying them (S3 -> SNS -> Lambda, the usual fan-out to several consumers), SQS
 //! messages carrying them (plain or SNS-wrapped), and EventBridge "Object Created" events.
+//! Also the scheduled reconcile request (`{"reconcile": {...}}`, sent by EventBridge
+//! Scheduler), which names a prefix to compare with the checkpoints instead of objects.
 //!
 //! Pure and synchronous: the Lambda handler and `tix-logs ingest --event` feed it the
 //! event's bytes and act on the result. A malformed SQS message fails that message only,
 //! so the handler can answer it in `batchItemFailures` and let the rest complete.
+
+use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
@@ -38,21 +42,112 @@ pub struct Delivery {
     pub work: Result<Vec<Work>, String>,
 }
 
+/// What one invocation's payload asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Object notifications, one [`Delivery`] per SQS message (or one for the event).
+    Deliveries(Vec<Delivery>),
+    /// A scheduled reconciliation of a prefix against the checkpoints.
+    Reconcile(ReconcileRequest),
+}
+
+/// `{"reconcile": {"prefix": "s3://BUCKET/PREFIX", "since": "2d", "ingest": true}}`: what
+/// `tix-logs reconcile s3://BUCKET/PREFIX --since 2d --ingest` does, run by the Lambda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileRequest {
+    pub bucket: String,
+    /// May be empty (the whole bucket).
+    pub prefix: String,
+    /// Only objects modified within this span before the run.
+    pub since: Option<Duration>,
+    /// Ingest the missing and failed objects, not only report them.
+    pub ingest: bool,
+}
+
+/// Reads an invocation's payload: a reconcile request when it has a top-level
+/// `reconcile` field, else a notification event as [`parse_event`] reads it. `Err`: the
+/// payload as a whole is unreadable, or a reconcile request is malformed (the run must
+/// fail loudly: a schedule with a typo would otherwise find nothing, every day).
+pub fn parse_trigger(bytes: &[u8]) -> Result<Trigger, String> {
+    let event: Value = serde_json::from_slice(bytes).map_err(|e| format!("event is not JSON: {e}"))?;
+    match event.as_object() {
+        Some(fields) if fields.contains_key("reconcile") => parse_reconcile(fields).map(Trigger::Reconcile),
+        _ => Ok(Trigger::Deliveries(deliveries(&event))),
+    }
+}
+
+const RECONCILE_SHAPE: &str = r#"expected {"reconcile": {"prefix": "s3://BUCKET/PREFIX", "since": "2d", "ingest": true}} (since and ingest optional)"#;
+
+fn parse_reconcile(fields: &serde_json::Map<String, Value>) -> Result<ReconcileRequest, String> {
+    let bad = |what: String| format!("reconcile request: {what}; {RECONCILE_SHAPE}");
+    if let Some(other) = fields.keys().find(|k| *k != "reconcile") {
+        return Err(bad(format!("unexpected top-level field {other:?} next to \"reconcile\"")));
+    }
+    let request = fields["reconcile"].as_object().ok_or_else(|| bad("\"reconcile\" is not an object".into()))?;
+    // A misspelt `ingest` would silently turn a fill into a report: refuse unknown fields.
+    if let Some(other) = request.keys().find(|k| !matches!(k.as_str(), "prefix" | "since" | "ingest")) {
+        return Err(bad(format!("unknown field {other:?}")));
+    }
+    let prefix = match request.get("prefix") {
+        Some(Value::String(text)) => text,
+        None | Some(Value::Null) => return Err(bad("\"prefix\" is missing".into())),
+        Some(other) => return Err(bad(format!("\"prefix\" must be a string, got {other}"))),
+    };
+    let (bucket, prefix) = match parse_s3_url(prefix) {
+        Some(Ok(location)) => location,
+        Some(Err(e)) => return Err(bad(format!("\"prefix\": {e}"))),
+        None => return Err(bad(format!("\"prefix\" {prefix:?} is not an s3:// URL"))),
+    };
+    let since = match request.get("since") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => match crate::reconcile::parse_span(text) {
+            Some(span) if !span.is_zero() => Some(span),
+            _ => {
+                return Err(bad(format!(
+                    "\"since\" {text:?} is not a span back from now: use a whole number and s, m, h, d or w (36h, 2d)"
+                )))
+            }
+        },
+        Some(other) => return Err(bad(format!("\"since\" must be a string such as \"2d\", got {other}"))),
+    };
+    let ingest = match request.get("ingest") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(ingest)) => *ingest,
+        Some(other) => return Err(bad(format!("\"ingest\" must be true or false, got {other}"))),
+    };
+    Ok(ReconcileRequest { bucket, prefix, since, ingest })
+}
+
+/// Parses `s3://bucket[/prefix]` into bucket and prefix; `None` when `text` is not an
+/// `s3://` URL. The one parser of S3 locations (`crate::s3::S3Location` uses it).
+pub fn parse_s3_url(text: &str) -> Option<Result<(String, String), String>> {
+    let rest = text.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Some(Err(format!("{text:?} names no bucket (expected s3://bucket/prefix)")));
+    }
+    Some(Ok((bucket.to_string(), prefix.to_string())))
+}
+
 /// Reads a trigger event. `Err` means the event as a whole is unreadable (not JSON, or
 /// of no known shape); a bad SQS message is an `Err` inside its own [`Delivery`].
 pub fn parse_event(bytes: &[u8]) -> Result<Vec<Delivery>, String> {
     let event: Value = serde_json::from_slice(bytes).map_err(|e| format!("event is not JSON: {e}"))?;
-    if is_sqs_event(&event) {
+    Ok(deliveries(&event))
+}
+
+fn deliveries(event: &Value) -> Vec<Delivery> {
+    if is_sqs_event(event) {
         let records = event["Records"].as_array().map(Vec::as_slice).unwrap_or_default();
-        return Ok(records
+        return records
             .iter()
             .map(|message| Delivery {
                 message_id: message.get("messageId").and_then(Value::as_str).map(str::to_string),
                 work: sqs_message_work(message),
             })
-            .collect());
+            .collect();
     }
-    Ok(vec![Delivery { message_id: None, work: notification_work(&event) }])
+    vec![Delivery { message_id: None, work: notification_work(event) }]
 }
 
 /// Whether an event is an SQS batch (its answer is `batchItemFailures`).
@@ -389,10 +484,101 @@ mod tests {
         assert!(version[0].work.as_ref().unwrap_err().contains("version"));
     }
 
+    #[test]
+    fn the_scheduled_reconcile_payload_is_read_as_the_template_sends_it() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events/scheduled-reconcile.json");
+        let request = match parse_trigger(&std::fs::read(path).unwrap()) {
+            Ok(Trigger::Reconcile(request)) => request,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            request,
+            ReconcileRequest {
+                bucket: "tix-logs-raw".into(),
+                prefix: "logs/".into(),
+                since: Some(Duration::from_secs(2 * 86_400)),
+                ingest: true,
+            }
+        );
+    }
+
+    #[test]
+    fn reconcile_payloads_are_read_with_their_defaults() {
+        let request = |bucket: &str, prefix: &str, since_s: Option<u64>, ingest: bool| ReconcileRequest {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            since: since_s.map(Duration::from_secs),
+            ingest,
+        };
+        let table = [
+            (r#"{"reconcile": {"prefix": "s3://b/p/"}}"#, request("b", "p/", None, false)),
+            (r#"{"reconcile": {"prefix": "s3://b"}}"#, request("b", "", None, false)),
+            (r#"{"reconcile": {"prefix": "s3://b/", "since": "36h"}}"#, request("b", "", Some(36 * 3600), false)),
+            (
+                r#"{"reconcile": {"prefix": "s3://b/x y", "since": null, "ingest": null}}"#,
+                request("b", "x y", None, false),
+            ),
+            (
+                r#"{"reconcile": {"prefix": "s3://b/p", "ingest": false, "since": "1w"}}"#,
+                request("b", "p", Some(7 * 86_400), false),
+            ),
+            (
+                r#"{"reconcile": {"ingest": true, "prefix": "s3://b/p/", "since": "90m"}}"#,
+                request("b", "p/", Some(5400), true),
+            ),
+        ];
+        for (payload, want) in table {
+            assert_eq!(parse_trigger(payload.as_bytes()), Ok(Trigger::Reconcile(want)), "{payload}");
+        }
+    }
+
+    #[test]
+    fn malformed_reconcile_payloads_are_refused_naming_the_field() {
+        // (payload, what the error must name)
+        let table = [
+            (r#"{"reconcile": "s3://b/p/"}"#, "is not an object"),
+            (r#"{"reconcile": null}"#, "is not an object"),
+            (r#"{"reconcile": {}}"#, "\"prefix\" is missing"),
+            (r#"{"reconcile": {"prefix": 7}}"#, "\"prefix\" must be a string"),
+            (r#"{"reconcile": {"prefix": "b/p/"}}"#, "is not an s3:// URL"),
+            (r#"{"reconcile": {"prefix": "s3:///p/"}}"#, "names no bucket"),
+            (r#"{"reconcile": {"prefix": "s3://b/", "since": "yesterday"}}"#, "\"since\" \"yesterday\""),
+            (r#"{"reconcile": {"prefix": "s3://b/", "since": "0d"}}"#, "\"since\" \"0d\""),
+            (r#"{"reconcile": {"prefix": "s3://b/", "since": "2024-02-05"}}"#, "span back from now"),
+            (r#"{"reconcile": {"prefix": "s3://b/", "since": 2}}"#, "\"since\" must be a string"),
+            (r#"{"reconcile": {"prefix": "s3://b/", "ingest": "true"}}"#, "\"ingest\" must be true or false"),
+            (r#"{"reconcile": {"prefix": "s3://b/", "ingst": true}}"#, "unknown field \"ingst\""),
+            (r#"{"reconcile": {"prefix": "s3://b/"}, "Records": []}"#, "unexpected top-level field \"Records\""),
+        ];
+        for (payload, names) in table {
+            let err = parse_trigger(payload.as_bytes()).unwrap_err();
+            assert!(err.starts_with("reconcile request: "), "{payload}: {err}");
+            assert!(err.contains(names), "{payload}: {err}");
+            assert!(err.contains(r#"{"reconcile": {"prefix": "s3://BUCKET/PREFIX""#), "says what is expected: {err}");
+        }
+    }
+
+    #[test]
+    fn notifications_read_through_parse_trigger_are_the_deliveries_parse_event_reads() {
+        for name in ["s3-put.json", "sqs-s3.json", "sns-sqs-s3.json", "eventbridge-object-created.json"] {
+            let bytes = sample(name);
+            assert_eq!(parse_trigger(&bytes), Ok(Trigger::Deliveries(parse_event(&bytes).unwrap())), "{name}");
+        }
+        assert!(parse_trigger(b"not json").is_err());
+        // Only an object with a top-level `reconcile` field is a reconcile request.
+        let nested = parse_trigger(br#"{"detail": {"reconcile": {"prefix": "s3://b/"}}}"#).unwrap();
+        assert!(matches!(&nested, Trigger::Deliveries(d) if d.len() == 1 && d[0].work.is_err()), "{nested:?}");
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = parse_event(&bytes);
+        }
+
+        #[test]
+        fn parsing_arbitrary_reconcile_requests_never_panics(body in "[ -~]{0,80}") {
+            let _ = parse_trigger(format!(r#"{{"reconcile": {body}}}"#).as_bytes());
         }
 
         #[test]

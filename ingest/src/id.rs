@@ -80,8 +80,22 @@ impl FromStr for DocId {
 /// the same identity, and a changed object or file a different one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceIdentity {
-    /// `version` is the version id, else the ETag. Surrounding quotes are ignored, since
-    /// S3 quotes the ETag in `HeadObject`/`ListObjects` but not in event notifications.
+    /// `version` is the object's ETag, whichever way the object arrived: an event
+    /// notification (`eTag`; on a versioned bucket a `HeadObject` of the event's version
+    /// when the event has no ETag), an EventBridge event (`etag`) or a listing. So one
+    /// object has one identity, and a backfill over objects the Lambda ingested skips
+    /// them. Surrounding quotes are ignored, since S3 quotes the ETag in
+    /// `HeadObject`/`ListObjects` but not in event notifications. Two versions of a key
+    /// with the same bytes have the same ETag and are one source: their records are
+    /// the same, stored once.
+    ///
+    /// Before this rule, the Lambda put the version id here when the event carried one
+    /// (a versioned bucket), and a listing the ETag. Checkpoints and position ids the
+    /// Lambda wrote on a versioned bucket then are keyed by version id: a backfill or
+    /// `reconcile --ingest` over those objects sees them as never ingested and indexes
+    /// their records without `event_id` a second time (records with `event_id` are not
+    /// doubled). Limit such runs to objects written since the change (`--since`), or
+    /// re-ingest into a new index. The encoding below did not change; only the value.
     S3 { bucket: String, key: String, version: String },
     /// `path` must be canonical (absolute, symlinks resolved).
     File { path: String, size: u64, mtime_ns: i128 },
@@ -91,7 +105,8 @@ pub enum SourceIdentity {
 
 impl SourceIdentity {
     /// Readable name for dead-letter entries, logs and the audit:
-    /// `s3://bucket/key?versionId=...` or `s3://bucket/key?etag=...`, the path of a
+    /// `s3://bucket/key?etag=...` (or `?versionId=...` for a version-id identity
+    /// recorded before identities became ETags), the path of a
     /// file, the name of a stream. Not an identifier: use [`Self::checkpoint_key`].
     pub fn display_name(&self) -> String {
         match self {

@@ -13,6 +13,43 @@ use crate::trigger::{HandlerReport, DEFAULT_DEADLINE_MARGIN};
 /// The namespace of the EMF metrics (alarms in `template.yaml` use it).
 pub const METRICS_NAMESPACE: &str = "TixLogs";
 
+/// The shortest PII key the Lambda accepts (256 bits, HMAC-SHA256's own strength).
+pub const MIN_PII_KEY_BYTES: usize = 32;
+
+/// How the function logs, from Lambda's advanced logging controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// One JSON object per line (the default), or text when `AWS_LAMBDA_LOG_FORMAT=Text`.
+    pub json: bool,
+    /// The level for every target `RUST_LOG` does not name.
+    pub level: tracing::level_filters::LevelFilter,
+}
+
+/// Reads `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL` (set by Lambda from the
+/// function's `LoggingConfig`); without a Lambda level, a bare level in `RUST_LOG`
+/// counts, else `info`. As in `lambda_runtime::tracing`, except that logs stay JSON when
+/// no format is given: CloudWatch Logs Insights and the tests read them as JSON, and a
+/// function deployed without the template's `LoggingConfig` should not change shape.
+pub fn log_settings(lookup: impl Fn(&str) -> Option<String>) -> LogSettings {
+    use tracing::level_filters::LevelFilter;
+    let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.trim().eq_ignore_ascii_case("text"));
+    let parse = |text: &str| match text.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some(LevelFilter::TRACE),
+        "debug" => Some(LevelFilter::DEBUG),
+        "info" => Some(LevelFilter::INFO),
+        "warn" | "warning" => Some(LevelFilter::WARN),
+        // Lambda's own level list ends with FATAL, which tracing does not have.
+        "error" | "fatal" => Some(LevelFilter::ERROR),
+        "off" => Some(LevelFilter::OFF),
+        _ => None,
+    };
+    let level = lookup("AWS_LAMBDA_LOG_LEVEL")
+        .and_then(|l| parse(&l))
+        .or_else(|| lookup("RUST_LOG").and_then(|l| parse(&l)))
+        .unwrap_or(LevelFilter::INFO);
+    LogSettings { json, level }
+}
+
 /// Which backend the Lambda writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LambdaBackend {
@@ -94,8 +131,21 @@ impl LambdaSettings {
             }
         }
         let pii_key = lookup("TIX_PII_KEY").filter(|k| !k.is_empty()).ok_or_else(|| {
-            config("TIX_PII_KEY is required in the Lambda (the HMAC key for e-mail and phone tokens)".into())
+            config(
+                "TIX_PII_KEY is required in the Lambda (the HMAC key for e-mail and phone tokens): set \
+                 TIX_PII_KEY_PARAM to the name of an SSM SecureString parameter holding it"
+                    .into(),
+            )
         })?;
+        // A short key can be found by trying keys against a token, and a token reveals
+        // whether two records share an e-mail address: the key is what keeps them opaque.
+        if pii_key.len() < MIN_PII_KEY_BYTES {
+            return Err(config(format!(
+                "TIX_PII_KEY (or the parameter TIX_PII_KEY_PARAM names) is {} bytes long; the Lambda needs at least \
+                 {MIN_PII_KEY_BYTES}: store a random key, e.g. `openssl rand -base64 48`",
+                pii_key.len()
+            )));
+        }
         let deadline_margin = match lookup("TIX_DEADLINE_MARGIN_MS") {
             None => DEFAULT_DEADLINE_MARGIN,
             Some(ms) => Duration::from_millis(
@@ -149,18 +199,27 @@ pub fn invocation_budget(deadline_ms: u64, now_ms: u64, process_started_ms: u64)
 /// One CloudWatch Embedded Metric Format record for an invocation.
 pub fn emf_record(report: &HandlerReport, function_name: &str, duration: Duration, timestamp_ms: i64) -> Value {
     let summary = &report.summary;
-    let metrics: [(&str, u64, &str); 10] = [
+    let mut metrics: Vec<(&str, u64, &str)> = vec![
         ("Objects", summary.objects, "Count"),
         ("Records", summary.records, "Count"),
         ("Indexed", summary.indexed, "Count"),
         ("Duplicates", summary.duplicates, "Count"),
         ("Rejected", summary.rejected, "Count"),
         ("FailedObjects", summary.objects_failed, "Count"),
+        ("PausedObjects", summary.objects_paused, "Count"),
         ("FailedMessages", report.failed.len() as u64, "Count"),
         ("Acknowledged", report.acknowledged, "Count"),
         ("BytesRead", summary.bytes_read, "Bytes"),
         ("DurationMs", duration.as_millis() as u64, "Milliseconds"),
     ];
+    // Only a scheduled reconcile reports these, so their alarms see its runs alone.
+    if let Some(reconciled) = &report.reconciliation {
+        metrics.extend([
+            ("ReconcileMissing", reconciled.reconciliation.missing.len() as u64, "Count"),
+            ("ReconcileFailed", reconciled.reconciliation.failed.len() as u64, "Count"),
+            ("ReconcileRemaining", reconciled.remaining.as_ref().map_or(0, |keys| keys.len() as u64), "Count"),
+        ]);
+    }
     let mut record = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -190,8 +249,11 @@ mod tests {
         LambdaSettings::from_lookup(|name| env.get(name).cloned())
     }
 
+    /// 32 bytes, the shortest key the Lambda takes.
+    const KEY: &str = "k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y-";
+
     const GOOD: [(&str, &str); 3] =
-        [("TIX_DEAD_LETTER", "s3://logs/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/in/"), ("TIX_PII_KEY", "k3y")];
+        [("TIX_DEAD_LETTER", "s3://logs/dead/"), ("TIX_TRIGGER_PREFIX", "s3://logs/in/"), ("TIX_PII_KEY", KEY)];
 
     #[test]
     fn good_settings_are_read_and_debug_hides_the_key() {
@@ -199,8 +261,42 @@ mod tests {
         assert_eq!(s.backend, LambdaBackend::Elasticsearch);
         assert_eq!(s.dead_letter.prefix, "dead/");
         assert_eq!(s.deadline_margin, Duration::from_secs(10));
+        assert_eq!(s.pii_key, KEY.as_bytes());
         let debug = format!("{s:?}");
         assert!(!debug.contains("k3y"), "{debug}");
+    }
+
+    #[test]
+    fn a_pii_key_shorter_than_32_bytes_is_refused_without_showing_it() {
+        for short in ["Zq", "test-pii-key", &KEY[..31]] {
+            let mut pairs = GOOD.to_vec();
+            pairs[2] = ("TIX_PII_KEY", short);
+            let error = settings(&pairs).expect_err(short).to_string();
+            assert!(error.contains(&format!("is {} bytes long", short.len())), "{error}");
+            assert!(error.contains("at least 32") && !error.contains(short), "{error}");
+        }
+    }
+
+    #[test]
+    fn logs_follow_lambdas_logging_controls_and_stay_json_by_default() {
+        use tracing::level_filters::LevelFilter;
+        type Env = &'static [(&'static str, &'static str)];
+        let table: [(Env, bool, LevelFilter); 8] = [
+            (&[], true, LevelFilter::INFO),
+            (&[("AWS_LAMBDA_LOG_FORMAT", "JSON")], true, LevelFilter::INFO),
+            (&[("AWS_LAMBDA_LOG_FORMAT", "Text")], false, LevelFilter::INFO),
+            (&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")], true, LevelFilter::DEBUG),
+            (&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")], true, LevelFilter::ERROR),
+            (&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "trace")], true, LevelFilter::WARN),
+            (&[("RUST_LOG", "debug")], true, LevelFilter::DEBUG),
+            // Per-target directives are RUST_LOG's own business (the binary's EnvFilter).
+            (&[("RUST_LOG", "ingest=debug")], true, LevelFilter::INFO),
+        ];
+        for (pairs, json, level) in table {
+            let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+            let got = log_settings(|name| env.get(name).map(|v| v.to_string()));
+            assert_eq!(got, LogSettings { json, level }, "{pairs:?}");
+        }
     }
 
     #[test]
@@ -277,7 +373,7 @@ mod tests {
         };
         let record = emf_record(&report, "fn", Duration::from_millis(1500), 1_700_000_000_000);
         let declared = record["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
-        assert_eq!(declared.len(), 10);
+        assert_eq!(declared.len(), 11);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap();
             assert!(record[name].is_u64(), "{name} declared but not present");
@@ -286,5 +382,37 @@ mod tests {
         assert_eq!(record["DurationMs"], 1500);
         assert_eq!(record["FunctionName"], "fn");
         assert_eq!(record["_aws"]["CloudWatchMetrics"][0]["Namespace"], METRICS_NAMESPACE);
+        assert!(record.get("ReconcileMissing").is_none(), "an ingest invocation reports no reconcile metrics");
+    }
+
+    #[test]
+    fn a_scheduled_reconcile_reports_what_it_found_missing_failed_and_left() {
+        let reconciliation = crate::reconcile::Reconciliation {
+            listed: 5,
+            completed: 2,
+            missing: vec!["a".into(), "b".into()],
+            failed: vec!["c".into()],
+            ..Default::default()
+        };
+        let report = HandlerReport {
+            reconciliation: Some(crate::reconcile::ReconcileReport {
+                location: "s3://logs/in/".into(),
+                reconciliation,
+                remaining: Some(vec!["c".into()]),
+            }),
+            ..HandlerReport::default()
+        };
+        let record = emf_record(&report, "fn", Duration::from_millis(10), 0);
+        let declared: Vec<&str> = record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert!(declared.contains(&"ReconcileMissing"), "{declared:?}");
+        assert_eq!(
+            (&record["ReconcileMissing"], &record["ReconcileFailed"], &record["ReconcileRemaining"]),
+            (&json!(2), &json!(1), &json!(1))
+        );
     }
 }

@@ -15,9 +15,12 @@ pub mod id;
 pub mod lambda;
 pub mod limits;
 pub mod pipeline;
+pub mod reconcile;
 pub mod redact;
 #[cfg(feature = "aws")]
 pub mod s3;
+#[cfg(feature = "aws")]
+pub mod secrets;
 pub mod source;
 #[cfg(test)]
 mod test_support;

@@ -38,12 +38,7 @@ pub struct S3Location {
 impl S3Location {
     /// Parses `s3://bucket[/prefix]`; `None` when `text` is not an `s3://` URL.
     pub fn parse(text: &str) -> Option<std::result::Result<Self, String>> {
-        let rest = text.strip_prefix("s3://")?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Some(Err(format!("{text:?} names no bucket (expected s3://bucket/prefix)")));
-        }
-        Some(Ok(S3Location { bucket: bucket.to_string(), prefix: prefix.to_string() }))
+        crate::events::parse_s3_url(text).map(|parsed| parsed.map(|(bucket, prefix)| S3Location { bucket, prefix }))
     }
 
     /// Whether every key under `other` is also under `self` (or the two overlap so that
@@ -142,13 +137,31 @@ impl S3Context {
     /// identity and checkpoint key are the ones `tix-logs ingest s3://...` records) with
     /// the listing's `LastModified`. For `tix-logs reconcile`.
     pub fn list_with_times(&self, location: &S3Location) -> Result<Vec<ListedObject>> {
+        self.list_with_times_until(location, &|| false)
+    }
+
+    /// [`S3Context::list_with_times`], giving up between pages once `stop` says so (the
+    /// invocation's deadline): a partial listing would report the rest as nothing.
+    pub fn list_with_times_until(&self, location: &S3Location, stop: &dyn Fn() -> bool) -> Result<Vec<ListedObject>> {
         let failure = |error: String| Error::Source { source_name: location.to_string(), error: io_error(error) };
         self.block_on(async {
             let mut objects = Vec::new();
             let mut pages =
                 self.client.list_objects_v2().bucket(&location.bucket).prefix(&location.prefix).into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failure(format!("listing failed: {}", DisplayErrorContext(&e))))?;
+                let page = page.map_err(|e| {
+                    failure(format!(
+                        "listing failed: {} (check the bucket name, AWS_REGION / AWS_ENDPOINT_URL, and that the \
+                         credentials may s3:ListBucket)",
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+                if stop() {
+                    return Err(failure(format!(
+                        "listing stopped at the deadline after {} keys; give the run more time or a narrower prefix",
+                        objects.len()
+                    )));
+                }
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
                     let etag = object.e_tag().unwrap_or_default();
@@ -170,17 +183,37 @@ impl S3Context {
         })
     }
 
-    /// The bucket's versioning state as `GetBucketVersioning` answers it: `None` when
-    /// versioning was never enabled, else `Some("Enabled")` or `Some("Suspended")`.
-    /// In a versioned bucket notifications carry version ids, so the Lambda's
-    /// checkpoints are keyed by version id, not by the ETag a listing gives.
-    pub fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>> {
-        self.block_on(self.client.get_bucket_versioning().bucket(bucket).send())
-            .map(|output| output.status().map(|s| s.as_str().to_string()).filter(|s| !s.is_empty()))
-            .map_err(|e| Error::Source {
-                source_name: format!("s3://{bucket}"),
-                error: io_error(format!("GetBucketVersioning failed: {}", DisplayErrorContext(&e))),
-            })
+    /// The ETag of `key` (of its version `version_id` when given), from one `HeadObject`:
+    /// an object's identity is its ETag, and some events carry only a version id.
+    pub fn head_etag(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<String> {
+        let failure = |message: String| Error::Source {
+            source_name: format!(
+                "s3://{bucket}/{key}{}",
+                version_id.map(|v| format!("?versionId={v}")).unwrap_or_default()
+            ),
+            error: io_error(message),
+        };
+        let head = self.client.head_object().bucket(bucket).key(key).set_version_id(version_id.map(str::to_string));
+        let output = self.block_on(head.send()).map_err(|e| {
+            let not_found = e.as_service_error().is_some_and(|s| s.is_not_found());
+            let what =
+                if not_found { "the object or version does not exist (deleted before it was read?): " } else { "" };
+            failure(format!("HeadObject failed: {what}{}", DisplayErrorContext(&e)))
+        })?;
+        match output.e_tag() {
+            Some(etag) if !etag.is_empty() => Ok(etag.to_string()),
+            _ => Err(failure("HeadObject answered without an ETag".into())),
+        }
+    }
+
+    /// The object an event names, with the identity a listing of its bucket gives it:
+    /// bucket, key, ETag. An event without an ETag costs one `HeadObject` (of the
+    /// event's version, when it names one).
+    pub fn resolve(&self, mut object: ObjectRef) -> Result<S3Object> {
+        if object.etag.as_deref().is_none_or(str::is_empty) {
+            object.etag = Some(self.head_etag(&object.bucket, &object.key, object.version_id.as_deref())?);
+        }
+        Ok(S3Object::new(self.clone(), object))
     }
 
     /// Uploads `body` (tests and benchmarks) and returns the ETag S3 gave it.
@@ -218,7 +251,7 @@ fn io_error(message: String) -> std::io::Error {
     std::io::Error::other(message)
 }
 
-/// One S3 object, identified by bucket, key and version id (or ETag).
+/// One S3 object, identified by bucket, key and ETag (see [`SourceIdentity::S3`]).
 #[derive(Clone)]
 pub struct S3Object {
     s3: S3Context,
@@ -227,8 +260,12 @@ pub struct S3Object {
 }
 
 impl S3Object {
+    /// The object with its ETag identity. The version id never enters the identity, so
+    /// an object has one identity whether a notification (which carries a version id on
+    /// a versioned bucket) or a listing (which does not) names it. An `object` without an
+    /// ETag gets an empty one: use [`S3Context::resolve`] for events.
     pub fn new(s3: S3Context, object: ObjectRef) -> Self {
-        let version = object.version_id.clone().or_else(|| object.etag.clone()).unwrap_or_default();
+        let version = object.etag.clone().unwrap_or_default();
         let identity = SourceIdentity::S3 { bucket: object.bucket.clone(), key: object.key.clone(), version };
         S3Object { s3, object, identity }
     }
@@ -245,9 +282,10 @@ impl S3Object {
             .bucket(&self.object.bucket)
             .key(&self.object.key)
             .set_version_id(self.object.version_id.clone())
-            // Read exactly the object the identity names: a replaced object has its
-            // own event and its own identity.
-            .set_if_match(if self.object.version_id.is_none() { self.object.etag.clone() } else { None })
+            // Read exactly the bytes the identity (the ETag) names: a replaced object
+            // has its own event and its own identity. With a version id too, this only
+            // restates what the version pins, so a mismatch means a broken event.
+            .set_if_match(self.object.etag.clone().filter(|etag| !etag.is_empty()))
             .set_range((from > 0).then(|| format!("bytes={from}-")));
         match request.send().await {
             Ok(output) => Ok(output.body),

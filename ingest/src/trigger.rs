@@ -1,5 +1,7 @@
 //! The trigger handler: one S3, SQS, SNS or EventBridge event in, the objects it names
-//! ingested, and the answer the trigger needs out (SQS `batchItemFailures`).
+//! ingested, and the answer the trigger needs out (SQS `batchItemFailures`). Or a
+//! scheduled `{"reconcile": ...}` request in: the prefix compared with the checkpoints
+//! (and, if asked, what is missing ingested) by [`crate::reconcile`].
 //!
 //! This is exactly what the Lambda runs and what `tix-logs ingest --event FILE` runs.
 //! A message counts as done only when every object it names completed (or had already
@@ -14,9 +16,10 @@ use serde::Serialize;
 
 use crate::dead_letter::DeadLetterStore;
 use crate::error::{Error, Result};
-use crate::events::{parse_event, Delivery, Work};
+use crate::events::{parse_trigger, Delivery, ReconcileRequest, Trigger, Work};
 use crate::pipeline::{Pipeline, PipelineConfig, Progress, RunSummary, SourceReport};
-use crate::s3::{S3Context, S3Object};
+use crate::reconcile::{ReconcileReport, Survey};
+use crate::s3::{S3Context, S3Location};
 
 /// Time kept back before the deadline by default (`TIX_DEADLINE_MARGIN_MS`).
 pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(10);
@@ -74,6 +77,11 @@ pub struct HandlerReport {
     pub deliveries: u64,
     pub failed: Vec<FailedDelivery>,
     pub sources: Vec<SourceReport>,
+    /// For a reconcile request: what the listing and the checkpoints say, and what
+    /// stayed outstanding. Objects it leaves outstanding are not failures of the
+    /// invocation: the next scheduled run takes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<ReconcileReport>,
 }
 
 impl HandlerReport {
@@ -100,31 +108,117 @@ pub fn handle_event(
     deadline: Option<Deadline>,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<HandlerReport> {
-    let deliveries = parse_event(event).map_err(Error::Event)?;
+    let trigger = parse_trigger(event).map_err(Error::Event)?;
     if let Some(deadline) = deadline {
         let earlier = config.should_stop.take();
         config.should_stop = Some(Arc::new(move || deadline.reached() || earlier.as_ref().is_some_and(|stop| stop())));
     }
-    let mut report = HandlerReport { deliveries: deliveries.len() as u64, ..HandlerReport::default() };
+    let mut report = HandlerReport::default();
     // No backend request outlives the invocation: a batch that cannot finish in time
     // fails its object (redelivered), instead of timing out the whole invocation.
     backend.set_deadline(deadline.map(|d| d.writes_end()));
-    let result = {
-        let mut pipeline = Pipeline::new(&mut *backend, dead_letter, config);
-        if let Some(progress) = progress {
-            pipeline = pipeline.with_progress(progress);
-        }
-        ingest_deliveries(&mut pipeline, deliveries, s3, &mut report).and_then(|()| {
-            // Acknowledge only what is durable: the commit comes before the answer.
-            pipeline.set_backend_deadline(deadline.map(|d| d.commit_end()));
-            pipeline.finish()
-        })
-    };
+    let result = run_trigger(trigger, s3, &mut *backend, dead_letter, config, deadline, progress, &mut report);
     backend.set_deadline(None);
     report.summary = result?;
+    if let Some(reconciliation) = &report.reconciliation {
+        log_reconciliation(reconciliation);
+    }
     #[cfg(feature = "failpoints")]
     fail::fail_point!("trigger.before_ack");
     Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_trigger(
+    trigger: Trigger,
+    s3: &S3Context,
+    backend: &mut dyn Backend,
+    dead_letter: &mut dyn DeadLetterStore,
+    config: PipelineConfig,
+    deadline: Option<Deadline>,
+    progress: Option<Arc<dyn Progress>>,
+    report: &mut HandlerReport,
+) -> Result<RunSummary> {
+    let pipeline = |backend, dead_letter, config| {
+        let pipeline = Pipeline::new(backend, dead_letter, config);
+        match progress {
+            Some(progress) => pipeline.with_progress(progress),
+            None => pipeline,
+        }
+    };
+    // Acknowledge only what is durable: the commit comes before the answer.
+    let commit = |mut pipeline: Pipeline<'_>| {
+        pipeline.set_backend_deadline(deadline.map(|d| d.commit_end()));
+        pipeline.finish()
+    };
+    match trigger {
+        Trigger::Deliveries(deliveries) => {
+            report.deliveries = deliveries.len() as u64;
+            let mut pipeline = pipeline(backend, dead_letter, config);
+            ingest_deliveries(&mut pipeline, deliveries, s3, report)?;
+            commit(pipeline)
+        }
+        Trigger::Reconcile(request) => {
+            report.deliveries = 1;
+            // The survey reads the backend's checkpoints before the pipeline borrows it.
+            let survey = survey(&request, s3, &*backend, &*dead_letter, &config)?;
+            let mut pipeline = pipeline(backend, dead_letter, config);
+            let ingested = if request.ingest { Some(survey.ingest(&mut pipeline)?) } else { None };
+            report.sources.extend(ingested.iter().flat_map(|i| i.reports.iter().cloned()));
+            report.reconciliation = Some(survey.report(ingested.as_ref()));
+            commit(pipeline)
+        }
+    }
+}
+
+/// Lists the request's prefix and classifies it against the checkpoints. A listing
+/// that the deadline cuts short is an error: half a listing would hide the other half.
+fn survey(
+    request: &ReconcileRequest,
+    s3: &S3Context,
+    backend: &dyn Backend,
+    dead_letter: &dyn DeadLetterStore,
+    config: &PipelineConfig,
+) -> Result<Survey> {
+    let location = S3Location { bucket: request.bucket.clone(), prefix: request.prefix.clone() };
+    if request.ingest {
+        crate::reconcile::check_dead_letter(&location, &dead_letter.location())?;
+    }
+    let since_ms = request.since.map(|span| {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        crate::reconcile::since_ms(now_ms, span)
+    });
+    let stop = || config.should_stop.as_ref().is_some_and(|stop| stop());
+    crate::reconcile::survey(s3, &location, backend, since_ms, &stop)
+}
+
+/// How many keys of each list the log line names; the counts are always complete.
+const LOGGED_KEYS: usize = 50;
+
+/// One log line a CloudWatch alarm or a person can find: counts and object keys only.
+fn log_reconciliation(report: &ReconcileReport) {
+    let r = &report.reconciliation;
+    let first = |keys: &[String]| keys.iter().take(LOGGED_KEYS).cloned().collect::<Vec<_>>().join(", ");
+    let remaining = report.remaining.as_deref().unwrap_or_default();
+    if r.missing.is_empty() && r.failed.is_empty() {
+        tracing::info!(location = %report.location, listed = r.listed, completed = r.completed, "reconcile: nothing missing");
+        return;
+    }
+    tracing::warn!(
+        location = %report.location,
+        listed = r.listed,
+        completed = r.completed,
+        missing = r.missing.len(),
+        failed = r.failed.len(),
+        ingested = report.remaining.is_some(),
+        remaining = remaining.len(),
+        missing_keys = %first(&r.missing),
+        failed_keys = %first(&r.failed),
+        remaining_keys = %first(remaining),
+        "reconcile: objects never ingested (lost notifications) or not completed"
+    );
 }
 
 /// Ingests the objects of every delivery, and records the deliveries that did not
@@ -159,7 +253,15 @@ fn ingest_deliveries(
                 unfinished.get_or_insert_with(|| "not started before the deadline; it will be redelivered".into());
                 continue;
             }
-            let source = S3Object::new(s3.clone(), object);
+            // One identity per object however it arrives (ETag, as a listing names it).
+            let source = match s3.resolve(object) {
+                Ok(source) => source,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot tell which object the event names");
+                    unfinished.get_or_insert_with(|| error.to_string());
+                    continue;
+                }
+            };
             let source_report = pipeline.ingest(&source)?;
             if !source_report.outcome.is_done() {
                 let reason = source_report.failure.clone().unwrap_or_else(|| "unfinished".into());

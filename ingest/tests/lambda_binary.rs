@@ -50,7 +50,7 @@ fn invoke_once(
     command
         .env("TIX_BACKEND", "tantivy")
         .env("TIX_INDEX", index)
-        .env("TIX_PII_KEY", "test-pii-key")
+        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
         .env("TIX_DEAD_LETTER", format!("s3://{}/{prefix}", garage.dl_bucket));
     for (name, value) in env {
         command.env(name, value);

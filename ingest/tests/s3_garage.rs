@@ -376,15 +376,17 @@ fn a_handler_near_its_deadline_stops_and_reports_the_unfinished_messages() {
     let report = handle_with(&garage.s3, &event, &mut backend, &mut dead_letter, config, None);
     assert_eq!(report.batch_item_failures(), vec!["m1", "m2", "m3"], "{:?}", report.failed);
     assert_eq!(report.sources[0].outcome, SourceOutcome::Completed);
-    assert_eq!(report.sources[1].outcome, SourceOutcome::Failed);
+    assert_eq!(report.sources[1].outcome, SourceOutcome::Paused, "stopped with its progress checkpointed");
     let partial = count(&backend);
     assert!(partial > 3_000 && partial < 6_000, "{partial}");
+    assert!(dead_letter.read_all().unwrap().is_empty(), "a pause is not a failure: no dead-letter entry");
 
     let redelivered = handle(&garage.s3, &event, &mut backend, &mut dead_letter);
     assert!(redelivered.failed.is_empty(), "{:?}", redelivered.failed);
     assert_eq!(count(&backend), 12_000, "every record once");
-    assert_eq!(redelivered.summary.duplicates, partial - 3_000, "the stopped object's records are duplicates");
-    assert!(dead_letter.read_all().unwrap().is_empty(), "a stopped object's entry is replaced once it completes");
+    assert_eq!(redelivered.summary.duplicates, 0, "the paused object continues where it stopped");
+    assert_eq!(redelivered.summary.records, 12_000 - partial, "nothing is read twice");
+    assert!(dead_letter.read_all().unwrap().is_empty());
 }
 
 #[test]

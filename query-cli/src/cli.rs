@@ -41,7 +41,8 @@ const INGEST_EXAMPLES: &str = "Examples:
   tix-logs ingest --event saved-sqs-event.json    # a saved Lambda event, through the Lambda's handler
   tix-logs ingest --json ./logs/ | jq .indexed    # one JSON summary on stdout
 
-Exit status: 0 every object completed, 1 some object failed, 2 usage or operational error.
+Exit status: 0 every object completed, 1 some object failed or was stopped at the
+--time-budget deadline (run again: it continues where it stopped), 2 usage or operational error.
 Rejected records go to the dead-letter directory, one NDJSON entry each, with the reason.
 S3 uses the standard AWS configuration (AWS_REGION, AWS_PROFILE, credentials, and
 AWS_ENDPOINT_URL for S3-compatible servers, which are then addressed path-style).";
@@ -88,7 +89,8 @@ pub struct IngestArgs {
     pub event: Option<PathBuf>,
     /// With --event: play the Lambda's remaining time (e.g. 30s, 2m, 500ms). The handler
     /// stops taking work a margin before it (10 s, at most a quarter of the budget) and
-    /// reports what is left for redelivery, exactly as the Lambda would.
+    /// reports what is left for redelivery, exactly as the Lambda would: an object stopped
+    /// midway is checkpointed, and the next run continues it where it stopped.
     #[arg(long, value_name = "DURATION", requires = "event")]
     pub time_budget: Option<String>,
     /// Files, directories (recursively), `-` for stdin, or s3://bucket/prefix.
@@ -169,9 +171,11 @@ const RECONCILE_EXAMPLES: &str = "Examples:
   tix-logs reconcile s3://booking-logs/ --since 2d --json   # the last two days, for scripts
   tix-logs reconcile s3://booking-logs/ --since 2d --ingest # and ingest what is missing or failed
 
-Each object's checkpoint key is derived as `tix-logs ingest s3://...` derives it (bucket, key,
-ETag); folder markers and 0-byte objects are skipped. --json prints one object:
-{\"listed\": N, \"completed\": N, \"missing\": [keys], \"failed\": [keys], ...}.
+Each object's checkpoint key is derived as `tix-logs ingest s3://...` and the Lambda derive it
+(bucket, key, ETag), so versioned buckets work too; folder markers and 0-byte objects are
+skipped. --json prints one object:
+{\"location\": \"s3://...\", \"listed\": N, \"completed\": N, \"missing\": [keys], \"failed\": [keys], ...}.
+The Lambda runs the same from a schedule: {\"reconcile\": {\"prefix\": \"s3://B/P\", \"since\": \"2d\", \"ingest\": true}}.
 Exit status: 0 nothing missing or failed (or --ingest completed it all), 1 some object is
 missing or failed (after --ingest: still failed), 2 usage or operational error.";
 

@@ -141,6 +141,9 @@ fn print_event_report(report: &HandlerReport, args: &IngestArgs) -> Result<()> {
         let mut out = serde_json::to_value(&report.summary)?;
         out["acknowledged"] = report.acknowledged.into();
         out["batch_item_failures"] = failures.into();
+        if let Some(reconciliation) = &report.reconciliation {
+            out["reconciliation"] = serde_json::to_value(reconciliation)?;
+        }
         println!("{out}");
         return Ok(());
     }

@@ -19,40 +19,23 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
             return Ok(midnight.and_utc().timestamp_millis());
         }
     }
-    if let Some(span) = parse_span_ms(text) {
-        return Ok(now.timestamp_millis() - span);
+    if let Some(span) = ingest::reconcile::parse_span(text) {
+        return Ok(ingest::reconcile::since_ms(now.timestamp_millis(), span));
     }
     Err(format!(
         "cannot read time {text:?}: use RFC 3339 (2024-02-05T10:00:00Z), a date (2024-02-05) or a span back from now (30m, 2h, 7d)"
     ))
 }
 
-/// A positive duration: a number and `ms`, `s`, `m` or `h` (`--time-budget`).
+/// A positive duration: a number and `ms`, `s`, `m` or `h` (`--time-budget`); the span
+/// grammar is [`ingest::reconcile::parse_span`]'s, without days and weeks, which no
+/// time budget needs.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let millis = match text.strip_suffix("ms") {
-        Some(number) => number.parse::<u64>().ok(),
-        None => parse_span_ms(text).filter(|_| !text.ends_with('d') && !text.ends_with('w')).map(|ms| ms as u64),
-    };
-    match millis {
-        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+    match ingest::reconcile::parse_span(text) {
+        Some(span) if !span.is_zero() && !text.ends_with('d') && !text.ends_with('w') => Ok(span),
         _ => Err(format!("cannot read duration {text:?}: use a number and ms, s, m or h (500ms, 30s, 2m)")),
     }
-}
-
-fn parse_span_ms(text: &str) -> Option<i64> {
-    let unit_at = text.len().checked_sub(1)?;
-    let (number, unit) = text.split_at(unit_at);
-    let number: i64 = number.parse().ok().filter(|n| *n >= 0)?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(unit_ms)
 }
 
 #[cfg(test)]

@@ -201,3 +201,39 @@ fn errors_exit_2_and_say_what_to_do() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// The Lambda's scheduled payload, saved to a file and run through the Lambda's handler
+/// by `tix-logs ingest --event`: what is missing is ingested once, and `reconcile`
+/// (the same implementation) then finds nothing missing.
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn the_scheduled_reconcile_payload_runs_through_ingest_event() {
+    let garage = garage();
+    let prefix = unique_prefix("scheduled");
+    let location = format!("s3://{}/{prefix}", garage.bucket);
+    for i in 0..3 {
+        garage
+            .s3
+            .put(&garage.bucket, &format!("{prefix}part-{i}.ndjson.gz"), gzip(&events(&format!("s-{i}"), 7 + i)))
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("tix-index");
+    let payload = dir.path().join("reconcile.json");
+    let event = json!({"reconcile": {"prefix": location, "since": "2d", "ingest": true}});
+    std::fs::write(&payload, event.to_string()).unwrap();
+
+    let summary = tix_json(dir.path(), &["ingest", "--json", "--event", payload.to_str().unwrap()], 0);
+    assert_eq!(count(&index, ""), 7 + 8 + 9, "every record of the three objects, once: {summary}");
+    assert_eq!(summary["objects"], 3, "{summary}");
+    for i in 0..3 {
+        assert_eq!(count(&index, &format!("venue:\"s-{i}\"")), 7 + i, "s-{i}");
+    }
+    let report = tix_json(dir.path(), &["reconcile", "--json", &location], 0);
+    assert_eq!((report["completed"].clone(), report["missing"].clone()), (json!(3), json!([])), "{report}");
+
+    // Run again: nothing missing, nothing written.
+    let summary = tix_json(dir.path(), &["ingest", "--json", "--event", payload.to_str().unwrap()], 0);
+    assert_eq!(summary["objects"], 0, "{summary}");
+    assert_eq!(count(&index, ""), 7 + 8 + 9);
+}

@@ -9,5 +9,6 @@ pub mod fault_proxy;
 pub mod lambda_api;
 pub mod oracle;
 pub mod sigv4_gate;
+pub mod ssm_server;
 
 pub use es_server::{FakeCluster, Ledger, Reply, Request, Scripted};

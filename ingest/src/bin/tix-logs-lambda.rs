@@ -1,7 +1,9 @@
 //! `tix-logs-lambda`: the S3-triggered ingester on the Lambda runtime.
 //!
-//! Cold start: settings from the environment (refusing unsafe ones), the S3 client and
-//! the backend built once. Each invocation runs the same handler as
+//! Cold start: secrets named by `*_PARAM` variables read once from SSM Parameter Store
+//! (`ingest::secrets`), settings from the environment (refusing unsafe ones), the S3
+//! client and the backend built once. Logs are JSON on stderr, by Lambda's logging
+//! controls (`AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL`) and `RUST_LOG`. Each invocation runs the same handler as
 //! `tix-logs ingest --event`, on a blocking thread (the pipeline and the backends are
 //! synchronous), writes one EMF metrics line, and answers SQS with exactly the
 //! messages to redeliver.
@@ -13,10 +15,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use indexer::{Backend, ElasticsearchBackend, EsConfig, TantivyBackend, TantivyConfig};
 use ingest::events::is_sqs_event;
-use ingest::lambda::{emf_record, invocation_budget, InvocationBudget, LambdaBackend, LambdaSettings};
+use ingest::lambda::{emf_record, invocation_budget, log_settings, InvocationBudget, LambdaBackend, LambdaSettings};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter};
+use ingest::secrets::{self, Secrets};
 use ingest::trigger::{handle_event, Deadline};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
@@ -44,26 +47,39 @@ static WARNED_UNKNOWN_DEADLINE: AtomicBool = AtomicBool::new(false);
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     PROCESS_STARTED_MS.get_or_init(|| epoch_ms() as u64);
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let settings = match LambdaSettings::from_env() {
+    init_logging();
+    let env = |name: &str| std::env::var(name).ok();
+    let secrets = match read_secrets(env).await {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::error!(%error, "refusing to start");
+            return Err(error.into());
+        }
+    };
+    let lookup = secrets.lookup(env);
+    let settings = match LambdaSettings::from_lookup(&lookup) {
         Ok(settings) => settings,
         Err(error) => {
             tracing::error!(%error, "refusing to start");
             return Err(error.into());
         }
     };
+    let es_config = match settings.backend {
+        LambdaBackend::Elasticsearch => match EsConfig::from_lookup(&lookup) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                tracing::error!(%error, "refusing to start");
+                return Err(error.into());
+            }
+        },
+        LambdaBackend::Tantivy(_) => None,
+    };
+    drop(lookup);
+    drop(secrets);
     let s3 = S3Context::from_env(tokio::runtime::Handle::current()).await;
     let backend_choice = settings.backend.clone();
     // The Elasticsearch client owns a runtime of its own: build it off this one.
-    let backend = tokio::task::spawn_blocking(move || open_backend(&backend_choice)).await??;
+    let backend = tokio::task::spawn_blocking(move || open_backend(&backend_choice, es_config)).await??;
     let pipeline = PipelineConfig::new(Redactor::new(&settings.pii_key));
     let dead_letter = S3DeadLetter::new(s3.clone(), settings.dead_letter.clone());
     tracing::info!(settings = ?settings, "ready");
@@ -71,10 +87,44 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| invoke(worker.clone(), event))).await
 }
 
-fn open_backend(choice: &LambdaBackend) -> Result<Box<dyn Backend>, lambda_runtime::Error> {
-    let mut backend: Box<dyn Backend> = match choice {
-        LambdaBackend::Elasticsearch => Box::new(ElasticsearchBackend::connect(EsConfig::from_env()?)?),
-        LambdaBackend::Tantivy(path) => Box::new(TantivyBackend::open_for_writing(path, TantivyConfig::default())?),
+/// JSON lines on stderr (stdout carries the EMF metrics): the level from
+/// `AWS_LAMBDA_LOG_LEVEL` (else a bare level in `RUST_LOG`, else info), refined per target
+/// by `RUST_LOG` directives. Span fields (the runtime's `requestId`) ride on each line.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let settings = log_settings(|name| std::env::var(name).ok());
+    let filter = EnvFilter::builder().with_default_directive(settings.level.into()).from_env_lossy();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+/// The secrets the environment names by parameter, fetched once; none when it names none.
+async fn read_secrets(env: impl Fn(&str) -> Option<String>) -> ingest::Result<Secrets> {
+    let parameters = secrets::plan(env)?;
+    if parameters.is_empty() {
+        return Ok(Secrets::default());
+    }
+    let started = Instant::now();
+    let secrets = secrets::fetch(&parameters).await?;
+    let names: Vec<&str> = parameters.iter().map(|p| p.name.as_str()).collect();
+    tracing::info!(parameters = ?names, elapsed_ms = started.elapsed().as_millis() as u64, "secrets read from SSM");
+    Ok(secrets)
+}
+
+fn open_backend(
+    choice: &LambdaBackend,
+    es_config: Option<EsConfig>,
+) -> Result<Box<dyn Backend>, lambda_runtime::Error> {
+    let mut backend: Box<dyn Backend> = match (choice, es_config) {
+        (LambdaBackend::Elasticsearch, Some(config)) => Box::new(ElasticsearchBackend::connect(config)?),
+        (LambdaBackend::Elasticsearch, None) => Box::new(ElasticsearchBackend::connect(EsConfig::from_env()?)?),
+        (LambdaBackend::Tantivy(path), _) => {
+            Box::new(TantivyBackend::open_for_writing(path, TantivyConfig::default())?)
+        }
     };
     backend.ensure_ready()?;
     Ok(backend)
@@ -133,7 +183,11 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
         }
         return Ok(serde_json::to_value(response)?);
     }
-    Ok(json!({ "summary": report.summary, "acknowledged": report.acknowledged }))
+    let mut answer = json!({ "summary": report.summary, "acknowledged": report.acknowledged });
+    if let Some(reconciliation) = &report.reconciliation {
+        answer["reconciliation"] = serde_json::to_value(reconciliation)?;
+    }
+    Ok(answer)
 }
 
 fn epoch_ms() -> i64 {

@@ -25,7 +25,7 @@ pub const PREFIX: &str = indexer::elasticsearch::DEFAULT_INDEX_PREFIX;
 pub const API_KEY: &str = "tix-ingest:s3cr3t-api-key-value";
 /// The PII key of every run, in-process and in the binaries (`TIX_PII_KEY`), so their
 /// stored documents can be compared token for token.
-pub const PII_KEY: &str = "test-pii-key";
+pub const PII_KEY: &str = "test-pii-key-for-the-tests-0123456789";
 
 /// Millisecond backoffs and three retries, so a fault that outlasts the retries fails
 /// its items within a second; a two-second request timeout.

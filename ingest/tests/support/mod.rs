@@ -150,7 +150,7 @@ pub fn tantivy(dir: &Path) -> TantivyBackend {
 }
 
 pub fn pipeline_config() -> PipelineConfig {
-    PipelineConfig::new(Redactor::new(b"test-pii-key"))
+    PipelineConfig::new(Redactor::new(b"test-pii-key-for-the-tests-0123456789"))
 }
 
 /// Events in the index, counted by the backend.
