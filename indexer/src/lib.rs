@@ -1,6 +1,7 @@
 //! tix-logs indexer: what an indexed booking event is ([`schema`]), the [`Backend`]
 //! contract ([`backend`]) and its implementations ([`tantivy_backend`], [`elasticsearch`]).
 
+pub mod aws_http;
 pub mod backend;
 pub mod civil;
 pub mod conformance;
@@ -13,7 +14,8 @@ pub mod schema;
 pub mod tantivy_backend;
 
 pub use backend::{
-    AggSpec, Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SortSpec, ResumePoint, SourceRecord, SourceStatus,
+    AggSpec, Backend, Hit, IndexDoc, Outcome, ResumePoint, SearchRequest, SearchResponse, SortSpec, SourceRecord,
+    SourceStatus,
 };
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use encode::{DocEncoder, EncodedDoc};

@@ -92,6 +92,35 @@ fn a_direct_sns_notification_ingests_its_object_and_acknowledges_the_test_event(
     assert_eq!(report.acknowledged, 1, "the test event is counted");
 }
 
+/// S3 -> SNS -> Lambda over a corpus whose every record's fate is known: one direct SNS
+/// record per invocation, as SNS delivers them, each delivered twice (SNS delivers at
+/// least once). Judged by the conservation oracle from the index and the S3 dead letters.
+#[test]
+#[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
+fn direct_sns_deliveries_of_a_corpus_index_each_good_record_once_and_dead_letter_each_bad_one_once() {
+    let garage = garage();
+    let prefix = unique_prefix("sns-corpus");
+    let corpus = testkit::oracle::Corpus::generate(3, 150, 0x5a5);
+    let sqs = upload_corpus(&garage, &corpus, &format!("{prefix}in/"));
+    let index = tempfile::tempdir().unwrap();
+    let mut backend = tantivy(index.path());
+    let dl = format!("{prefix}dl/");
+    let mut dead_letter = garage.dead_letter(&dl);
+    for _ in 0..2 {
+        for message in sqs["Records"].as_array().unwrap() {
+            let sns = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+                "EventSubscriptionArn": "arn:aws:sns:garage:000000000000:tix-logs-objects:1",
+                "Sns": {"Type": "Notification", "MessageId": message["messageId"],
+                    "TopicArn": "arn:aws:sns:garage:000000000000:tix-logs-objects",
+                    "Subject": "Amazon S3 Notification", "Message": message["body"]}}]});
+            let report = handle(&garage.s3, &sns, &mut backend, &mut dead_letter);
+            assert!(report.failed.is_empty(), "{:?}", report.failed);
+        }
+    }
+    drop(backend);
+    testkit::oracle::check(&corpus, &observed(index.path(), dead_letter.read_all().unwrap()), None);
+}
+
 /// Ten SQS messages, one poison: only that message is answered as failed, and the
 /// other nine objects are fully indexed.
 fn poison_batch(poison: impl FnOnce(&Garage, &str) -> String) {

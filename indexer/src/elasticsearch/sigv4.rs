@@ -260,6 +260,10 @@ impl SigV4Signer {
                 .get_or_init(|| async {
                     let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
                         .region(aws_config::Region::new(self.region.clone()))
+                        .configure(
+                            aws_config::provider_config::ProviderConfig::default()
+                                .with_http_client(crate::aws_http::https_client()),
+                        )
                         .build()
                         .await;
                     SharedCredentialsProvider::new(chain)
