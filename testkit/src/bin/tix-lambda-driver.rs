@@ -11,7 +11,7 @@
 //! posted), `peak_rss_kb`, `rss_ready_kb` (before the event), `es_created`,
 //! `es_requests`, and `emf` (the function's metrics line).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use testkit::es_server::FakeCluster;
+use testkit::lambda_api::read_request;
 
 /// What the runtime API saw.
 enum Seen {
@@ -149,32 +150,7 @@ fn connection(stream: TcpStream, event: &Mutex<Option<String>>, deadline_ms: u64
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    while let Some((path, body)) = read_request(&mut reader) {
         if path.ends_with("/runtime/invocation/next") {
             let Some(payload) = event.lock().expect("event lock").take() else {
                 // One invocation only: later polls wait until the driver stops the function.
