@@ -196,6 +196,8 @@ fn a_gzip_bomb_fails_fast_without_exhausting_memory() {
 /// Runs `command` to its end: its exit code, its stdout and its own peak RSS in bytes,
 /// from wait4. (getrusage(RUSAGE_CHILDREN) would also count the processes of the tests
 /// running beside this one, and did, failing a bounded run.)
+// wait4 below reaps the child; `Child::wait` cannot return its rusage.
+#[allow(clippy::zombie_processes)]
 fn run_with_peak_rss(command: &mut Command) -> (i32, String, u64) {
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("run");
     let mut stdout = String::new();
