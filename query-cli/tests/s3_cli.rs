@@ -168,10 +168,14 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     let out_of_time: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let every_message: Vec<Value> =
-        ["m-0", "m-1", "m-2", "m-3", "m-bad"].iter().map(|id| json!({"itemIdentifier": id})).collect();
-    assert_eq!(out_of_time["batch_item_failures"], Value::from(every_message));
-    assert_eq!(out_of_time["indexed"], 0);
+    // Every read takes at least one batch (so redeliveries make progress): the first
+    // object (100 records, one batch) may complete if it started within the 0.75 ms before
+    // the stop; nothing after it does.
+    let rest: Vec<Value> = ["m-1", "m-2", "m-3", "m-bad"].iter().map(|id| json!({"itemIdentifier": id})).collect();
+    let failures = out_of_time["batch_item_failures"].as_array().unwrap().clone();
+    let first_done = failures.first() != Some(&json!({"itemIdentifier": "m-0"}));
+    assert_eq!(failures[usize::from(!first_done)..], rest[..], "{out_of_time}");
+    assert!(out_of_time["indexed"].as_u64().unwrap() <= 100, "{out_of_time}");
     let output = tix(short.path()).args(["ingest", "--json", "--event"]).arg(&event_path).output().unwrap();
     let redelivered: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(redelivered["batch_item_failures"], expected);
