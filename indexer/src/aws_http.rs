@@ -14,3 +14,9 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https()
 }
+
+/// The standard AWS configuration (region, credentials, endpoints from the environment
+/// and profiles) with [`https_client`], for every SDK client tix-logs builds.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::from_env().http_client(https_client()).load().await
+}

@@ -175,9 +175,8 @@ mod edge {
         /// One per object taken, in order.
         pub reports: Vec<SourceReport>,
         /// Outstanding keys not completed: failed, stopped at the deadline, or not
-        /// started (`not_started` of them, at the end).
+        /// started, in the order they were taken.
         pub remaining: Vec<String>,
-        pub not_started: u64,
     }
 
     /// Lists `location` (giving up between pages once `stop` says so) and classifies it
@@ -221,7 +220,6 @@ mod edge {
             for object in &self.outstanding {
                 let key = object.object().key.clone();
                 if pipeline.stop_requested() {
-                    ingested.not_started += 1;
                     ingested.remaining.push(key);
                     continue;
                 }

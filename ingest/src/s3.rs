@@ -14,7 +14,7 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use indexer::aws_http::https_client;
+use indexer::aws_http::sdk_config;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
 
@@ -81,7 +81,7 @@ impl S3Context {
     /// With a custom endpoint (`AWS_ENDPOINT_URL`, an S3-compatible server) requests
     /// use path-style addressing, which such servers expect.
     pub async fn from_env(handle: Handle) -> Self {
-        let shared = aws_config::from_env().http_client(https_client()).load().await;
+        let shared = sdk_config().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             // Only what S3 requires: S3-compatible servers differ on the newer defaults.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)

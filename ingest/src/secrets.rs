@@ -191,7 +191,7 @@ pub async fn fetch(parameters: &[ParameterRef]) -> Result<Secrets> {
     if parameters.is_empty() {
         return Ok(secrets);
     }
-    let shared = aws_config::from_env().http_client(indexer::aws_http::https_client()).load().await;
+    let shared = indexer::aws_http::sdk_config().await;
     let region = shared.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region set: AWS_REGION)".into());
     let config = aws_sdk_ssm::config::Builder::from(&shared)
         .timeout_config(

@@ -184,12 +184,7 @@ fn survey(
     if request.ingest {
         crate::reconcile::check_dead_letter(&location, &dead_letter.location())?;
     }
-    let since_ms = request.since.map(|span| {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        crate::reconcile::since_ms(now_ms, span)
-    });
+    let since_ms = request.since.map(|span| crate::reconcile::since_ms(chrono::Utc::now().timestamp_millis(), span));
     let stop = || config.should_stop.as_ref().is_some_and(|stop| stop());
     crate::reconcile::survey(s3, &location, backend, since_ms, &stop)
 }

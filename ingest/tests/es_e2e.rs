@@ -24,7 +24,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use ingest::trigger::handle_event;
 use serde_json::{json, Value};
 use support::es::*;
 use support::{garage, unique_prefix, upload_corpus, Garage};
@@ -321,8 +320,7 @@ fn objects_larger_than_one_invocation_complete_over_several_sending_each_record_
             let mut config = es_pipeline_config();
             let asked = Arc::new(AtomicUsize::new(0));
             config.should_stop = Some(Arc::new(move || asked.fetch_add(1, Ordering::SeqCst) >= 1));
-            let mut dead_letter = s.garage.dead_letter(&dl);
-            handle_event(event.to_string().as_bytes(), &s.garage.s3, &mut backend, &mut dead_letter, config, None, None)
+            handle_with_config(&s.garage, &mut backend, &dl, event, config)
         },
         |_, _| {},
     );

@@ -49,37 +49,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     PROCESS_STARTED_MS.get_or_init(|| epoch_ms() as u64);
     init_logging();
     let env = |name: &str| std::env::var(name).ok();
-    let secrets = match read_secrets(env).await {
-        Ok(secrets) => secrets,
-        Err(error) => {
-            tracing::error!(%error, "refusing to start");
-            return Err(error.into());
-        }
-    };
+    let secrets = refuse_unless(read_secrets(env).await)?;
     let lookup = secrets.lookup(env);
-    let settings = match LambdaSettings::from_lookup(&lookup) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tracing::error!(%error, "refusing to start");
-            return Err(error.into());
+    let settings = refuse_unless(LambdaSettings::from_lookup(&lookup))?;
+    // Read here, where the fetched secrets overlay the environment.
+    let plan = match &settings.backend {
+        LambdaBackend::Elasticsearch => {
+            BackendPlan::Elasticsearch(Box::new(refuse_unless(EsConfig::from_lookup(&lookup))?))
         }
-    };
-    let es_config = match settings.backend {
-        LambdaBackend::Elasticsearch => match EsConfig::from_lookup(&lookup) {
-            Ok(config) => Some(config),
-            Err(error) => {
-                tracing::error!(%error, "refusing to start");
-                return Err(error.into());
-            }
-        },
-        LambdaBackend::Tantivy(_) => None,
+        LambdaBackend::Tantivy(path) => BackendPlan::Tantivy(path.clone()),
     };
     drop(lookup);
     drop(secrets);
     let s3 = S3Context::from_env(tokio::runtime::Handle::current()).await;
-    let backend_choice = settings.backend.clone();
     // The Elasticsearch client owns a runtime of its own: build it off this one.
-    let backend = tokio::task::spawn_blocking(move || open_backend(&backend_choice, es_config)).await??;
+    let backend = tokio::task::spawn_blocking(move || open_backend(plan)).await??;
     let pipeline = PipelineConfig::new(Redactor::new(&settings.pii_key));
     let dead_letter = S3DeadLetter::new(s3.clone(), settings.dead_letter.clone());
     tracing::info!(settings = ?settings, "ready");
@@ -115,16 +99,28 @@ async fn read_secrets(env: impl Fn(&str) -> Option<String>) -> ingest::Result<Se
     Ok(secrets)
 }
 
-fn open_backend(
-    choice: &LambdaBackend,
-    es_config: Option<EsConfig>,
-) -> Result<Box<dyn Backend>, lambda_runtime::Error> {
-    let mut backend: Box<dyn Backend> = match (choice, es_config) {
-        (LambdaBackend::Elasticsearch, Some(config)) => Box::new(ElasticsearchBackend::connect(config)?),
-        (LambdaBackend::Elasticsearch, None) => Box::new(ElasticsearchBackend::connect(EsConfig::from_env()?)?),
-        (LambdaBackend::Tantivy(path), _) => {
-            Box::new(TantivyBackend::open_for_writing(path, TantivyConfig::default())?)
-        }
+/// A setting the function cannot start with: logged (the start's only trace in
+/// CloudWatch), then the error the runtime reports as the init failure.
+fn refuse_unless<T, E>(result: Result<T, E>) -> Result<T, lambda_runtime::Error>
+where
+    E: std::fmt::Display + Into<lambda_runtime::Error>,
+{
+    result.map_err(|error| {
+        tracing::error!(%error, "refusing to start");
+        error.into()
+    })
+}
+
+/// The backend to open, with its settings read.
+enum BackendPlan {
+    Elasticsearch(Box<EsConfig>),
+    Tantivy(std::path::PathBuf),
+}
+
+fn open_backend(plan: BackendPlan) -> Result<Box<dyn Backend>, lambda_runtime::Error> {
+    let mut backend: Box<dyn Backend> = match plan {
+        BackendPlan::Elasticsearch(config) => Box::new(ElasticsearchBackend::connect(*config)?),
+        BackendPlan::Tantivy(path) => Box::new(TantivyBackend::open_for_writing(&path, TantivyConfig::default())?),
     };
     backend.ensure_ready()?;
     Ok(backend)

@@ -147,8 +147,19 @@ pub fn handle(
     dl_prefix: &str,
     event: &Value,
 ) -> Result<HandlerReport, ingest::Error> {
+    handle_with_config(garage, backend, dl_prefix, event, es_pipeline_config())
+}
+
+/// [`handle`] with other pipeline settings (a stop condition, other batches).
+pub fn handle_with_config(
+    garage: &Garage,
+    backend: &mut dyn Backend,
+    dl_prefix: &str,
+    event: &Value,
+    config: PipelineConfig,
+) -> Result<HandlerReport, ingest::Error> {
     let mut dead_letter = garage.dead_letter(dl_prefix);
-    handle_event(event.to_string().as_bytes(), &garage.s3, backend, &mut dead_letter, es_pipeline_config(), None, None)
+    handle_event(event.to_string().as_bytes(), &garage.s3, backend, &mut dead_letter, config, None, None)
 }
 
 /// Delivers until the queue is empty or `cap` rounds ran; `between(round, &sqs)` runs
