@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::report::{BookingFacts, ReportWindow};
 use crate::encode::{DocEncoder, EncodedDoc};
 use crate::Result;
 
@@ -189,6 +190,14 @@ pub trait Backend: Send {
     fn count(&self, request: &SearchRequest) -> Result<u64>;
     /// Every recorded source, newest first.
     fn sources(&self) -> Result<Vec<SourceRecord>>;
+    /// What the store knows of every booking the report over `window` needs: at least
+    /// every booking [`ReportWindow::admits`] (a backend may return more; the report
+    /// filters), each booking once, in any order. Gathered by the store (aggregations,
+    /// columns), never by fetching every event.
+    /// Backends without a report (test doubles) answer an error.
+    fn booking_facts(&self, _window: &ReportWindow) -> Result<Vec<BookingFacts>> {
+        Err(crate::Error::Other(format!("the {} backend cannot build the booking report", self.name())))
+    }
     /// Sets (or clears) the instant by which every request of this backend, with its
     /// retries and backoffs, must be over: the Lambda's remaining time less its margin.
     /// Writes still unfinished then are answered [`Outcome::Failed`] (their source is

@@ -7,6 +7,14 @@
 
 use serde_json::{json, Map, Value};
 
+mod korean;
+mod nested_aggs;
+mod report;
+
+pub use korean::korean_text_search;
+pub use nested_aggs::nested_aggregations;
+pub use report::booking_report;
+
 use crate::backend::{AggSpec, Backend, IndexDoc, Outcome, SearchRequest, SortSpec, SourceRecord, SourceStatus};
 
 /// A fresh, empty backend for one check.
@@ -349,7 +357,10 @@ macro_rules! conformance_tests {
             aggregations_answer_in_elasticsearch_shape,
             aggregations_follow_the_query,
             source_records_are_committed_with_the_documents,
-            malformed_queries_are_errors
+            malformed_queries_are_errors,
+            korean_text_search,
+            nested_aggregations,
+            booking_report
         );
     };
     (@each $factory:expr; $attrs:tt; $($name:ident),*) => {

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod error;
 pub mod id_set;
 pub mod ids;
+pub mod report;
 pub mod schema;
 pub mod tantivy_backend;
 
