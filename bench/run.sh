@@ -287,6 +287,12 @@ PY
     log "query: terms aggregation"
     "${hf[@]}" --export-json "$OUT/q-agg.json" \
         "'$TIX' search --index '$idx' --agg terms:venue --limit 0" >&2
+    log "query: nested aggregation (per venue per day)"
+    "${hf[@]}" --export-json "$OUT/q-nested.json" \
+        "'$TIX' search --index '$idx' --agg 'terms:venue>date_histogram:ts:1d' --limit 0" >&2
+    log "query: the booking report"
+    "${hf[@]}" --export-json "$OUT/q-report.json" \
+        "'$TIX' report --index '$idx' --format json" >&2
     log "baseline: zcat | grep -c"
     "${hf_slow[@]}" --export-json "$OUT/q-grep.json" \
         "zcat '$OUT'/split/*.ndjson.gz | grep -c '$needle'" >&2
@@ -297,6 +303,8 @@ PY
     Q_NEEDLE=$(hyperfine_median_ms "$OUT/q-needle.json")
     Q_COUNT=$(hyperfine_median_ms "$OUT/q-count.json")
     Q_AGG=$(hyperfine_median_ms "$OUT/q-agg.json")
+    Q_NESTED=$(hyperfine_median_ms "$OUT/q-nested.json")
+    Q_REPORT=$(hyperfine_median_ms "$OUT/q-report.json")
     Q_GREP=$(hyperfine_median_ms "$OUT/q-grep.json")
     Q_DUCK=$(hyperfine_median_ms "$OUT/q-duckdb.json")
     X_GREP=$(awk -v a="$Q_NEEDLE" -v b="$Q_GREP" 'BEGIN { printf "%.0f", b / a }')
@@ -310,6 +318,8 @@ PY
     echo "| tix-logs needle \`booking_id:$needle\` --format json | $Q_NEEDLE | < 50 |"
     echo "| tix-logs \`type:booking.cancelled\` --since/--until --count | $Q_COUNT | < 50 |"
     echo "| tix-logs --agg terms:venue --limit 0 | $Q_AGG | < 300 |"
+    echo "| tix-logs --agg 'terms:venue>date_histogram:ts:1d' --limit 0 | $Q_NESTED | < 300 |"
+    echo "| tix-logs report --format json (every booking) | $Q_REPORT | < 2000 |"
     echo "| zcat 8 gzip parts \\| grep -c needle | $Q_GREP | ours >= 100x faster: ${X_GREP}x |"
     echo "| DuckDB read_json_auto over 8 gzip parts, booking_id = needle | $Q_DUCK | ours >= 10x faster: ${X_DUCK}x |"
 }
