@@ -1,7 +1,7 @@
 //! The real `tix-logs` binary run in a temporary directory: ingest, search, audit, exit
 //! codes, and the no-loss rule counted from the index and the dead-letter files.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
