@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::report::{BookingFacts, ReportWindow};
 use crate::encode::{DocEncoder, EncodedDoc};
+use crate::report::{BookingFacts, ReportWindow};
 use crate::Result;
 
 /// One validated, redacted booking event ready to index.
@@ -211,6 +211,8 @@ pub trait Backend: Send {
 }
 
 /// One `--agg SPEC`: the text the user wrote and the Elasticsearch-shaped request.
+/// Sub-aggregations sit under the request's `aggs` key, each keyed by its own segment
+/// of the spec text (see [`AggSpec::parse`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggSpec {
     pub spec: String,
@@ -220,45 +222,171 @@ pub struct AggSpec {
 /// Default number of buckets of a terms aggregation.
 pub const DEFAULT_TERMS_SIZE: u64 = 10;
 
+/// The kinds that hold buckets, and so may hold sub-aggregations.
+const BUCKET_KINDS: &[&str] = &["terms", "date_histogram"];
+
+const SPEC_EXAMPLES: &str =
+    "as in terms:venue:10:min=2>date_histogram:ts:1d or terms:type>stats:amount,cardinality:booking_id";
+
 impl AggSpec {
-    /// Parses `terms:FIELD[:SIZE]`, `date_histogram:FIELD:INTERVAL` (`30s`, `1m`, `1h`,
-    /// `1d`) or `stats:FIELD`.
+    /// Parses one `--agg` spec. One aggregation is
+    ///
+    /// - `terms:FIELD[:SIZE][:min=N]`: the SIZE (default 10) most frequent values;
+    ///   `min=N` drops buckets of fewer than N events (`min_doc_count`, N ≥ 1);
+    /// - `date_histogram:FIELD:INTERVAL[:min=N]`: fixed intervals `30s`, `1m`, `1h`, `1d`;
+    /// - `stats:FIELD`: count, min, max, avg and sum of a number;
+    /// - `cardinality:FIELD`: the number of distinct values (approximate on large data,
+    ///   as in Elasticsearch).
+    ///
+    /// `>` nests: everything right of it runs inside each bucket of the terms or
+    /// date_histogram on its left. `,` lists sibling aggregations of the last level.
+    /// Only the last level may have siblings, and only bucket kinds may have children:
+    ///
+    /// - `terms:venue>date_histogram:ts:1d`: per venue, per day;
+    /// - `terms:type:5>stats:amount,cardinality:booking_id`: per type, amount stats and
+    ///   distinct bookings;
+    /// - `terms:venue:10:min=2>terms:type>stats:amount`: three levels.
+    ///
+    /// The result of the whole spec is keyed by the spec text; each sub-aggregation in a
+    /// bucket is keyed by its own segment (`date_histogram:ts:1d`, `stats:amount`).
     pub fn parse(spec: &str) -> Result<Self> {
-        let err = |message: &str| crate::Error::Aggregation { spec: spec.to_string(), message: message.to_string() };
-        let parts: Vec<&str> = spec.split(':').collect();
-        let request = match parts.as_slice() {
-            ["terms", field] => serde_json::json!({"terms": {"field": field, "size": DEFAULT_TERMS_SIZE}}),
-            ["terms", field, size] => {
-                let size: u64 =
-                    size.parse().map_err(|_| err("SIZE must be a positive integer, as in terms:venue:20"))?;
-                if size == 0 {
-                    return Err(err("SIZE must be at least 1"));
-                }
-                serde_json::json!({"terms": {"field": field, "size": size}})
+        let err = |message: String| crate::Error::Aggregation { spec: spec.to_string(), message };
+        let levels: Vec<&str> = spec.split('>').collect();
+        let mut requests: Vec<Vec<(String, Value)>> = Vec::with_capacity(levels.len());
+        for (depth, level) in levels.iter().enumerate() {
+            let last = depth + 1 == levels.len();
+            let segments: Vec<&str> = level.split(',').collect();
+            if segments.len() > 1 && !last {
+                return Err(err(format!(
+                    "only the last level may list siblings with ',' (found {level:?} before '>'), {SPEC_EXAMPLES}"
+                )));
             }
-            ["date_histogram", field, interval] => {
-                if !valid_interval(interval) {
-                    return Err(err("INTERVAL must be a number and a unit of s, m, h or d, as in 1h"));
-                }
-                serde_json::json!({"date_histogram": {"field": field, "fixed_interval": interval, "min_doc_count": 1}})
+            if segments.len() > 1 && depth == 0 {
+                return Err(err(format!(
+                    "',' lists sub-aggregations after '>'; for separate aggregations repeat --agg, {SPEC_EXAMPLES}"
+                )));
             }
-            ["stats", field] => serde_json::json!({"stats": {"field": field}}),
-            _ => return Err(err("expected terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL or stats:FIELD")),
-        };
-        if parts.get(1).is_some_and(|f| f.is_empty()) {
-            return Err(err("FIELD is empty"));
+            let mut parsed = Vec::with_capacity(segments.len());
+            for segment in segments {
+                let request = parse_segment(segment).map_err(|message| err(message.to_string()))?;
+                if parsed.iter().any(|(name, _)| name == segment) {
+                    return Err(err(format!("{segment:?} is listed twice at the same level")));
+                }
+                parsed.push((segment.to_string(), request));
+            }
+            if !last {
+                let kind = kind_of(&parsed[0].1);
+                if !BUCKET_KINDS.contains(&kind) {
+                    return Err(err(format!(
+                        "{kind} has no buckets to nest into; only terms and date_histogram may come before '>', {SPEC_EXAMPLES}"
+                    )));
+                }
+            }
+            requests.push(parsed);
         }
+        // Folds from the innermost level outwards: each level's one aggregation gets the
+        // level below as its `aggs`.
+        let mut children: Option<Map<String, Value>> = None;
+        for level in requests.into_iter().rev() {
+            let mut here = Map::new();
+            for (name, mut request) in level {
+                if let (Some(sub), Some(object)) = (children.take(), request.as_object_mut()) {
+                    object.insert("aggs".into(), Value::Object(sub));
+                }
+                here.insert(name, request);
+            }
+            children = Some(here);
+        }
+        let request = children.and_then(|c| c.into_iter().next()).map(|(_, r)| r).unwrap_or(Value::Null);
         Ok(AggSpec { spec: spec.to_string(), request })
     }
 
-    /// The aggregation kind (`terms`, `date_histogram`, `stats`).
+    /// The aggregation kind (`terms`, `date_histogram`, `stats`, `cardinality`).
     pub fn kind(&self) -> &str {
-        self.request.as_object().and_then(|m| m.keys().next()).map(String::as_str).unwrap_or("")
+        kind_of(&self.request)
+    }
+
+    /// The sub-aggregations run in each bucket, keyed (in [`AggSpec::spec`]) as their
+    /// results are in a bucket; empty for one-level specs.
+    pub fn sub_aggs(&self) -> Vec<AggSpec> {
+        match self.request.get("aggs") {
+            Some(Value::Object(aggs)) => {
+                aggs.iter().map(|(spec, request)| AggSpec { spec: spec.clone(), request: request.clone() }).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
+fn kind_of(request: &Value) -> &str {
+    request.as_object().and_then(|m| m.keys().find(|k| *k != "aggs")).map(String::as_str).unwrap_or("")
+}
+
+/// One aggregation of a spec, without `>` or `,`; the error says what is wrong.
+fn parse_segment(segment: &str) -> std::result::Result<Value, String> {
+    let parts: Vec<&str> = segment.split(':').collect();
+    // Options (`key=value`) come after the positional parts.
+    let first_option = parts.iter().position(|p| p.contains('=')).unwrap_or(parts.len());
+    let (positional, options) = parts.split_at(first_option);
+    if let Some(bad) = options.iter().find(|o| !o.contains('=')) {
+        return Err(format!(
+            "{bad:?} follows an option in {segment:?}; options (key=value) come last, as in terms:venue:10:min=2"
+        ));
+    }
+    if positional.get(1).is_some_and(|f| f.is_empty()) {
+        return Err(format!("FIELD is empty in {segment:?}, as in terms:venue"));
+    }
+    let mut request = match positional {
+        ["terms", field] => serde_json::json!({"terms": {"field": field, "size": DEFAULT_TERMS_SIZE}}),
+        ["terms", field, size] => {
+            let size: u64 =
+                size.parse().map_err(|_| format!("SIZE {size:?} must be a positive integer, as in terms:venue:20"))?;
+            if size == 0 {
+                return Err("SIZE must be at least 1, as in terms:venue:20".into());
+            }
+            serde_json::json!({"terms": {"field": field, "size": size}})
+        }
+        ["date_histogram", field, interval] => {
+            if !valid_interval(interval) {
+                return Err(format!(
+                    "INTERVAL {interval:?} must be a number and a unit of s, m, h or d, as in date_histogram:ts:1h"
+                ));
+            }
+            serde_json::json!({"date_histogram": {"field": field, "fixed_interval": interval, "min_doc_count": 1}})
+        }
+        ["stats", field] => serde_json::json!({"stats": {"field": field}}),
+        ["cardinality", field] => serde_json::json!({"cardinality": {"field": field}}),
+        _ => {
+            return Err(format!(
+                "{segment:?} is not an aggregation; expected terms:FIELD[:SIZE][:min=N], \
+                 date_histogram:FIELD:INTERVAL[:min=N], stats:FIELD or cardinality:FIELD, {SPEC_EXAMPLES}"
+            ))
+        }
+    };
+    let kind = kind_of(&request).to_string();
+    for option in options {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        match key {
+            "min" if BUCKET_KINDS.contains(&kind.as_str()) => {
+                let min: u64 = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("min={value} must be an integer of at least 1, as in terms:venue:10:min=2")
+                })?;
+                request[kind.as_str()]["min_doc_count"] = serde_json::json!(min);
+            }
+            _ => {
+                return Err(format!(
+                "unknown option {option:?} for {kind}; terms and date_histogram take min=N, as in terms:venue:10:min=2"
+            ))
+            }
+        }
+    }
+    Ok(request)
+}
+
 fn valid_interval(interval: &str) -> bool {
-    let unit_at = interval.len().saturating_sub(1);
+    // Splits at the last character's boundary: a byte offset could fall inside a
+    // multi-byte character and panic.
+    let unit_at = interval.char_indices().last().map_or(0, |(at, _)| at);
     let (number, unit) = interval.split_at(unit_at);
     matches!(unit, "s" | "m" | "h" | "d") && number.parse::<u32>().is_ok_and(|n| n > 0)
 }
@@ -291,9 +419,64 @@ mod tests {
             "date_histogram:ts:1w",
             "avg:amount",
             "stats:",
+            "date_histogram:ts:1é",
+            "terms:venue>",
+            "stats:amount>terms:type",
+            "cardinality:booking_id>stats:amount",
+            "terms:venue,terms:type>stats:amount",
+            "terms:venue,terms:type",
+            "terms:venue>stats:amount,stats:amount",
+            "terms:venue:min=0",
+            "terms:venue:min=x",
+            "terms:venue:size=3",
+            "stats:amount:min=2",
+            "terms:venue:min=2:5",
+            "cardinality",
+            "cardinality:",
         ] {
             let err = AggSpec::parse(spec).unwrap_err().to_string();
             assert!(err.contains(spec), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn nested_specs_put_sub_aggregations_under_aggs_keyed_by_their_segment() {
+        let parsed = AggSpec::parse("terms:venue:5:min=2>date_histogram:ts:1d").unwrap();
+        assert_eq!(
+            parsed.request,
+            serde_json::json!({"terms": {"field": "venue", "size": 5, "min_doc_count": 2}, "aggs": {
+                "date_histogram:ts:1d": {"date_histogram": {"field": "ts", "fixed_interval": "1d", "min_doc_count": 1}}
+            }})
+        );
+        assert_eq!(parsed.kind(), "terms");
+        let subs = parsed.sub_aggs();
+        assert_eq!(subs.len(), 1);
+        assert_eq!((subs[0].spec.as_str(), subs[0].kind()), ("date_histogram:ts:1d", "date_histogram"));
+
+        let siblings = AggSpec::parse("terms:type>stats:amount,cardinality:booking_id").unwrap();
+        let names: Vec<String> = siblings.sub_aggs().into_iter().map(|a| a.spec).collect();
+        assert_eq!(names, ["stats:amount", "cardinality:booking_id"]);
+        assert_eq!(
+            siblings.request["aggs"]["cardinality:booking_id"],
+            serde_json::json!({"cardinality": {"field": "booking_id"}})
+        );
+
+        let three = AggSpec::parse("terms:venue>terms:type:3>stats:amount").unwrap();
+        assert_eq!(three.request["aggs"]["terms:type:3"]["aggs"]["stats:amount"]["stats"]["field"], "amount");
+        assert!(three.sub_aggs()[0].sub_aggs()[0].sub_aggs().is_empty());
+
+        assert_eq!(
+            AggSpec::parse("cardinality:customer_id").unwrap().request.to_string(),
+            r#"{"cardinality":{"field":"customer_id"}}"#
+        );
+        assert!(AggSpec::parse("terms:venue").unwrap().sub_aggs().is_empty());
+    }
+
+    #[test]
+    fn agg_errors_show_a_valid_example() {
+        for spec in ["avg:amount", "stats:amount>terms:type", "terms:a,terms:b>stats:amount", "terms:venue:min=0"] {
+            let err = AggSpec::parse(spec).unwrap_err().to_string();
+            assert!(err.contains("as in terms:"), "{spec}: {err}");
         }
     }
 

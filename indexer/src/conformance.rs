@@ -11,7 +11,7 @@ mod korean;
 mod nested_aggs;
 mod report;
 
-pub use korean::korean_text_search;
+pub use korean::{korean_docs, korean_empty_queries, korean_query_cases, korean_text_search};
 pub use nested_aggs::nested_aggregations;
 pub use report::booking_report;
 

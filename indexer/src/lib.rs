@@ -13,6 +13,8 @@ pub mod ids;
 pub mod report;
 pub mod schema;
 pub mod tantivy_backend;
+mod tantivy_report;
+pub mod text;
 
 pub use backend::{
     AggSpec, Backend, Hit, IndexDoc, Outcome, ResumePoint, SearchRequest, SearchResponse, SortSpec, SourceRecord,

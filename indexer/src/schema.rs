@@ -70,6 +70,11 @@ pub const EVENT_ID: &str = "event_id";
 /// The full-text field searched by bare words in a query.
 pub const MESSAGE: &str = "message";
 
+/// The tokenizer of [`MESSAGE`]: Korean-aware ([`crate::text`]). Every opened index
+/// registers it under this name; the name is part of the schema, so an index made with
+/// another tokenizer is refused.
+pub const MESSAGE_TOKENIZER: &str = crate::text::TOKENIZER_NAME;
+
 /// `DOC_KIND` value of booking events.
 pub const KIND_EVENT: &str = "event";
 /// `DOC_KIND` value of source checkpoint records.
@@ -174,7 +179,7 @@ pub fn tantivy_schema() -> TantivySchema {
                 spec.name,
                 TextOptions::default().set_indexing_options(
                     TextFieldIndexing::default()
-                        .set_tokenizer("default")
+                        .set_tokenizer(MESSAGE_TOKENIZER)
                         .set_index_option(IndexRecordOption::WithFreqsAndPositions),
                 ),
             ),

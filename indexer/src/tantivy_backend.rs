@@ -138,6 +138,9 @@ impl TantivyBackend {
                 message: "the index was made by another version of tix-logs; re-ingest into a new --index".into(),
             });
         }
+        // Not stored in the index: a reader and a writer must both know it, or indexing
+        // and query parsing fail on the unknown tokenizer name.
+        index.tokenizers().register(schema::MESSAGE_TOKENIZER, crate::text::MessageTokenizer::default());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -301,7 +304,14 @@ impl TantivyBackend {
             message: e.to_string(),
         })?;
         match serde_json::to_value(&results) {
-            Ok(Value::Object(map)) => Ok(map),
+            Ok(Value::Object(mut map)) => {
+                for agg in &request.aggs {
+                    if let Some(result) = map.get_mut(&agg.spec) {
+                        finish_agg_result(&agg.request, result);
+                    }
+                }
+                Ok(map)
+            }
             Ok(_) | Err(_) => Err(Error::Other("aggregation result did not serialize as an object".into())),
         }
     }
@@ -540,6 +550,10 @@ impl Backend for TantivyBackend {
         records.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.source.cmp(&b.source)));
         Ok(records)
     }
+
+    fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
+        crate::tantivy_report::booking_facts(&self.reader.searcher(), &self.path, window)
+    }
 }
 
 /// Ids written since the last commit, by their 128-bit value.
@@ -687,14 +701,52 @@ pub fn tantivy_field_name(name: &str) -> String {
     }
 }
 
+/// An Elasticsearch-shaped aggregation request with every field (sub-aggregations'
+/// too) named as the tantivy schema names it.
 fn rewrite_agg_field(request: &Value) -> Value {
     let mut request = request.clone();
-    if let Some(body) = request.as_object_mut().and_then(|m| m.values_mut().next()).and_then(Value::as_object_mut) {
-        if let Some(Value::String(field)) = body.get("field").cloned() {
-            body.insert("field".into(), Value::String(tantivy_field_name(&field)));
+    if let Some(object) = request.as_object_mut() {
+        for (key, body) in object.iter_mut() {
+            if key == "aggs" {
+                if let Some(subs) = body.as_object_mut() {
+                    for sub in subs.values_mut() {
+                        *sub = rewrite_agg_field(sub);
+                    }
+                }
+            } else if let Some(body) = body.as_object_mut() {
+                if let Some(Value::String(field)) = body.get("field").cloned() {
+                    body.insert("field".into(), Value::String(tantivy_field_name(&field)));
+                }
+            }
         }
     }
     request
+}
+
+/// Brings tantivy's result for `request` to what Elasticsearch answers, down through
+/// the buckets' sub-aggregations: a cardinality is a whole number (tantivy writes its
+/// sketch's estimate as a float, and `null` over no documents, where Elasticsearch
+/// answers 0).
+fn finish_agg_result(request: &Value, result: &mut Value) {
+    if request.get("cardinality").is_some() {
+        let estimate = result.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+        if let Some(object) = result.as_object_mut() {
+            object.insert("value".into(), Value::from(estimate.round().max(0.0) as u64));
+        }
+        return;
+    }
+    let (Some(Value::Object(subs)), Some(buckets)) =
+        (request.get("aggs"), result.get_mut("buckets").and_then(Value::as_array_mut))
+    else {
+        return;
+    };
+    for bucket in buckets {
+        for (name, sub) in subs {
+            if let Some(sub_result) = bucket.get_mut(name) {
+                finish_agg_result(sub, sub_result);
+            }
+        }
+    }
 }
 
 fn tantivy_error(path: &Path, error: impl std::fmt::Display) -> Error {

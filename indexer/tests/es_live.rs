@@ -14,6 +14,7 @@
 
 use std::io::Write;
 
+use indexer::report::{BookingFacts, ReportWindow};
 use indexer::{
     Backend, ElasticsearchBackend, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord,
 };
@@ -78,6 +79,9 @@ impl Backend for Throwaway {
     }
     fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
         self.0.sources()
+    }
+    fn booking_facts(&self, window: &ReportWindow) -> indexer::Result<Vec<BookingFacts>> {
+        self.0.booking_facts(window)
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Command {
     /// notification) or failed; --ingest ingests them.
     #[command(after_help = RECONCILE_EXAMPLES)]
     Reconcile(ReconcileArgs),
+    /// The booking report: bookings requested, confirmed, cancelled, expired, failed and
+    /// refunded per day, venue or show, with conversion and integrity checks.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
 }
 
 const INGEST_EXAMPLES: &str = "Examples:
@@ -231,7 +235,9 @@ pub struct SearchArgs {
     #[arg(
         long = "agg",
         value_name = "SPEC",
-        help = "terms:FIELD[:SIZE], date_histogram:FIELD:INTERVAL (1m, 1h, 1d) or stats:FIELD; repeatable"
+        help = "terms:FIELD[:SIZE][:min=N], date_histogram:FIELD:INTERVAL[:min=N] (1m, 1h, 1d), stats:FIELD or \
+                cardinality:FIELD; `>` nests into each bucket, `,` lists siblings of the last level \
+                (terms:venue>date_histogram:ts:1d, terms:type:5>stats:amount,cardinality:booking_id); repeatable"
     )]
     pub aggs: Vec<String>,
 }
@@ -268,4 +274,66 @@ pub enum AuditStatus {
     Completed,
     Failed,
     InProgress,
+}
+
+const REPORT_EXAMPLES: &str = "Examples:
+  tix-logs report --since 2024-02-05 --until 2024-02-12          # a week, one row per request day
+  tix-logs report --since 7d --by venue                          # the last seven days per venue
+  tix-logs report --by show --format json | jq .integrity        # for scripts
+  tix-logs report --format html --output report.html             # one self-contained page with charts
+
+A booking belongs to the group of its booking.requested event (its UTC day, venue or show_id)
+and is counted when that request is in [--since, --until). Each count is the number of distinct
+bookings with at least one event of the type; conversion is confirmed / requested.
+Integrity checks: seats_sold_twice (a show's seat confirmed by two or more bookings that were
+neither cancelled nor refunded), captured_not_confirmed (payment captured, never confirmed nor
+refunded), confirmed_not_captured (confirmed without a captured payment). Without --since and
+--until, bookings with no request event are in no group, but their integrity problems are listed.
+Exit status: 0 the report was written, 2 usage or operational error.";
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Bookings requested at or after this time: RFC 3339, a date, or a span back from now (2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Bookings requested before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// What one row of the report is: the request's UTC day, its venue or its show.
+    #[arg(long, value_enum, default_value = "day")]
+    pub by: ReportBy,
+    /// table for people, json for scripts, html for one self-contained page with charts.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `--by` of `tix-logs report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBy {
+    Day,
+    Venue,
+    Show,
+}
+
+impl From<ReportBy> for indexer::report::GroupBy {
+    fn from(by: ReportBy) -> Self {
+        match by {
+            ReportBy::Day => indexer::report::GroupBy::Day,
+            ReportBy::Venue => indexer::report::GroupBy::Venue,
+            ReportBy::Show => indexer::report::GroupBy::Show,
+        }
+    }
+}
+
+/// `--format` of `tix-logs report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Html,
 }

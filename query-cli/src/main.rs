@@ -10,6 +10,8 @@ mod ingest_cmd;
 mod progress;
 mod reconcile_cmd;
 mod render;
+mod report_cmd;
+mod report_html;
 mod search_cmd;
 mod timespec;
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Search(args) => search_cmd::run(args),
         cli::Command::Audit(args) => audit_cmd::run(args),
         cli::Command::Reconcile(args) => reconcile_cmd::run(args),
+        cli::Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

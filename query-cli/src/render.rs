@@ -146,7 +146,20 @@ fn table(response: &SearchResponse, aggs: &[AggSpec], fields: &[String]) -> Stri
 /// One aggregation as a table; bucket aggregations get a bar chart column.
 pub fn render_aggregation(agg: &AggSpec, result: &Value) -> String {
     let mut out = format!("{}\n", agg.spec);
+    if !agg.sub_aggs().is_empty() {
+        out.push_str(&render_nested(agg, result));
+        return out;
+    }
     match agg.kind() {
+        "cardinality" => {
+            let mut table = new_table();
+            table.set_header([format!("distinct {}", agg_field(agg))]);
+            table.add_row([number_text(result.get("value"))]);
+            if let Some(column) = table.column_mut(0) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+            let _ = writeln!(out, "{table}");
+        }
         "stats" => {
             let mut table = new_table();
             table.set_header(["count", "min", "max", "avg", "sum"]);
@@ -190,10 +203,189 @@ pub fn render_aggregation(agg: &AggSpec, result: &Value) -> String {
     out
 }
 
+/// One path through a nested spec: bucket levels from the outside in, then either
+/// nothing (the last level's buckets are counted) or the metric siblings computed in
+/// each of its buckets.
+struct Chain {
+    levels: Vec<AggSpec>,
+    metrics: Vec<AggSpec>,
+}
+
+/// The chains of a spec tree. Only the last level may have siblings, so a spec with
+/// both bucket and metric siblings has one chain per bucket sibling and one for the
+/// metrics.
+fn chains(agg: &AggSpec, above: &[AggSpec]) -> Vec<Chain> {
+    let mut levels = above.to_vec();
+    levels.push(agg.clone());
+    let subs = agg.sub_aggs();
+    if subs.is_empty() {
+        return vec![Chain { levels, metrics: vec![] }];
+    }
+    let (buckets, metrics): (Vec<AggSpec>, Vec<AggSpec>) = subs.into_iter().partition(is_bucket_kind);
+    let mut out = Vec::new();
+    if !metrics.is_empty() {
+        out.push(Chain { levels: levels.clone(), metrics });
+    }
+    for sub in &buckets {
+        out.extend(chains(sub, &levels));
+    }
+    out
+}
+
+fn is_bucket_kind(agg: &AggSpec) -> bool {
+    matches!(agg.kind(), "terms" | "date_histogram")
+}
+
+fn agg_field(agg: &AggSpec) -> String {
+    agg.request.get(agg.kind()).and_then(|b| b.get("field")).map(scalar_text).unwrap_or_default()
+}
+
+fn bucket_key(agg: &AggSpec, bucket: &Value) -> String {
+    let key = if agg.kind() == "date_histogram" {
+        bucket.get("key_as_string").or(bucket.get("key"))
+    } else {
+        bucket.get("key")
+    };
+    key.map(scalar_text).unwrap_or_default()
+}
+
+/// The metric columns of `metric`'s result: stats as min, avg, max and sum, a
+/// cardinality as its distinct count. Headers name the field when several metrics share
+/// a table.
+fn metric_columns(metric: &AggSpec, many: bool) -> Vec<(String, &'static str)> {
+    let field = agg_field(metric);
+    match metric.kind() {
+        "stats" => ["min", "avg", "max", "sum"]
+            .into_iter()
+            .map(|k| (if many { format!("{field} {k}") } else { k.to_string() }, k))
+            .collect(),
+        _ => vec![(format!("distinct {field}"), "value")],
+    }
+}
+
+/// A nested aggregation: one table per [`Chain`], one row per innermost bucket, each
+/// outer key shown on its group's first row only, the bucket's count with a bar, then
+/// the metric columns.
+fn render_nested(agg: &AggSpec, result: &Value) -> String {
+    let mut out = String::new();
+    let all = chains(agg, &[]);
+    for chain in &all {
+        // (keys, count, metric results) per innermost bucket, depth first.
+        let mut rows: Vec<(Vec<String>, u64, Vec<Value>)> = Vec::new();
+        let mut other_inner = 0u64;
+        collect_rows(chain, 0, result, &mut Vec::new(), &mut rows, &mut other_inner);
+        if all.len() > 1 {
+            // The outermost level's spec is the whole text; its own segment comes before the first `>`.
+            let path: Vec<&str> = chain
+                .levels
+                .iter()
+                .chain(&chain.metrics)
+                .enumerate()
+                .map(
+                    |(depth, a)| {
+                        if depth == 0 {
+                            a.spec.split('>').next().unwrap_or_default()
+                        } else {
+                            a.spec.as_str()
+                        }
+                    },
+                )
+                .collect();
+            let _ = writeln!(out, "{}", path.join(" > "));
+        }
+        if rows.is_empty() {
+            out.push_str("(no buckets)\n");
+            continue;
+        }
+        let many = chain.metrics.len() > 1;
+        let mut header: Vec<String> = chain
+            .levels
+            .iter()
+            .map(|l| if l.kind() == "date_histogram" { "time".to_string() } else { agg_field(l) })
+            .collect();
+        header.extend(["count".to_string(), String::new()]);
+        for metric in &chain.metrics {
+            header.extend(metric_columns(metric, many).into_iter().map(|(h, _)| h));
+        }
+        let max = rows.iter().map(|(_, c, _)| *c).max().unwrap_or(0);
+        let columns = header.len();
+        let mut table = new_table();
+        table.set_header(header);
+        let mut previous: Vec<String> = Vec::new();
+        for (keys, count, metric_results) in &rows {
+            // An outer key shows once per group: blank while it and all keys left of it repeat.
+            let mut shown = Vec::with_capacity(keys.len());
+            let mut same_so_far = true;
+            for (depth, key) in keys.iter().enumerate() {
+                let last = depth + 1 == keys.len();
+                same_so_far = same_so_far && previous.get(depth) == Some(key);
+                shown.push(if same_so_far && !last { String::new() } else { clip(key) });
+            }
+            previous = keys.clone();
+            let mut row = shown;
+            row.extend([group_digits(*count), bar(*count, max)]);
+            for (metric, value) in chain.metrics.iter().zip(metric_results) {
+                row.extend(metric_columns(metric, many).into_iter().map(|(_, k)| number_text(value.get(k))));
+            }
+            table.add_row(row);
+        }
+        // Numbers align right; the bar (just after the count) stays left.
+        let first_number = chain.levels.len();
+        for index in (first_number..columns).filter(|i| *i != first_number + 1) {
+            if let Some(column) = table.column_mut(index) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let _ = writeln!(out, "{table}");
+        if other_inner > 0 {
+            let _ = writeln!(out, "{} more events in other inner buckets", group_digits(other_inner));
+        }
+    }
+    if let Some(other) = result.get("sum_other_doc_count").and_then(Value::as_u64).filter(|n| *n > 0) {
+        let _ = writeln!(out, "{} more events in other buckets", group_digits(other));
+    }
+    out
+}
+
+fn collect_rows(
+    chain: &Chain,
+    depth: usize,
+    result: &Value,
+    keys: &mut Vec<String>,
+    rows: &mut Vec<(Vec<String>, u64, Vec<Value>)>,
+    other_inner: &mut u64,
+) {
+    let level = &chain.levels[depth];
+    if depth > 0 {
+        *other_inner += result.get("sum_other_doc_count").and_then(Value::as_u64).unwrap_or(0);
+    }
+    for bucket in result.get("buckets").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        keys.push(bucket_key(level, bucket));
+        if let Some(next) = chain.levels.get(depth + 1) {
+            if let Some(inner) = bucket.get(&next.spec) {
+                collect_rows(chain, depth + 1, inner, keys, rows, other_inner);
+            }
+        } else {
+            let count = bucket.get("doc_count").and_then(Value::as_u64).unwrap_or(0);
+            let metrics = chain.metrics.iter().map(|m| bucket.get(&m.spec).cloned().unwrap_or(Value::Null)).collect();
+            rows.push((keys.clone(), count, metrics));
+        }
+        keys.pop();
+    }
+}
+
 fn number_text(value: Option<&Value>) -> String {
     match value.and_then(Value::as_f64) {
         None => "-".into(),
         Some(n) if n.fract() == 0.0 && n.abs() < 1e15 => group_digits(n as i64),
+        // Grouped like whole numbers, so a column of averages reads like its neighbours.
+        Some(n) if n.abs() < 1e15 => {
+            let text = format!("{n:.2}");
+            let (whole, fraction) = text.split_once('.').unwrap_or((&text, "00"));
+            let whole: i64 = whole.parse().unwrap_or(0);
+            let sign = if n < 0.0 && whole == 0 { "-" } else { "" };
+            format!("{sign}{}.{fraction}", group_digits(whole))
+        }
         Some(n) => format!("{n:.2}"),
     }
 }
@@ -297,6 +489,76 @@ mod tests {
         assert_eq!(field_text("x", &source, "payment.method"), "card");
         assert_eq!(field_text("x", &source, "seat"), "A-1, A-2");
         assert_eq!(field_text("x", &source, "_id"), "x");
+    }
+
+    fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    #[test]
+    fn terms_over_date_histogram_is_one_row_per_pair_with_the_outer_key_once() {
+        let agg = AggSpec::parse("terms:venue>date_histogram:ts:1d").unwrap();
+        let day = |key: &str, count: u64| serde_json::json!({"key_as_string": key, "key": 0, "doc_count": count});
+        let result = serde_json::json!({"sum_other_doc_count": 3, "buckets": [
+            {"key": "Olympic Hall", "doc_count": 12, "date_histogram:ts:1d": {"buckets": [
+                day("2024-02-05T00:00:00.000Z", 8), day("2024-02-06T00:00:00.000Z", 4)]}},
+            {"key": "Riverside Arena", "doc_count": 2, "date_histogram:ts:1d": {"buckets": [
+                day("2024-02-06T00:00:00.000Z", 2)]}},
+        ]});
+        let text = render_aggregation(&agg, &result);
+        assert!(text.starts_with("terms:venue>date_histogram:ts:1d\n"), "{text}");
+        let header = lines_with(&text, "count");
+        assert!(header[0].contains("venue") && header[0].contains("time"), "{text}");
+        assert_eq!(lines_with(&text, "Olympic Hall").len(), 1, "outer key once per group:\n{text}");
+        let rows = lines_with(&text, "2024-02-0");
+        assert_eq!(rows.len(), 3, "{text}");
+        assert!(rows[0].contains("Olympic Hall") && rows[0].contains(" 8 ") && rows[0].contains(&bar(8, 8)), "{text}");
+        assert!(!rows[1].contains("Olympic Hall") && rows[1].contains(" 4 ") && rows[1].contains(&bar(4, 8)), "{text}");
+        assert!(rows[2].contains("Riverside Arena") && rows[2].contains(" 2 "), "{text}");
+        assert!(text.contains("3 more events in other buckets"), "{text}");
+    }
+
+    #[test]
+    fn metric_sub_aggregations_are_columns() {
+        let agg = AggSpec::parse("terms:type>stats:amount,cardinality:booking_id").unwrap();
+        let result = serde_json::json!({"sum_other_doc_count": 0, "buckets": [
+            {"key": "booking.cancelled", "doc_count": 8,
+             "stats:amount": {"count": 8, "min": 20000.0, "max": 230000.0, "avg": 125000.0, "sum": 1000000.0},
+             "cardinality:booking_id": {"value": 8}},
+        ]});
+        let text = render_aggregation(&agg, &result);
+        let header = lines_with(&text, "count")[0];
+        for column in ["type", "amount min", "amount avg", "amount max", "amount sum", "distinct booking_id"] {
+            assert!(header.contains(column), "{column}: {text}");
+        }
+        let row = lines_with(&text, "booking.cancelled")[0];
+        let cells: Vec<&str> = row.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect();
+        assert_eq!(cells, ["booking.cancelled", "8", &bar(8, 8), "20,000", "125,000", "230,000", "1,000,000", "8"]);
+    }
+
+    #[test]
+    fn bucket_and_metric_siblings_get_a_table_each_and_cardinality_alone_a_number() {
+        let agg = AggSpec::parse("terms:venue>terms:type,cardinality:seat").unwrap();
+        let result = serde_json::json!({"sum_other_doc_count": 0, "buckets": [
+            {"key": "Olympic Hall", "doc_count": 5, "cardinality:seat": {"value": 4},
+             "terms:type": {"sum_other_doc_count": 1, "buckets": [{"key": "seat.locked", "doc_count": 4}]}},
+        ]});
+        let text = render_aggregation(&agg, &result);
+        assert!(text.contains("terms:venue > cardinality:seat"), "{text}");
+        assert!(text.contains("terms:venue > terms:type"), "{text}");
+        assert!(text.contains("1 more events in other inner buckets"), "{text}");
+        let text =
+            render_aggregation(&AggSpec::parse("cardinality:seat").unwrap(), &serde_json::json!({"value": 1234}));
+        assert!(text.contains("distinct seat") && text.contains("1,234"), "{text}");
+    }
+
+    #[test]
+    fn fractional_numbers_are_grouped_too() {
+        assert_eq!(number_text(Some(&serde_json::json!(54324.25))), "54,324.25");
+        assert_eq!(number_text(Some(&serde_json::json!(-0.5))), "-0.50");
+        assert_eq!(number_text(Some(&serde_json::json!(-1234.5))), "-1,234.50");
+        assert_eq!(number_text(Some(&serde_json::json!(7))), "7");
+        assert_eq!(number_text(None), "-");
     }
 
     #[test]

@@ -581,17 +581,19 @@ mod tests {
         assert!(!ism_policy_is_current(&json!({}), "tix-bookings", 30));
     }
 
-    /// Each engine's template holds only settings that engine documents: the base four
+    /// Each engine's template holds only settings that engine documents: the base five
     /// everywhere, `ignore_dynamic_beyond_limit` from Elasticsearch 8.14, `index.lifecycle.*`
     /// only where ILM exists (OpenSearch answers "unknown setting [index.lifecycle.name]").
     #[test]
     fn each_engine_template_holds_only_settings_that_engine_accepts() {
         use crate::elasticsearch::mapping::index_template_with;
-        const BASE: [&str; 4] = [
+        const BASE: [&str; 5] = [
             "index.number_of_shards",
             "index.mapping.total_fields.limit",
             "index.mapping.depth.limit",
             "index.mapping.ignore_malformed",
+            // standard tokenizer, cjk_width, lowercase, cjk_bigram: built in everywhere.
+            "index.analysis",
         ];
         const DYNAMIC: &str = "index.mapping.total_fields.ignore_dynamic_beyond_limit";
         const ILM: [&str; 2] = ["index.lifecycle.name", "index.lifecycle.parse_origination_date"];

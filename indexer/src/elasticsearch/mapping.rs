@@ -10,6 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::schema::{FieldKind, ES_TIMESTAMP, FIELDS, PAYMENT_KEYWORDS, TS};
+use crate::text::ES_ANALYZER;
 
 /// Longest string an unknown field indexes (longer ones are kept in `_source` only).
 pub const DYNAMIC_IGNORE_ABOVE: u32 = 1024;
@@ -22,7 +23,7 @@ pub const TOTAL_FIELDS_LIMIT: u32 = 2000;
 /// through is not refused here (Elasticsearch's default is 20).
 pub const DEPTH_LIMIT: u32 = 64;
 /// Bumped whenever the template body changes, recorded in its `_meta`.
-pub const TEMPLATE_VERSION: u32 = 1;
+pub const TEMPLATE_VERSION: u32 = 2;
 /// Template priority: above the built-in `logs-*-*` (100) in case a prefix overlaps it.
 pub const TEMPLATE_PRIORITY: u32 = 500;
 
@@ -88,7 +89,7 @@ pub fn event_mappings() -> Value {
                 json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE})
             }
             FieldKind::Number => json!({"type": "double"}),
-            FieldKind::Text => json!({"type": "text"}),
+            FieldKind::Text => json!({"type": "text", "analyzer": ES_ANALYZER}),
             FieldKind::Object => {
                 let sub: Map<String, Value> = PAYMENT_KEYWORDS
                     .iter()
@@ -129,12 +130,25 @@ pub fn event_settings(ignore_dynamic_beyond_limit: bool) -> Value {
         "index.mapping.total_fields.limit": TOTAL_FIELDS_LIMIT,
         "index.mapping.depth.limit": DEPTH_LIMIT,
         // A value of the wrong type in an unknown field is skipped, not the whole event.
-        "index.mapping.ignore_malformed": true
+        "index.mapping.ignore_malformed": true,
+        "index.analysis": message_analysis()
     });
     if ignore_dynamic_beyond_limit {
         settings["index.mapping.total_fields.ignore_dynamic_beyond_limit"] = json!(true);
     }
     settings
+}
+
+/// The analyzer of `message`: the same terms as the tantivy tokenizer
+/// ([`crate::text`]), so Korean nouns find their inflected forms on both backends. Only
+/// parts built into Elasticsearch 7.10+ and every OpenSearch (no `analysis-nori` plugin),
+/// and not the `cjk` analyzer, which also drops English stop words.
+pub fn message_analysis() -> Value {
+    json!({"analyzer": {ES_ANALYZER: {
+        "type": "custom",
+        "tokenizer": "standard",
+        "filter": ["cjk_width", "lowercase", "cjk_bigram"]
+    }}})
 }
 
 /// The `PUT _index_template/PREFIX` body without a lifecycle policy.
@@ -330,7 +344,7 @@ mod tests {
         let mut seen = Vec::new();
         walk(mappings["properties"].as_object().unwrap(), &mut seen);
         for (name, key) in &seen {
-            assert!(["type", "ignore_above", "path", "format"].contains(&key.as_str()), "{name}.{key}");
+            assert!(["type", "ignore_above", "path", "format", "analyzer"].contains(&key.as_str()), "{name}.{key}");
         }
         for rule in mappings["dynamic_templates"].as_array().unwrap() {
             let (_, rule) = rule.as_object().unwrap().iter().next().unwrap();
@@ -338,6 +352,15 @@ mod tests {
             let mut keys: Vec<&String> = rule.as_object().unwrap().keys().collect();
             keys.sort();
             assert_eq!(keys, ["mapping", "match_mapping_type"]);
+        }
+        // The only analyzer named is the template's own, built from built-in parts.
+        let analyzers: Vec<&Value> =
+            mappings["properties"].as_object().unwrap().values().filter_map(|f| f.get("analyzer")).collect();
+        assert_eq!(analyzers, [&json!(ES_ANALYZER)]);
+        let analysis = message_analysis();
+        assert_eq!(analysis["analyzer"][ES_ANALYZER]["tokenizer"], "standard");
+        for filter in analysis["analyzer"][ES_ANALYZER]["filter"].as_array().unwrap() {
+            assert!(["cjk_width", "lowercase", "cjk_bigram"].contains(&filter.as_str().unwrap()), "{filter}");
         }
         let sources = sources_index_body();
         let settings: Vec<&String> = sources["settings"].as_object().unwrap().keys().collect();

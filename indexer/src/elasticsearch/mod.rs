@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod mapping;
 pub mod query;
+mod report;
 pub mod sigv4;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use tokio::task::JoinSet;
 pub use config::{EsAuth, EsConfig, RetryPolicy, Secret, DEFAULT_INDEX_PREFIX};
 
 use crate::backend::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
+use crate::report::{BookingFacts, ReportWindow};
 use crate::{Error, Result};
 use bulk::{Action, BulkEncoder, BulkJob, EncodedBatch, Stop, Verdict};
 
@@ -170,6 +172,13 @@ impl ElasticsearchBackend {
         // blocks its worker: call the backend from `spawn_blocking`).
         std::thread::scope(|scope| scope.spawn(|| runtime.block_on(future)).join())
             .map_err(|_| Error::Other("internal error: an Elasticsearch request thread panicked".into()))
+    }
+
+    /// Posts a JSON body and answers the status and the JSON answer: one query call, with
+    /// the retries, deadline and credential errors of [`Client::json_call`].
+    fn post_json(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let client = self.client.clone();
+        self.block_on(async move { client.json_call(Method::Post, path, &[], Some(body), client.deadline()).await })?
     }
 
     /// Deletes every index under the prefix and the template (test clean-up). Index
@@ -757,6 +766,14 @@ impl Backend for ElasticsearchBackend {
         })??;
         records.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.source.cmp(&b.source)));
         Ok(records)
+    }
+
+    /// Aggregations over the event indices, a page of bookings per request (see the
+    /// `report` submodule); every page goes through the same retried, authenticated call
+    /// as a search.
+    fn booking_facts(&self, window: &ReportWindow) -> Result<Vec<BookingFacts>> {
+        let path = format!("{}/_search", mapping::events_pattern(&self.client.prefix));
+        report::gather(window, report::PAGE_SIZE, |body| self.post_json(&path, body))
     }
 }
 

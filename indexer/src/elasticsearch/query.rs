@@ -22,6 +22,10 @@ pub fn query_clause(request: &SearchRequest) -> Value {
     // Empty and `*` mean everything, as in the tantivy backend. (A bare `*` in
     // query_string would only match documents that have a `message`.)
     if !text.is_empty() && text != "*" {
+        // query_string ORs the bigrams of an unquoted Korean word (`예약을` would match
+        // `약을` alone); tantivy's parser makes them a phrase. Quoting the word gives
+        // Elasticsearch the same phrase.
+        let text = crate::text::quote_cjk_terms(text);
         filters.push(json!({"query_string": {
             "query": text,
             "default_field": MESSAGE,
@@ -61,7 +65,7 @@ pub fn search_body(request: &SearchRequest) -> Value {
         "track_total_hits": true
     });
     if !request.aggs.is_empty() {
-        let aggs: Map<String, Value> = request.aggs.iter().map(|a| (a.spec.clone(), a.request.clone())).collect();
+        let aggs: Map<String, Value> = request.aggs.iter().map(|a| (es_agg_name(a), a.request.clone())).collect();
         body["aggs"] = Value::Object(aggs);
     }
     body
@@ -94,7 +98,7 @@ pub fn parse_search_response(body: &Value, request: &SearchRequest) -> Result<Se
     let mut aggregations = Map::new();
     let returned = body.get("aggregations").and_then(Value::as_object);
     for agg in &request.aggs {
-        let value = returned.and_then(|r| r.get(&agg.spec)).cloned().unwrap_or_else(|| empty_aggregation(agg));
+        let value = returned.and_then(|r| r.get(&es_agg_name(agg))).cloned().unwrap_or_else(|| empty_aggregation(agg));
         aggregations.insert(agg.spec.clone(), value);
     }
     Ok(SearchResponse { total, hits, aggregations })
@@ -120,10 +124,19 @@ fn check_shards(body: &Value) -> Result<()> {
     Err(Error::Other(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
 }
 
+/// The name an aggregation goes by in the request and response: its spec text, with
+/// `>` (which Elasticsearch refuses in aggregation names, as it separates the steps of a
+/// `buckets_path`) written `»`. Sub-aggregation names are single segments, without `>`.
+pub fn es_agg_name(agg: &AggSpec) -> String {
+    agg.spec.replace('>', "»")
+}
+
 /// What Elasticsearch would answer for an aggregation over no documents (it omits the
-/// aggregations entirely when no index matches the pattern yet).
+/// aggregations entirely when no index matches the pattern yet). Without buckets there
+/// are no sub-aggregation results.
 pub fn empty_aggregation(agg: &AggSpec) -> Value {
     match agg.kind() {
+        "cardinality" => json!({"value": 0}),
         "terms" => {
             json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": []})
         }
@@ -200,5 +213,29 @@ mod tests {
         let body = json!({"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}});
         let response = parse_search_response(&body, &request).unwrap();
         assert_eq!(response.aggregations["terms:venue"]["buckets"], json!([]));
+        let nested = AggSpec::parse("terms:venue>cardinality:booking_id").unwrap();
+        let request = SearchRequest { aggs: vec![nested, AggSpec::parse("cardinality:seat").unwrap()], ..request };
+        let response = parse_search_response(&body, &request).unwrap();
+        assert_eq!(response.aggregations["terms:venue>cardinality:booking_id"]["buckets"], json!([]));
+        assert_eq!(response.aggregations["cardinality:seat"], json!({"value": 0}));
+    }
+
+    #[test]
+    fn nested_specs_go_by_names_elasticsearch_accepts_and_come_back_by_spec() {
+        let request = SearchRequest {
+            aggs: vec![AggSpec::parse("terms:venue>terms:type>stats:amount").unwrap()],
+            ..SearchRequest::default()
+        };
+        let body = search_body(&request);
+        let names: Vec<&String> = body["aggs"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["terms:venue»terms:type»stats:amount"]);
+        assert_eq!(
+            body["aggs"]["terms:venue»terms:type»stats:amount"]["aggs"]["terms:type"]["aggs"]["stats:amount"],
+            json!({"stats": {"field": "amount"}})
+        );
+        let answer = json!({"hits": {"total": {"value": 1, "relation": "eq"}, "hits": []}, "aggregations": {
+            "terms:venue»terms:type»stats:amount": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": []}}});
+        let response = parse_search_response(&answer, &request).unwrap();
+        assert_eq!(response.aggregations.keys().collect::<Vec<_>>(), ["terms:venue>terms:type>stats:amount"]);
     }
 }
