@@ -20,6 +20,11 @@ python3 -c 'import sys, botocore; sys.exit(botocore.__version__ != "1.43.11")' 2
 [[ "$(cargo lambda --version 2>/dev/null)" == "cargo-lambda 1.9.2 "* ]] ||
 	python3 -m pip install --quiet 'cargo-lambda==1.9.2'
 
+# Chromium: the booking report's HTML page is rendered in a real headless browser
+# (query-cli/tests/report_cli.rs), Debian's package.
+command -v chromium >/dev/null ||
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 echo "== Garage (S3 tier server)"
 scripts/garage.sh install
 scripts/garage.sh start
