@@ -40,7 +40,7 @@ cargo test --workspace --locked --features ingest/failpoints --test failpoints -
 
 echo "== S3 tier: the handler, the Lambda binary and the CLI against Garage at $AWS_ENDPOINT_URL (and, end to end, the fake Elasticsearch cluster)"
 # --workspace keeps the feature set of the first run, so nothing is rebuilt.
-cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli --test reconcile --test es_e2e --test es_cli --test s3_versioned --test reconcile_lambda -- --ignored
+cargo test --workspace --locked --test s3_garage --test s3_faults --test lambda_binary --test s3_cli --test reconcile --test es_e2e --test es_cli --test s3_versioned --test reconcile_lambda --test redrive_cli --test pii_sweep -- --ignored
 
 echo "== the Lambda dev loop: cargo lambda watch (its emulator builds and runs tix-logs-lambda) and cargo lambda invoke"
 cargo test --workspace --locked --test lambda_watch -- --ignored

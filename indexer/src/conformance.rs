@@ -28,6 +28,16 @@ impl<F: Fn() -> Box<dyn Backend>> Factory for F {
     }
 }
 
+/// The PII key the suite's ids derive from, as the ingester derives them from
+/// `TIX_PII_KEY`. A backend answers `event_id:X` only with its id key
+/// ([`sample_id_key`]; tantivy: `TantivyBackend::with_event_id_key`).
+pub const SAMPLE_PII_KEY: &[u8] = b"conformance-suite-pii-key-0123456789abcdef";
+
+/// The id key of [`SAMPLE_PII_KEY`].
+pub fn sample_id_key() -> crate::ids::EventIdKey {
+    crate::ids::EventIdKey::new(SAMPLE_PII_KEY)
+}
+
 /// The fixed events of the suite: varied types, venues, amounts, times and shapes.
 pub fn sample_docs() -> Vec<IndexDoc> {
     let types = [
@@ -42,6 +52,7 @@ pub fn sample_docs() -> Vec<IndexDoc> {
     let levels = ["info", "info", "warn", "error"];
     let methods = ["card", "paypal", "voucher"];
     let base_ms: i64 = 1_707_091_200_000; // 2024-02-05T00:00:00Z
+    let ids = sample_id_key();
     (0..48i64)
         .map(|i| {
             let ts_millis = base_ms + i * 15 * 60_000; // every 15 minutes over 12 hours
@@ -73,7 +84,7 @@ pub fn sample_docs() -> Vec<IndexDoc> {
             );
             doc.insert("client".into(), json!({"app": if i % 2 == 0 { "ios" } else { "web" }, "version": "5.2.1"}));
             // Ids derive from event_id as the ingester derives them.
-            let id = crate::ids::event_doc_id_hex(&format!("evt-{i:04}"));
+            let id = ids.doc_id_hex(&format!("evt-{i:04}"));
             IndexDoc { id, ts_millis, doc, unseen_source: false }
         })
         .collect()

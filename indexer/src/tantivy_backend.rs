@@ -27,7 +27,7 @@ use tantivy::{
 use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
 use crate::encode::{DocEncoder, EncodedDoc, TantivyEncoded};
 use crate::id_set::{IdSetPlugin, SegmentIds};
-use crate::ids::IdKey;
+use crate::ids::{EventIdKey, IdKey};
 use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
 use crate::{Error, Result};
 
@@ -72,6 +72,8 @@ pub struct TantivyBackend {
     pending_sources: Vec<SourceRecord>,
     /// The id sets of the committed segments.
     committed_ids: Vec<SegmentIds>,
+    /// Answers `event_id:X` (ids are keyed); without it such queries are refused.
+    event_id_key: Option<EventIdKey>,
 }
 
 impl std::fmt::Debug for TantivyBackend {
@@ -140,7 +142,7 @@ impl TantivyBackend {
         }
         // Not stored in the index: a reader and a writer must both know it, or indexing
         // and query parsing fail on the unknown tokenizer name.
-        index.tokenizers().register(schema::MESSAGE_TOKENIZER, crate::text::MessageTokenizer::default());
+        crate::text::register(&index);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -156,8 +158,17 @@ impl TantivyBackend {
             pending_ids: PendingIds::default(),
             pending_sources: Vec::new(),
             committed_ids: Vec::new(),
+            event_id_key: None,
         };
         Ok(backend)
+    }
+
+    /// The key that `event_id:X` queries derive ids with: the id key of the PII key the
+    /// index was ingested with. Without it those queries are refused: an unkeyed
+    /// fallback would let anyone confirm a guessed `event_id`.
+    pub fn with_event_id_key(mut self, key: EventIdKey) -> Self {
+        self.event_id_key = Some(key);
+        self
     }
 
     /// The directory of the index.
@@ -231,7 +242,7 @@ impl TantivyBackend {
                     .into(),
             )
         })?;
-        let ast = rewrite_ast(ast);
+        let ast = rewrite_ast(ast, self.event_id_key.as_ref()).map_err(query_error)?;
         let message = self.index.schema().get_field(schema::MESSAGE).map_err(|e| query_error(e.to_string()))?;
         let parser = QueryParser::for_index(&self.index, vec![message]);
         parser.build_query_from_user_input_ast(ast).map_err(|e| query_error(e.to_string()))
@@ -581,28 +592,33 @@ impl PendingIds {
 /// `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC, an exact
 /// time or number is a one-value range (they are columns, not terms), and so is each
 /// half of an id.
-fn rewrite_ast(ast: UserInputAst) -> UserInputAst {
-    match ast {
+///
+/// `Err` is the message of a refused query: `event_id:X` without the id key.
+fn rewrite_ast(ast: UserInputAst, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
+    Ok(match ast {
         UserInputAst::Clause(children) => {
-            let mut children: Vec<_> = children.into_iter().map(|(occur, child)| (occur, rewrite_ast(child))).collect();
+            let mut children = children
+                .into_iter()
+                .map(|(occur, child)| Ok((occur, rewrite_ast(child, ids)?)))
+                .collect::<std::result::Result<Vec<_>, String>>()?;
             // Like Elasticsearch, a clause of only negations means "everything except".
             if !children.is_empty() && children.iter().all(|(occur, _)| *occur == Some(Occur::MustNot)) {
                 children.push((Some(Occur::Should), UserInputAst::Leaf(Box::new(UserInputLeaf::All))));
             }
             UserInputAst::Clause(children)
         }
-        UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child)), boost),
-        UserInputAst::Leaf(leaf) => rewrite_leaf(*leaf),
-    }
+        UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child, ids)?), boost),
+        UserInputAst::Leaf(leaf) => rewrite_leaf(*leaf, ids)?,
+    })
 }
 
-fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
+fn rewrite_leaf(leaf: UserInputLeaf, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
     let leaf = match leaf {
         UserInputLeaf::Literal(mut literal) if !literal.prefix => {
             let field = literal.field_name.as_deref().map(tantivy_field_name);
             match field.as_deref() {
-                Some(name) if is_id_field(name) => return id_query(name, &literal.phrase),
-                Some(name) if is_column_only(name) => return exact_value(name, literal.phrase),
+                Some(name) if is_id_field(name) => return id_query(name, &literal.phrase, ids),
+                Some(name) if is_column_only(name) => return Ok(exact_value(name, literal.phrase)),
                 _ => literal.field_name = field,
             }
             UserInputLeaf::Literal(literal)
@@ -621,12 +637,12 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
             let field = field.map(|f| tantivy_field_name(&f));
             match field.as_deref() {
                 Some(name) if is_id_field(name) => {
-                    let alternatives = elements.iter().map(|e| (Some(Occur::Should), id_query(name, e)));
-                    return UserInputAst::Clause(alternatives.collect());
+                    let alternatives = elements.iter().map(|e| Ok((Some(Occur::Should), id_query(name, e, ids)?)));
+                    return Ok(UserInputAst::Clause(alternatives.collect::<std::result::Result<_, String>>()?));
                 }
                 Some(name) if is_column_only(name) => {
                     let alternatives = elements.into_iter().map(|e| (Some(Occur::Should), exact_value(name, e)));
-                    return UserInputAst::Clause(alternatives.collect());
+                    return Ok(UserInputAst::Clause(alternatives.collect()));
                 }
                 _ => UserInputLeaf::Set { field, elements },
             }
@@ -637,7 +653,7 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> UserInputAst {
         }
         other => other,
     };
-    UserInputAst::Leaf(Box::new(leaf))
+    Ok(UserInputAst::Leaf(Box::new(leaf)))
 }
 
 /// Whether a field is kept as a column without terms (times and numbers).
@@ -672,12 +688,24 @@ fn is_id_field(field: &str) -> bool {
 
 /// `field:value` on an id field (see [`is_id_field`]): the one-value ranges of the id's
 /// halves on the `_id_high` and `_id_low` columns.
-fn id_query(field: &str, value: &str) -> UserInputAst {
-    let id = if field == schema::EVENT_ID { IdKey::of_event_id(value) } else { IdKey::of(value) };
+///
+/// An `event_id` is looked up through its keyed id, so it needs the id key: refused
+/// without it (never an unkeyed id, which would confirm guesses).
+fn id_query(field: &str, value: &str, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
+    let id = if field == schema::EVENT_ID {
+        let key = ids.ok_or_else(|| NO_ID_KEY.to_string())?;
+        IdKey::of_event_id(key, value)
+    } else {
+        IdKey::of(value)
+    };
     let high = exact_value(schema::ID_HIGH, id.high().to_string());
     let low = exact_value(schema::ID_LOW, id.low().to_string());
-    UserInputAst::Clause(vec![(Some(Occur::Must), high), (Some(Occur::Must), low)])
+    Ok(UserInputAst::Clause(vec![(Some(Occur::Must), high), (Some(Occur::Must), low)]))
 }
+
+/// Why an `event_id:` query was refused, and what to do.
+pub const NO_ID_KEY: &str = "event_id: queries need the key the index was ingested with, since document ids are \
+    keyed: set TIX_PII_KEY (at least 32 bytes) to that key, or search by _id or another field";
 
 fn widen_date_bound(bound: UserInputBound) -> UserInputBound {
     let widen =
@@ -750,5 +778,35 @@ fn finish_agg_result(request: &Value, result: &mut Value) {
 }
 
 fn tantivy_error(path: &Path, error: impl std::fmt::Display) -> Error {
-    Error::Tantivy { path: path.display().to_string(), message: error.to_string() }
+    let mut message = error.to_string();
+    // tantivy wraps a full disk's io::Error in several error shapes; the OS's text is the
+    // one form they share, except when an indexing thread hit it: then tantivy reports only
+    // that the writer was killed, and a probe write tells whether the disk is the cause. A
+    // failed commit records none of its sources, so repeating the run loses and doubles
+    // nothing.
+    const ENOSPC: &str = "No space left on device";
+    let full = message.contains(ENOSPC) || (message.contains("writer was killed") && no_space_left(path));
+    if full {
+        if !message.contains(ENOSPC) {
+            message.push_str(&format!(" ({ENOSPC})"));
+        }
+        message.push_str(
+            ". The filesystem holding the index is full: free space on it (or move the index to a larger one) \
+             and run the ingest again; the sources of the failed commit are not recorded, so it reads them again",
+        );
+    }
+    Error::Tantivy { path: path.display().to_string(), message }
+}
+
+/// Whether the filesystem holding the index directory refuses a small write for lack of
+/// space.
+fn no_space_left(dir: &Path) -> bool {
+    use std::io::Write;
+    let probe = dir.join(".tix-space-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut file| {
+        file.write_all(&[0u8; 64 * 1024])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    matches!(written, Err(e) if e.kind() == std::io::ErrorKind::StorageFull)
 }

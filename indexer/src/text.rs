@@ -26,6 +26,12 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 pub const TOKENIZER_NAME: &str = "tix_message";
 /// Name of the equivalent analyzer in the Elasticsearch index template.
 pub const ES_ANALYZER: &str = "tix_message";
+/// Registers the `message` tokenizer on `index`: needed on every opened index, writing or
+/// reading, since tantivy keeps tokenizers out of the index files.
+pub fn register(index: &tantivy::Index) {
+    index.tokenizers().register(TOKENIZER_NAME, MessageTokenizer::default());
+}
+
 /// Tokens this long (bytes) or longer are dropped, as by tantivy's `default` analyzer.
 pub const MAX_TOKEN_BYTES: usize = 40;
 

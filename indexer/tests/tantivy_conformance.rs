@@ -9,7 +9,8 @@ fn fresh_tantivy() -> impl Fn() -> Box<dyn Backend> {
         // The directory must outlive the backend; leak it for the test's lifetime.
         let path = dir.keep();
         let config = TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() };
-        Box::new(TantivyBackend::open_for_writing(&path, config).expect("open tantivy index")) as Box<dyn Backend>
+        let backend = TantivyBackend::open_for_writing(&path, config).expect("open tantivy index");
+        Box::new(backend.with_event_id_key(indexer::conformance::sample_id_key())) as Box<dyn Backend>
     }
 }
 
@@ -57,6 +58,37 @@ fn sets_of_numbers_and_ids_match_each_member() {
     assert_eq!(count(backend, "event_id: IN [evt-0001 evt-0002 evt-9999]"), 2);
     assert_eq!(count(backend, &format!("_id: IN [{} {}]", ids[3], ids[4])), 2);
     assert_eq!(count(backend, &format!("_id:{}", ids[3].to_uppercase())), 0, "ids are case-sensitive");
+}
+
+/// Ids are keyed: `event_id:X` is answered through the id key of the PII key the index
+/// was ingested with; without a key it is refused (an unkeyed id would confirm guesses),
+/// and under another key it finds nothing.
+#[test]
+fn event_id_queries_need_the_key_the_index_was_ingested_with() {
+    let ids: Vec<String> = indexer::conformance::sample_docs().into_iter().map(|d| d.id).collect();
+    let path = tempfile::tempdir().unwrap().keep();
+    let config = TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() };
+    let mut writer = TantivyBackend::open_for_writing(&path, config).unwrap();
+    writer.ensure_ready().unwrap();
+    writer.index_batch(&indexer::conformance::sample_docs()).unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+
+    let keyless = TantivyBackend::open_for_reading(&path).unwrap();
+    for query in ["event_id:evt-0007", "event_id: IN [evt-0001 evt-0002]", "type:x OR event_id:evt-0007"] {
+        let request = indexer::backend::SearchRequest { query: query.into(), ..Default::default() };
+        let err = keyless.count(&request).unwrap_err().to_string();
+        assert!(err.contains("TIX_PII_KEY") && err.contains("keyed"), "{query}: {err}");
+    }
+    assert_eq!(count(&keyless, &format!("_id:{}", ids[7])), 1, "_id needs no key");
+    assert_eq!(count(&keyless, "booking_id:BK-20240205-000103"), 2, "other fields need no key");
+
+    let keyed =
+        TantivyBackend::open_for_reading(&path).unwrap().with_event_id_key(indexer::conformance::sample_id_key());
+    assert_eq!(count(&keyed, "event_id:evt-0007"), 1);
+    let other = indexer::ids::EventIdKey::new(b"another-key-of-at-least-32-bytes-0123456");
+    let wrong = TantivyBackend::open_for_reading(&path).unwrap().with_event_id_key(other);
+    assert_eq!(count(&wrong, "event_id:evt-0007"), 0);
 }
 
 /// The sample events all fall on 2024-02-05, so the shared table cannot tell "that day"

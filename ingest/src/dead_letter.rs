@@ -6,6 +6,11 @@
 //! place before the checkpoint that covers it is committed, so a replay from the same
 //! resume point replaces the segment instead of appending a second copy of each entry,
 //! and the segments of an object read over several invocations never overlap.
+//!
+//! `tix-logs redrive` reads the store back segment by segment ([`SegmentStore`]) and
+//! replaces each segment with what is left of it. Every entry of a record carries what
+//! that needs to give the record the id it would have had ([`DeadLetterEntry::source_id`],
+//! [`DeadLetterEntry::id`]); entries written before those fields existed still parse.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, RejectKind, Result};
-use crate::id::SourceIdentity;
+use crate::id::{DocId, SourceIdentity};
 
 /// Largest `raw` kept in an entry.
 pub const MAX_RAW_BYTES: usize = 64 * 1024;
@@ -33,6 +38,132 @@ pub struct DeadLetterEntry {
     pub raw: String,
     /// When the entry was written (RFC 3339).
     pub at: String,
+    /// The source's full identity, from which a record without `event_id` gets its
+    /// positional id back. Absent in entries written before redrive existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<SourceRef>,
+    /// The document id the record had or would have had, when it was known as the entry
+    /// was written: the id of a document the backend refused, or the id from the
+    /// unredacted `event_id` of a record that failed validation. `raw` holds the
+    /// redacted `event_id`, which can hash differently when the id itself held PII.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl DeadLetterEntry {
+    /// The entry of a record, with the identity redrive needs; `id` as
+    /// [`DeadLetterEntry::id`] describes it.
+    pub fn for_record(
+        source: &SourceIdentity,
+        record: u64,
+        offset: u64,
+        rejection: (RejectKind, String),
+        raw: String,
+        id: Option<DocId>,
+    ) -> Self {
+        DeadLetterEntry {
+            source: source.display_name(),
+            record: Some(record),
+            offset: Some(offset),
+            reason: rejection.1,
+            kind: rejection.0,
+            raw,
+            at: crate::pipeline::now_rfc3339(),
+            source_id: Some(SourceRef::from(source)),
+            id: id.map(|id| id.to_hex()),
+        }
+    }
+}
+
+/// A [`SourceIdentity`] as a dead-letter entry stores it. The file's modification time
+/// is a decimal string: it is an `i128` of nanoseconds, past what many JSON readers
+/// keep exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceRef {
+    S3 { bucket: String, key: String, version: String },
+    File { path: String, size: u64, mtime_ns: String },
+    Stream { name: String, nonce: String },
+}
+
+impl From<&SourceIdentity> for SourceRef {
+    fn from(identity: &SourceIdentity) -> Self {
+        match identity.clone() {
+            SourceIdentity::S3 { bucket, key, version } => SourceRef::S3 { bucket, key, version },
+            SourceIdentity::File { path, size, mtime_ns } => {
+                SourceRef::File { path, size, mtime_ns: mtime_ns.to_string() }
+            }
+            SourceIdentity::Stream { name, nonce } => SourceRef::Stream { name, nonce },
+        }
+    }
+}
+
+impl SourceRef {
+    /// The identity back; `None` when the stored modification time is not a number
+    /// (an entry edited by hand).
+    pub fn identity(&self) -> Option<SourceIdentity> {
+        Some(match self.clone() {
+            SourceRef::S3 { bucket, key, version } => SourceIdentity::S3 { bucket, key, version },
+            SourceRef::File { path, size, mtime_ns } => {
+                SourceIdentity::File { path, size, mtime_ns: mtime_ns.parse().ok()? }
+            }
+            SourceRef::Stream { name, nonce } => SourceIdentity::Stream { name, nonce },
+        })
+    }
+}
+
+/// One line of a segment as redrive reads it. A line that is not an entry (damaged,
+/// edited by hand) is kept as it is, so rewriting a segment never drops it.
+// Nearly every line is an entry: boxing it would add an allocation per line for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentLine {
+    Entry(DeadLetterEntry),
+    Unreadable(String),
+}
+
+impl SegmentLine {
+    /// Parses one non-blank NDJSON line.
+    pub fn parse(line: &str) -> Self {
+        match serde_json::from_str(line) {
+            Ok(entry) => SegmentLine::Entry(entry),
+            Err(_) => SegmentLine::Unreadable(line.to_string()),
+        }
+    }
+
+    fn to_line(&self) -> std::result::Result<String, serde_json::Error> {
+        match self {
+            SegmentLine::Entry(entry) => serde_json::to_string(entry),
+            SegmentLine::Unreadable(line) => Ok(line.clone()),
+        }
+    }
+}
+
+/// The lines of a segment as NDJSON.
+pub fn segment_text(lines: &[SegmentLine]) -> std::result::Result<String, serde_json::Error> {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_line()?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// The lines of a segment's text, blank lines left out.
+pub fn parse_segment(text: &str) -> Vec<SegmentLine> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(SegmentLine::parse).collect()
+}
+
+/// The dead-letter store as redrive sees it: named segments, each read whole and
+/// replaced whole. Replacing is atomic per segment (a reader sees the old or the new
+/// contents, never a mix), so a crash leaves every segment either as it was or as
+/// redrive meant it.
+pub trait SegmentStore {
+    /// The segments' names, in order.
+    fn segment_names(&self) -> Result<Vec<String>>;
+    fn read_segment(&self, name: &str) -> Result<Vec<SegmentLine>>;
+    /// Replaces the segment with `lines`; with none, removes it.
+    fn replace_segment(&self, name: &str, lines: &[SegmentLine]) -> Result<()>;
 }
 
 /// The file (or object) name of the dead-letter segment of `source` that starts after
@@ -98,6 +229,59 @@ impl LocalDeadLetter {
     }
 }
 
+impl SegmentStore for LocalDeadLetter {
+    fn segment_names(&self) -> Result<Vec<String>> {
+        let listing = match std::fs::read_dir(&self.dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::DeadLetter { path: self.dir.display().to_string(), error }),
+        };
+        let mut names: Vec<String> = listing
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".ndjson"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn read_segment(&self, name: &str) -> Result<Vec<SegmentLine>> {
+        let path = self.dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| Error::DeadLetter { path: path.display().to_string(), error })?;
+        Ok(parse_segment(&text))
+    }
+
+    fn replace_segment(&self, name: &str, lines: &[SegmentLine]) -> Result<()> {
+        let path = self.dir.join(name);
+        let error = |error| Error::DeadLetter { path: path.display().to_string(), error };
+        if lines.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(error(e)),
+                _ => Ok(()),
+            };
+        }
+        let text = segment_text(lines).map_err(|e| error(std::io::Error::other(e)))?;
+        // Written beside and renamed over, as ingestion publishes segments: a crash
+        // leaves the old segment or the new one.
+        let partial = self.dir.join(format!("{name}.redrive-{}", std::process::id()));
+        let written = File::create(&partial).and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
+        if let Err(e) = written.and_then(|_| std::fs::rename(&partial, &path)) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(error(e));
+        }
+        if let Ok(dir) = File::open(&self.dir) {
+            // Persist the rename itself; not all filesystems support it.
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
 impl DeadLetterStore for LocalDeadLetter {
     fn begin(&mut self, source: &SourceIdentity, resume_after: u64) -> Result<Box<dyn DeadLetterFile>> {
         let final_path = self.dir.join(segment_file_name(source, resume_after));
@@ -118,6 +302,18 @@ struct LocalDeadLetterFile {
 
 impl LocalDeadLetterFile {
     fn error(&self, error: std::io::Error) -> Error {
+        // A full disk is the operator's to fix: say how, and that nothing was acknowledged.
+        let error = match error.kind() {
+            std::io::ErrorKind::StorageFull => std::io::Error::new(
+                error.kind(),
+                format!(
+                    "{error}. The filesystem holding {} is full: free space on it (or point the dead-letter \
+                     store elsewhere) and run the ingest again; this source was not recorded as completed",
+                    self.dir.display()
+                ),
+            ),
+            _ => error,
+        };
         Error::DeadLetter { path: self.final_path.display().to_string(), error }
     }
 }
@@ -173,7 +369,50 @@ mod tests {
             kind: RejectKind::Validation,
             raw: "{}".into(),
             at: "2024-02-05T00:00:00Z".into(),
+            source_id: None,
+            id: None,
         }
+    }
+
+    #[test]
+    fn entries_written_before_redrive_existed_still_parse() {
+        let old = r#"{"source":"/x","record":3,"offset":0,"reason":"r","kind":"limit","raw":"{}","at":"2024-02-05T00:00:00Z"}"#;
+        let SegmentLine::Entry(parsed) = SegmentLine::parse(old) else { panic!("an old entry is an entry") };
+        assert_eq!((parsed.source_id, parsed.id), (None, None));
+        assert_eq!(SegmentLine::parse("{not json"), SegmentLine::Unreadable("{not json".into()));
+    }
+
+    #[test]
+    fn a_source_identity_survives_the_entry_exactly() {
+        for identity in [
+            SourceIdentity::S3 { bucket: "b".into(), key: "k/x.gz".into(), version: "\"e\"".into() },
+            SourceIdentity::File { path: "/x".into(), size: 7, mtime_ns: i128::MAX - 1 },
+            SourceIdentity::Stream { name: "-".into(), nonce: "n".into() },
+        ] {
+            let entry =
+                DeadLetterEntry::for_record(&identity, 4, 10, (RejectKind::Limit, "r".into()), "{}".into(), None);
+            let line = serde_json::to_string(&entry).unwrap();
+            let back: DeadLetterEntry = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.source_id.and_then(|s| s.identity()), Some(identity), "{line}");
+        }
+    }
+
+    #[test]
+    fn replacing_a_segment_keeps_unreadable_lines_and_an_empty_one_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDeadLetter::new(dir.path());
+        let source = SourceIdentity::Stream { name: "a".into(), nonce: "1".into() };
+        let mut file = LocalDeadLetter::new(dir.path()).begin(&source, 0).unwrap();
+        file.write(&entry(1)).unwrap();
+        file.finish().unwrap();
+        let names = store.segment_names().unwrap();
+        assert_eq!(names, vec![segment_file_name(&source, 0)]);
+        let kept = vec![SegmentLine::Unreadable("{damaged".into()), SegmentLine::Entry(entry(2))];
+        store.replace_segment(&names[0], &kept).unwrap();
+        assert_eq!(store.read_segment(&names[0]).unwrap(), kept);
+        assert_eq!(store.segment_names().unwrap(), names, "nothing left beside it");
+        store.replace_segment(&names[0], &[]).unwrap();
+        assert!(store.segment_names().unwrap().is_empty());
     }
 
     #[test]

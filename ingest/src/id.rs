@@ -2,14 +2,28 @@
 //! `event_id` derives from that id alone; otherwise from its source's identity and its
 //! ordinal in the source. Also the checkpoint key that records a completed source.
 //!
-//! Every id is the first 16 bytes of SHA-256 over a domain-separated, length-prefixed
+//! Every id is the first 16 bytes of a hash over a domain-separated, length-prefixed
 //! encoding, so no two kinds of input (or two splits of the same bytes into fields) can
 //! hash alike. The encoding is a storage format: changing a byte of it re-ids every
 //! document ever indexed, which turns every re-ingest into duplicates. The golden
 //! vectors in the tests pin it.
 //!
+//! Event ids are keyed: HMAC-SHA256 under the id key, itself
+//! HMAC-SHA256(PII key, `"tix-logs/v2/document-id-key"`), the PII key being `TIX_PII_KEY`
+//! ([`indexer::ids::EventIdKey`]). An `event_id` may be an e-mail address or a card
+//! number, taken before redaction: unkeyed, anyone reading the store could confirm a
+//! guess by hashing it. The same key gives the same ids (dedupe holds across re-ingest);
+//! another key gives other ids, so events re-ingested after a key rotation are not
+//! recognised as duplicates of those ingested before.
+//!
+//! Position ids and checkpoint keys are plain SHA-256: their input is the source's
+//! identity (bucket, key and ETag; path, size and mtime; stream name and nonce) and an
+//! ordinal, never event content, and the store already shows the source by name in its
+//! checkpoints and dead-letter entries. A key would hide nothing, and would re-id every
+//! event without `event_id` ever indexed.
+//!
 //! The encoding (`le64`/`le128`: little-endian; `str`: `le64(byte length) ++ UTF-8`):
-//! - event id: `"tix-logs/v1/event\0" ++ str(event_id)`
+//! - event id (HMAC under the id key): `"tix-logs/v2/event\0" ++ str(event_id)`
 //! - position: `"tix-logs/v1/position\0" ++ source ++ le64(ordinal)`
 //! - checkpoint key: `"tix-logs/v1/source\0" ++ source`
 //! - source: `"s3\0" ++ str(bucket) ++ str(key) ++ str(version without surrounding quotes)`,
@@ -182,11 +196,18 @@ fn digest_id(h: Sha256) -> DocId {
     DocId(out)
 }
 
+pub use indexer::ids::EventIdKey;
+
+/// The id key of the redactor's PII key: ids and PII tokens share one secret.
+pub fn event_id_key(redactor: &crate::redact::Redactor) -> EventIdKey {
+    EventIdKey::from_pii_mac(redactor.keyed_mac())
+}
+
 /// Id of an event that carries an `event_id`: the same event re-uploaded anywhere is
-/// one document.
-pub fn doc_id_for_event_id(event_id: &str) -> DocId {
+/// one document (under the same key).
+pub fn doc_id_for_event_id(key: &EventIdKey, event_id: &str) -> DocId {
     // Defined in the indexer, which answers `event_id:X` queries through `_id`.
-    DocId(indexer::ids::event_doc_id(event_id))
+    DocId(key.doc_id(event_id))
 }
 
 /// Id of an event without `event_id`: its source and its ordinal in that source (as the
@@ -202,7 +223,14 @@ pub fn doc_id_for_position(source: &SourceIdentity, ordinal: u64) -> DocId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Redactor;
     use proptest::prelude::*;
+
+    const KEY: &[u8] = b"id-golden-vector-key-of-32-bytes-0123456789";
+
+    fn keyed(event_id: &str) -> DocId {
+        doc_id_for_event_id(&EventIdKey::new(KEY), event_id)
+    }
 
     fn s3(bucket: &str, key: &str, version: &str) -> SourceIdentity {
         SourceIdentity::S3 { bucket: bucket.into(), key: key.into(), version: version.into() }
@@ -214,17 +242,28 @@ mod tests {
 
     // Golden vectors. These pin the id encoding: if one of them changes, every document
     // ever indexed gets a new id and every re-ingest duplicates it. Never update them to
-    // make a test pass; add a new domain (v2) instead.
+    // make a test pass; add a new domain (v3) instead. (v1, unkeyed, gave
+    // 5600f3ea824692e9810973ad19ac8b4f for evt-0001 under any key.)
     #[test]
     fn event_ids_match_the_golden_vectors() {
         for (event_id, want) in [
-            ("", "525d51ddadb24213d94ff220e1684226"),
-            ("evt-0001", "5600f3ea824692e9810973ad19ac8b4f"),
-            ("2f1c7a5e-9b7d-4c1e-8a7e-1d2b3c4d5e6f", "26fc6a2c9e90cacba38a62af2b574fe6"),
-            ("bökning/ü", "02502ab6a6dd61c2ce660c1b46df47ad"),
+            ("", "46cd4060d23584656b8945f228a80281"),
+            ("evt-0001", "33d4a918bbe13105d6701ca8e65c04bf"),
+            ("2f1c7a5e-9b7d-4c1e-8a7e-1d2b3c4d5e6f", "6643f0df1722644ecfc25ad2e36bf993"),
+            ("bökning/ü", "d2a2958d653cad153ab9165c017331cb"),
         ] {
-            assert_eq!(doc_id_for_event_id(event_id).to_string(), want, "{event_id:?}");
+            assert_eq!(keyed(event_id).to_string(), want, "{event_id:?}");
         }
+    }
+
+    #[test]
+    fn event_ids_are_keyed_by_the_redactors_pii_key() {
+        let from_redactor = event_id_key(&Redactor::new(KEY));
+        assert_eq!(doc_id_for_event_id(&from_redactor, "evt-0001"), keyed("evt-0001"), "same key, same id");
+        let other = event_id_key(&Redactor::new(b"another-key-of-at-least-32-bytes-0123456"));
+        assert_ne!(doc_id_for_event_id(&other, "evt-0001"), keyed("evt-0001"), "another key, another id");
+        // A reader without the key: the unkeyed v1 hash of a guess is not the id.
+        assert_ne!(keyed("evt-0001").to_string(), "5600f3ea824692e9810973ad19ac8b4f");
     }
 
     #[test]
@@ -263,7 +302,7 @@ mod tests {
 
     #[test]
     fn ids_print_as_32_lowercase_hex_digits_and_parse_back() {
-        let id = doc_id_for_event_id("evt-0001");
+        let id = keyed("evt-0001");
         let hex = id.to_string();
         assert_eq!(hex.len(), 32);
         assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
@@ -312,7 +351,7 @@ mod tests {
         let source = s3("b", "k", "v");
         let position = doc_id_for_position(&source, 0).to_string();
         assert_ne!(position, source.checkpoint_key());
-        assert_ne!(position, doc_id_for_event_id("b").to_string());
+        assert_ne!(position, keyed("b").to_string());
     }
 
     #[test]
@@ -346,7 +385,7 @@ mod tests {
     proptest! {
         #[test]
         fn ids_are_deterministic(event_id in ".{0,40}", source in any_source(), ordinal in any::<u64>()) {
-            prop_assert_eq!(doc_id_for_event_id(&event_id), doc_id_for_event_id(&event_id.clone()));
+            prop_assert_eq!(keyed(&event_id), keyed(&event_id.clone()));
             prop_assert_eq!(doc_id_for_position(&source, ordinal), doc_id_for_position(&source.clone(), ordinal));
             prop_assert_eq!(source.checkpoint_key(), source.clone().checkpoint_key());
         }
@@ -354,7 +393,7 @@ mod tests {
         #[test]
         fn distinct_event_ids_get_distinct_ids(a in ".{0,40}", b in ".{0,40}") {
             prop_assume!(a != b);
-            prop_assert_ne!(doc_id_for_event_id(&a), doc_id_for_event_id(&b));
+            prop_assert_ne!(keyed(&a), keyed(&b));
         }
 
         #[test]

@@ -13,8 +13,8 @@ use crate::trigger::{HandlerReport, DEFAULT_DEADLINE_MARGIN};
 /// The namespace of the EMF metrics (alarms in `template.yaml` use it).
 pub const METRICS_NAMESPACE: &str = "TixLogs";
 
-/// The shortest PII key the Lambda accepts (256 bits, HMAC-SHA256's own strength).
-pub const MIN_PII_KEY_BYTES: usize = 32;
+/// The shortest PII key accepted, the Lambda's and the CLI's (`crate::pii_key`).
+pub use crate::pii_key::MIN_PII_KEY_BYTES;
 
 /// How the function logs, from Lambda's advanced logging controls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,15 +137,10 @@ impl LambdaSettings {
                     .into(),
             )
         })?;
-        // A short key can be found by trying keys against a token, and a token reveals
-        // whether two records share an e-mail address: the key is what keeps them opaque.
-        if pii_key.len() < MIN_PII_KEY_BYTES {
-            return Err(config(format!(
-                "TIX_PII_KEY (or the parameter TIX_PII_KEY_PARAM names) is {} bytes long; the Lambda needs at least \
-                 {MIN_PII_KEY_BYTES}: store a random key, e.g. `openssl rand -base64 48`",
-                pii_key.len()
-            )));
-        }
+        // The same rule as the CLI's: a short key can be found by trying keys against a
+        // token or a document id, and then both are as good as the clear value.
+        crate::pii_key::check_length(pii_key.as_bytes(), "TIX_PII_KEY (or the parameter TIX_PII_KEY_PARAM names)")
+            .map_err(config)?;
         let deadline_margin = match lookup("TIX_DEADLINE_MARGIN_MS") {
             None => DEFAULT_DEADLINE_MARGIN,
             Some(ms) => Duration::from_millis(

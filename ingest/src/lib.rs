@@ -14,9 +14,11 @@ pub mod id;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod limits;
+pub mod pii_key;
 pub mod pipeline;
 pub mod reconcile;
 pub mod redact;
+pub mod redrive;
 #[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "aws")]

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use indexer::{Backend, DocEncoder, EncodedDoc, IndexDoc, Outcome, ResumePoint, SourceRecord, SourceStatus};
 use serde::Serialize;
 
-use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore, MAX_RAW_BYTES};
+use crate::dead_letter::{DeadLetterEntry, DeadLetterFile, DeadLetterStore, SourceRef, MAX_RAW_BYTES};
 use crate::error::{ObjectFailure, RejectKind, Rejection, Result};
 use crate::framing::{Frame, FrameBody, RecordReader};
-use crate::id::{doc_id_for_event_id, doc_id_for_position, SourceIdentity};
+use crate::id::{doc_id_for_event_id, doc_id_for_position, DocId, EventIdKey, SourceIdentity};
 use crate::limits::Limits;
 use crate::redact::Redactor;
 use crate::source::{CountingReader, SourceObject};
@@ -178,8 +178,21 @@ impl Progress for NoProgress {}
 
 /// What becomes of one frame.
 enum Item {
-    Doc { doc: EncodedDoc, ts_millis: i64, ordinal: u64, offset: u64 },
-    Rejected { ordinal: u64, offset: u64, rejection: Rejection, raw: String },
+    Doc {
+        doc: EncodedDoc,
+        ts_millis: i64,
+        ordinal: u64,
+        offset: u64,
+        id: DocId,
+    },
+    /// `id`: from the record's unredacted `event_id`, when it has one (for redrive).
+    Rejected {
+        ordinal: u64,
+        offset: u64,
+        rejection: Rejection,
+        raw: String,
+        id: Option<DocId>,
+    },
     Failed(ObjectFailure),
 }
 
@@ -269,6 +282,8 @@ impl<'a> Pipeline<'a> {
                 kind: failure.kind,
                 raw: String::new(),
                 at: now_rfc3339(),
+                source_id: Some(SourceRef::from(&identity)),
+                id: None,
             })?;
         }
         dead_letter.finish()?;
@@ -329,6 +344,9 @@ impl<'a> Pipeline<'a> {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
+            // A panic message may quote the bytes being decoded: it goes to the dead-letter
+            // reason and the checkpoint redacted, like any other text from a record.
+            let message = self.config.redactor.redact_text(message);
             tracing::error!(source = %state.name, records = state.records, "a reading thread panicked");
             state.fail(ObjectFailure::decode(
                 format!(
@@ -365,25 +383,24 @@ impl<'a> Pipeline<'a> {
             let mut coordinates = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Item::Doc { doc, ts_millis, ordinal, offset } => {
+                    Item::Doc { doc, ts_millis, ordinal, offset, id } => {
                         state.records += 1;
                         state.valid += 1;
                         state.see_time(ts_millis);
-                        coordinates.push((ordinal, offset));
+                        coordinates.push((ordinal, offset, id));
                         docs.push(doc);
                     }
-                    Item::Rejected { ordinal, offset, rejection, raw } => {
+                    Item::Rejected { ordinal, offset, rejection, raw, id } => {
                         state.records += 1;
                         state.rejected += 1;
-                        dead_letter.write(&DeadLetterEntry {
-                            source: state.name.clone(),
-                            record: Some(ordinal),
-                            offset: Some(offset),
-                            reason: rejection.reason,
-                            kind: rejection.kind,
+                        dead_letter.write(&DeadLetterEntry::for_record(
+                            identity,
+                            ordinal,
+                            offset,
+                            (rejection.kind, rejection.reason),
                             raw,
-                            at: now_rfc3339(),
-                        })?;
+                            id,
+                        ))?;
                     }
                     Item::Failed(failure) => state.fail(failure),
                 }
@@ -403,7 +420,7 @@ impl<'a> Pipeline<'a> {
                     docs.len()
                 ))));
             }
-            for ((outcome, (ordinal, offset)), doc) in outcomes.into_iter().zip(coordinates).zip(&docs) {
+            for ((outcome, (ordinal, offset, id)), doc) in outcomes.into_iter().zip(coordinates).zip(&docs) {
                 match outcome {
                     Outcome::Indexed => {
                         state.indexed += 1;
@@ -412,16 +429,15 @@ impl<'a> Pipeline<'a> {
                     Outcome::Duplicate => state.duplicates += 1,
                     Outcome::Rejected { reason } => {
                         state.rejected += 1;
-                        let raw = doc.source_json();
-                        dead_letter.write(&DeadLetterEntry {
-                            source: state.name.clone(),
-                            record: Some(ordinal),
-                            offset: Some(offset),
-                            reason,
-                            kind: RejectKind::Backend,
-                            raw: truncate(raw, MAX_RAW_BYTES),
-                            at: now_rfc3339(),
-                        })?;
+                        let raw = truncate(doc.source_json(), MAX_RAW_BYTES);
+                        dead_letter.write(&DeadLetterEntry::for_record(
+                            identity,
+                            ordinal,
+                            offset,
+                            (RejectKind::Backend, reason),
+                            raw,
+                            Some(id),
+                        ))?;
                     }
                     Outcome::Failed { reason } => {
                         state.unfinished += 1;
@@ -631,9 +647,11 @@ fn spawn_reading(
         let (frame_sender, frames) = sync_channel::<Vec<Result<Frame, ObjectFailure>>>(1);
         let (item_sender, items) = sync_channel::<Vec<Item>>(1);
         let (identity, config, encoder) = (identity.clone(), config.clone(), encoder.clone());
+        let ids = crate::id::event_id_key(&config.redactor);
         handles.push(std::thread::Builder::new().name(format!("tix-prepare-{n}")).spawn(move || {
             while let Ok(batch) = frames.recv() {
-                let batch = batch.into_iter().map(|frame| prepare(frame, &identity, unseen_source, &config, &encoder));
+                let batch =
+                    batch.into_iter().map(|frame| prepare(frame, &identity, unseen_source, &config, &ids, &encoder));
                 if item_sender.send(batch.collect()).is_err() {
                     return;
                 }
@@ -705,6 +723,7 @@ fn prepare(
     identity: &SourceIdentity,
     unseen_source: bool,
     config: &PipelineConfig,
+    ids: &EventIdKey,
     encoder: &DocEncoder,
 ) -> Item {
     let frame = match frame {
@@ -717,6 +736,7 @@ fn prepare(
             offset: frame.offset,
             rejection,
             raw: config.redactor.redact_raw(&raw_prefix, MAX_RAW_BYTES),
+            id: None,
         },
         FrameBody::Record(raw) => match parse_and_validate(&raw, &config.limits) {
             Err(rejection) => Item::Rejected {
@@ -724,11 +744,12 @@ fn prepare(
                 offset: frame.offset,
                 rejection,
                 raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
+                id: unredacted_event_id(&raw).map(|event_id| doc_id_for_event_id(ids, &event_id)),
             },
             Ok(mut event) => {
                 config.redactor.redact_event(&mut event.doc);
                 let (id, positional) = match &event.event_id {
-                    Some(event_id) => (doc_id_for_event_id(event_id), false),
+                    Some(event_id) => (doc_id_for_event_id(ids, event_id), false),
                     None => (doc_id_for_position(identity, frame.ordinal), true),
                 };
                 Item::Doc {
@@ -741,9 +762,24 @@ fn prepare(
                     ts_millis: event.ts_millis,
                     ordinal: frame.ordinal,
                     offset: frame.offset,
+                    id,
                 }
             }
         },
+    }
+}
+
+/// The `event_id` of a record that failed validation, when it is readable as the
+/// validator would read it (a non-empty string). Its dead-letter entry keeps the id it
+/// derives, since `raw` only keeps the redacted value. Runs for rejected records only.
+fn unredacted_event_id(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct EventIdOnly {
+        event_id: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<EventIdOnly>(raw).ok()?.event_id? {
+        serde_json::Value::String(event_id) if !event_id.is_empty() => Some(event_id),
+        _ => None,
     }
 }
 
@@ -789,7 +825,7 @@ mod tests {
 
     impl Read for PanicOnRead {
         fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-            panic!("decoder bug")
+            panic!("decoder bug near 4111 1111 1111 1111 for bob@example.org")
         }
     }
 
@@ -1044,7 +1080,9 @@ mod tests {
         assert_eq!(summary.objects_failed, 1);
         let entries = LocalDeadLetter::read_all(&dir.path().join("dl")).unwrap();
         assert_eq!(entries.len(), 1, "{entries:?}");
-        assert!(entries[0].reason.contains("reading crashed") && entries[0].reason.contains("decoder bug"));
+        let reason = &entries[0].reason;
+        assert!(reason.contains("reading crashed") && reason.contains("decoder bug"), "{reason}");
+        assert!(!reason.contains("4111 1111 1111 1111") && !reason.contains("bob@example.org"), "{reason}");
         let record = backend.source_record(&source.0.checkpoint_key()).unwrap().expect("recorded");
         assert_eq!(record.status, indexer::SourceStatus::Failed, "never recorded completed");
     }

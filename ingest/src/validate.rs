@@ -6,6 +6,16 @@
 //! `serde_json::Value` tree itself: `serde_json::Value`'s own impl silently keeps the
 //! last of two equal keys, which Elasticsearch would refuse, and the visitor is also
 //! where the depth limit is enforced without risking the stack.
+//!
+//! Numbers never change silently. Integers within 64 bits stay exact (serde_json keeps
+//! them as `u64`/`i64`, and so do `_source` and the bulk body); an integer literal beyond
+//! 64 bits, which serde_json would turn into a float, rejects the record naming the field
+//! (keeping it exact would take serde_json's `arbitrary_precision`, which changes every
+//! crate's numbers). `amount` and `latency_ms` are indexed as doubles by both backends
+//! (a tantivy f64 column, an Elasticsearch `double`): an integer there that a double cannot
+//! hold exactly (beyond ±2^53, bar the few that happen to fit) rejects the record too, rather
+//! than store one value in `_source` and index another that `amount:X`, ranges, sorts and
+//! sums would silently use. No real amount or latency comes near 2^53 (9e15 minor units).
 
 use std::cell::Cell;
 use std::fmt;
@@ -150,15 +160,29 @@ enum ParseFailure {
     Duplicate(Vec<String>),
     /// Path to the object holding the empty key, innermost first.
     EmptyKey(Vec<String>),
+    /// Path to an integer literal beyond 64 bits, innermost first.
+    BigInteger(Vec<String>),
     TooDeep,
 }
 
-struct Ctx {
+struct Ctx<'t> {
     max_depth: usize,
     failure: Cell<Option<ParseFailure>>,
+    /// The record's text, to tell an integer literal beyond 64 bits (which serde_json
+    /// hands over as a float) from a float literal.
+    text: &'t str,
+    /// Numbers visited so far, in document order (the order of their literals).
+    numbers: Cell<usize>,
 }
 
-impl Ctx {
+impl Ctx<'_> {
+    /// Counts a number; its index among the record's number literals.
+    fn next_number(&self) -> usize {
+        let n = self.numbers.get();
+        self.numbers.set(n + 1);
+        n
+    }
+
     fn fail<E: de::Error>(&self, failure: ParseFailure) -> E {
         self.failure.set(Some(failure));
         E::custom("invalid record")
@@ -175,6 +199,10 @@ impl Ctx {
                 path.push(key.to_owned());
                 self.failure.set(Some(ParseFailure::EmptyKey(path)));
             }
+            Some(ParseFailure::BigInteger(mut path)) => {
+                path.push(key.to_owned());
+                self.failure.set(Some(ParseFailure::BigInteger(path)));
+            }
             other => self.failure.set(other),
         }
     }
@@ -183,7 +211,7 @@ impl Ctx {
 /// Builds a `Value` at nesting level `depth` (the record's object is level 1).
 #[derive(Clone, Copy)]
 struct ValueSeed<'c> {
-    ctx: &'c Ctx,
+    ctx: &'c Ctx<'c>,
     depth: usize,
 }
 
@@ -216,14 +244,24 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        self.ctx.next_number();
         Ok(Value::Number(v.into()))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        self.ctx.next_number();
         Ok(Value::Number(v.into()))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        let index = self.ctx.next_number();
+        // serde_json hands an integer literal beyond u64/i64 over as the nearest float;
+        // only such a value can have come from one, and the literal tells which it was.
+        let beyond_64_bits =
+            v.fract() == 0.0 && (v >= 18_446_744_073_709_551_616.0 || v <= -9_223_372_036_854_775_808.0);
+        if beyond_64_bits && nth_number_literal(self.ctx.text, index).is_some_and(is_integer_literal) {
+            return Err(self.ctx.fail(ParseFailure::BigInteger(Vec::new())));
+        }
         Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number is not finite"))
     }
 
@@ -291,7 +329,7 @@ fn parse_object(text: &str, max_depth: usize) -> Result<Map<String, Value>, Reje
     if first != Some(b'{') {
         return Err(not_an_object(text, first, max_depth));
     }
-    let ctx = Ctx { max_depth, failure: Cell::new(None) };
+    let ctx = Ctx { max_depth, failure: Cell::new(None), text, numbers: Cell::new(0) };
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = ValueSeed { ctx: &ctx, depth: 1 }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match parsed {
@@ -303,6 +341,14 @@ fn parse_object(text: &str, max_depth: usize) -> Result<Map<String, Value>, Reje
                 path.reverse();
                 Rejection::validation(format!("field `{}` appears twice", label(&path.join("."))))
             }
+            Some(ParseFailure::BigInteger(mut path)) => {
+                path.reverse();
+                let field =
+                    if path.is_empty() { "a value".to_string() } else { format!("`{}`", label(&path.join("."))) };
+                Rejection::validation(format!(
+                    "field {field}: integer beyond 64 bits, which would lose digits; send it as a string"
+                ))
+            }
             Some(ParseFailure::EmptyKey(path)) if path.is_empty() => Rejection::validation("empty field name"),
             Some(ParseFailure::EmptyKey(mut path)) => {
                 path.reverse();
@@ -310,6 +356,50 @@ fn parse_object(text: &str, max_depth: usize) -> Result<Map<String, Value>, Reje
             }
             None => serde_rejection(&e, max_depth),
         }),
+    }
+}
+
+/// The text of the `n`th number literal of a JSON text (0-based, in document order), by
+/// a scan that skips strings. Only asked about a float that may have been a big integer.
+fn nth_number_literal(text: &str, n: usize) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let (mut i, mut seen) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                    i += 1;
+                }
+                if seen == n {
+                    return text.get(start..i);
+                }
+                seen += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether a JSON number literal is an integer (no fraction, no exponent).
+fn is_integer_literal(literal: &str) -> bool {
+    !literal.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
+}
+
+/// Whether a number is the same value as the double both backends index for it.
+fn exact_as_f64(n: &Number) -> bool {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => (i as f64) as i128 == i128::from(i),
+        (None, Some(u)) => (u as f64) as i128 == i128::from(u),
+        _ => true,
     }
 }
 
@@ -531,6 +621,12 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
             "amount" | "latency_ms" if !value.is_number() => {
                 return Err(Rejection::validation(format!("{key}: expected a number")));
             }
+            "amount" | "latency_ms" if !value.as_number().is_some_and(exact_as_f64) => {
+                return Err(Rejection::validation(format!(
+                    "{key}: integer beyond ±2^53, which a double cannot hold exactly; both backends index {key} \
+                     as a double, so it would be stored as one value and searched as another"
+                )));
+            }
             "message" if !value.is_string() => {
                 return Err(Rejection::validation("message: expected a string"));
             }
@@ -702,6 +798,54 @@ mod tests {
         let r = rejected(with(r#""amount":1e400"#).as_bytes());
         assert_eq!(r.kind, RejectKind::Decode);
         assert!(r.reason.starts_with("number out of range"), "{}", r.reason);
+    }
+
+    #[test]
+    fn integers_within_64_bits_stay_exact_and_float_literals_stay_floats() {
+        let ev = ok(&with(r#""u":18446744073709551615,"i":-9223372036854775808,"odd":9007199254740993"#));
+        assert_eq!(ev.doc["u"].as_u64(), Some(u64::MAX));
+        assert_eq!(ev.doc["i"].as_i64(), Some(i64::MIN));
+        assert_eq!(ev.doc["odd"].as_u64(), Some(9_007_199_254_740_993));
+        // Written as floats, so floats they stay: nothing was an integer.
+        let ev = ok(&with(r#""e":1e20,"f":18446744073709551616.0,"g":-1E19"#));
+        assert_eq!(ev.doc["e"].as_f64(), Some(1e20));
+        assert!(ev.doc["f"].is_f64() && ev.doc["g"].is_f64());
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_is_rejected_naming_the_field() {
+        for (fields, field) in [
+            (r#""big":18446744073709551616"#, "big"),
+            (r#""x":"\"1\" 2","n":[1,-2.5e3,{"deep":-9223372036854775809}]"#, "n.deep"),
+            (r#""a":1,"b":123456789012345678901234567890"#, "b"),
+        ] {
+            assert_eq!(
+                reason(&with(fields)),
+                format!("field `{field}`: integer beyond 64 bits, which would lose digits; send it as a string"),
+                "{fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn amounts_and_latencies_a_double_cannot_hold_are_rejected() {
+        for v in ["9007199254740993", "-9007199254740993", "18446744073709551615", "9223372036854775807"] {
+            for field in ["amount", "latency_ms"] {
+                let r = reason(&with(&format!(r#""{field}":{v}"#)));
+                assert!(r.starts_with(&format!("{field}: integer beyond ±2^53")), "{field}={v}: {r}");
+            }
+        }
+        for v in ["9007199254740992", "-9007199254740992", "1152921504606846976", "12.5", "1e300"] {
+            assert_eq!(ok(&with(&format!(r#""amount":{v}"#))).doc["amount"], serde_json::from_str::<Value>(v).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_number_scanner_skips_strings_and_finds_literals_in_order() {
+        let text = r#"{"a\"1":"2 \" 3","b":[-4.5e1, 67],"c":{"d":89}}"#;
+        let literals: Vec<_> = (0..4).map(|n| nth_number_literal(text, n)).collect();
+        assert_eq!(literals, [Some("-4.5e1"), Some("67"), Some("89"), None]);
+        assert!(is_integer_literal("-12") && !is_integer_literal("1.0") && !is_integer_literal("1E5"));
     }
 
     #[test]

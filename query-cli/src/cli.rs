@@ -35,6 +35,10 @@ pub enum Command {
     /// refunded per day, venue or show, with conversion and integrity checks.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Put dead-lettered records back once their cause is fixed: validated and redacted
+    /// again, indexed under the ids they would have had; the rest stay with their reason.
+    #[command(after_help = REDRIVE_EXAMPLES)]
+    Redrive(RedriveArgs),
 }
 
 const INGEST_EXAMPLES: &str = "Examples:
@@ -202,6 +206,38 @@ pub struct ReconcileArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+}
+
+const REDRIVE_EXAMPLES: &str = "Examples:
+  tix-logs redrive --dry-run                                  # how many would pass now, and why the rest fail
+  tix-logs redrive --max-record-bytes 4194304                 # after raising a limit the records broke
+  tix-logs redrive --dead-letter s3://tix-dl/ --backend elasticsearch --json
+
+Takes the store options of `ingest` (--index, --backend, the TIX_ES_* settings, --dead-letter,
+the limits) and must run with the TIX_PII_KEY the entries were written with. A record that passes
+is indexed under the id it would have had (its event_id's, or its position in its source), so
+running redrive twice, or again after a crash, doubles nothing; its entry is removed. A record
+that fails again stays, with its new reason. Failed-object entries (record: null) are left:
+ingest those objects again. Entries cut at 64 KiB, and entries written before tix-logs kept the
+source's identity whose record has no event_id, cannot be redriven and are left as they are.
+Do not run it while an ingest writes to the same dead-letter store.
+--json prints one object: {\"dry_run\", \"entries\", \"passed\", \"indexed\", \"duplicates\", \"failed\",
+\"kept\", \"failed_objects\", \"remaining\", \"reasons\": [{\"outcome\", \"reason\", \"entries\"}], ...}.
+Exit status: 0 nothing is left in the dead-letter store (with --dry-run: nothing would be),
+1 some entry stays, 2 usage or operational error.";
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Judge every entry and report, changing nothing (the backend is not opened).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object on stdout instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

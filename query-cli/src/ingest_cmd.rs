@@ -46,18 +46,35 @@ fn expand_sources(args: &[String], s3: Option<&S3Context>) -> Result<Vec<Box<dyn
     Ok(sources)
 }
 
-/// The PII redactor from `TIX_PII_KEY`, with one warning where the user will see it
-/// (stderr for people, the log for scripts) when the development key stands in.
-pub fn redactor_from_env(json: bool) -> Redactor {
-    let (redactor, development_key) = Redactor::from_env();
-    if development_key {
+/// The first destination of a run that is not a local directory, as the user wrote it:
+/// there a missing `TIX_PII_KEY` is refused instead of replaced by the development key.
+pub fn remote_destination(store: &StoreArgs, pipeline: &PipelineArgs, event: bool) -> Option<&'static str> {
+    if store.backend == BackendKind::Elasticsearch {
+        Some("--backend elasticsearch")
+    } else if pipeline.dead_letter.starts_with("s3://") {
+        Some("--dead-letter s3://...")
+    } else if event {
+        Some("--event")
+    } else {
+        None
+    }
+}
+
+/// The PII redactor from `TIX_PII_KEY` (at least 32 bytes). Unset, the development key
+/// stands in for a local run only, with one warning where the user will see it (stderr
+/// for people, the log for scripts); for a `remote` destination it is an error (exit 2).
+pub fn redactor_from_env(json: bool, remote: Option<&str>) -> Result<Redactor> {
+    let key = ingest::pii_key::for_ingest_from_env(remote).map_err(anyhow::Error::msg)?;
+    if key.development {
         if json {
-            tracing::warn!("TIX_PII_KEY is not set: e-mail and phone tokens use the public development key");
+            tracing::warn!(
+                "TIX_PII_KEY is not set: e-mail and phone tokens and document ids use the public development key"
+            );
         } else {
-            eprintln!("warning: TIX_PII_KEY is not set; PII tokens use the development key (fine for local tests, not for real data)");
+            eprintln!("warning: TIX_PII_KEY is not set; PII tokens and document ids use the public development key (fine for local tests, not for real data)");
         }
     }
-    redactor
+    Ok(key.redactor)
 }
 
 /// The store to ingest into, opened for writing and ready (template, index).
@@ -74,6 +91,8 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     if args.sources.is_empty() && args.event.is_none() {
         bail!("nothing to ingest: name files, directories, s3://bucket/prefix, - for stdin, or --event FILE (see tix-logs ingest --help)");
     }
+    // Before anything is read or opened: a refused key is a usage error.
+    let redactor = redactor_from_env(args.json, remote_destination(&args.store, &args.pipeline, args.event.is_some()))?;
     let needs_s3 = args.event.is_some()
         || args.pipeline.dead_letter.starts_with("s3://")
         || args.sources.iter().any(|s| s.starts_with("s3://"));
@@ -85,7 +104,6 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         .map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display())))
         .transpose()?;
     let sources = expand_sources(&args.sources, s3_context)?;
-    let redactor = redactor_from_env(args.json);
     let mut backend = open_writer(&args.store, &args.pipeline)?;
     let mut dead_letter: Box<dyn DeadLetterStore> = match S3Location::parse(&args.pipeline.dead_letter) {
         Some(location) => {

@@ -9,6 +9,7 @@ mod cli;
 mod ingest_cmd;
 mod progress;
 mod reconcile_cmd;
+mod redrive_cmd;
 mod render;
 mod report_cmd;
 mod report_html;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Audit(args) => audit_cmd::run(args),
         cli::Command::Reconcile(args) => reconcile_cmd::run(args),
         cli::Command::Report(args) => report_cmd::run(args),
+        cli::Command::Redrive(args) => redrive_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

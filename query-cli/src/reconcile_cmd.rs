@@ -17,7 +17,7 @@ use ingest::s3::{S3DeadLetter, S3Location};
 use ingest::source::SourceObject;
 
 use crate::cli::ReconcileArgs;
-use crate::ingest_cmd::{open_writer, redactor_from_env, S3Edge};
+use crate::ingest_cmd::{open_writer, redactor_from_env, remote_destination, S3Edge};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
 
@@ -60,7 +60,7 @@ pub fn run(args: ReconcileArgs) -> Result<u8> {
     } else if survey.outstanding().is_empty() {
         Some((RunSummary::default(), Ingested::default()))
     } else {
-        let redactor = redactor_from_env(args.json);
+        let redactor = redactor_from_env(args.json, remote_destination(&args.store, &args.pipeline, false))?;
         let mut dead_letter: Box<dyn DeadLetterStore> = match dead_letter_location {
             Some(dl) => Box::new(S3DeadLetter::new(s3.context.clone(), dl)),
             None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.pipeline.dead_letter))),

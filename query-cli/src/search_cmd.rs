@@ -9,9 +9,19 @@ use crate::cli::{BackendKind, SearchArgs, StoreArgs};
 use crate::render;
 use crate::timespec::parse_window;
 
+/// The store to read. tantivy answers `event_id:X` through the keyed document id, so it
+/// gets the id key of `TIX_PII_KEY` when that is set; without it such queries are refused
+/// with a message saying to set it. Elasticsearch matches `event_id` as a stored keyword
+/// and needs no key.
 pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
     match store.backend {
-        BackendKind::Tantivy => Ok(Box::new(TantivyBackend::open_for_reading(&store.index)?)),
+        BackendKind::Tantivy => {
+            let backend = TantivyBackend::open_for_reading(&store.index)?;
+            Ok(Box::new(match ingest::pii_key::event_id_key_from_env() {
+                Some(key) => backend.with_event_id_key(key),
+                None => backend,
+            }))
+        }
         BackendKind::Elasticsearch => connect_elasticsearch(),
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
-    cmd.env_remove("TIX_INDEX").env_remove("TIX_BACKEND").env("TIX_PII_KEY", "test-key-for-cli-tests");
+    cmd.env_remove("TIX_INDEX").env_remove("TIX_BACKEND").env("TIX_PII_KEY", "test-key-for-cli-tests-0123456789abcdef");
     cmd
 }
 

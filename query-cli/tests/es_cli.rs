@@ -27,7 +27,7 @@ use testkit::oracle::{check, Corpus, ObservedDeadLetter};
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
 const PREFIX: &str = indexer::elasticsearch::DEFAULT_INDEX_PREFIX;
 const API_KEY: &str = "tix-ingest:s3cr3t-api-key-value";
-const PII_KEY: &str = "test-pii-key";
+const PII_KEY: &str = "test-pii-key-for-the-tests-0123456789";
 
 /// A corpus uploaded to Garage, the saved SQS event naming its objects, and the
 /// documents the in-process handler stores for it without faults.

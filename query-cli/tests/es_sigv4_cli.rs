@@ -38,7 +38,7 @@ fn tix_logs(gate: &Gate, dir: &std::path::Path, secret: &str, args: &[&str]) -> 
     }
     cmd.current_dir(dir)
         .args(args)
-        .env("TIX_PII_KEY", "test-key-for-cli-tests")
+        .env("TIX_PII_KEY", "test-key-for-cli-tests-0123456789abcdef")
         .env("TIX_BACKEND", "elasticsearch")
         .env("TIX_ES_URL", gate.url())
         .env("TIX_ES_AUTH", "sigv4")

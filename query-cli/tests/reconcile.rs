@@ -41,7 +41,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn tix(dir: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)
         .current_dir(dir)
-        .env("TIX_PII_KEY", "test-pii-key")
+        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
         .env_remove("TIX_INDEX")
         .env_remove("TIX_BACKEND")
         .args(args)

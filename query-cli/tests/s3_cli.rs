@@ -31,7 +31,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 fn tix(dir: &std::path::Path) -> Command {
     let mut command = Command::new(BINARY);
-    command.current_dir(dir).env("TIX_PII_KEY", "test-pii-key").env_remove("TIX_INDEX").env_remove("TIX_BACKEND");
+    command
+        .current_dir(dir)
+        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
+        .env_remove("TIX_INDEX")
+        .env_remove("TIX_BACKEND");
     command
 }
 
@@ -141,7 +145,7 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
         &garage.s3,
         &mut backend,
         &mut dead_letter,
-        PipelineConfig::new(Redactor::new(b"test-pii-key")),
+        PipelineConfig::new(Redactor::new(b"test-pii-key-for-the-tests-0123456789")),
         None,
         None,
     )

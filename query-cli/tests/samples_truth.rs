@@ -11,9 +11,7 @@ use serde_json::Value;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
-    cmd.env_remove("TIX_INDEX")
-        .env_remove("TIX_BACKEND")
-        .env("TIX_PII_KEY", "samples-truth-test-key-of-32-bytes!!");
+    cmd.env_remove("TIX_INDEX").env_remove("TIX_BACKEND").env("TIX_PII_KEY", "samples-truth-test-key-of-32-bytes!!");
     cmd
 }
 

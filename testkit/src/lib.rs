@@ -8,6 +8,7 @@ pub mod es_server;
 pub mod fault_proxy;
 pub mod lambda_api;
 pub mod oracle;
+pub mod pii;
 pub mod sigv4_gate;
 pub mod ssm_server;
 

@@ -43,7 +43,7 @@ pub fn korean_docs() -> Vec<IndexDoc> {
             doc.insert("event_id".into(), json!(event_id));
             doc.insert("venue".into(), json!(venue));
             doc.insert("message".into(), json!(message));
-            let id = crate::ids::event_doc_id_hex(&event_id);
+            let id = super::sample_id_key().doc_id_hex(&event_id);
             IndexDoc { id, ts_millis, doc, unseen_source: false }
         })
         .collect()

@@ -49,7 +49,7 @@ pub fn report_docs() -> Vec<IndexDoc> {
         if let Value::Object(fields) = fields {
             doc.extend(fields);
         }
-        let id = crate::ids::event_doc_id_hex(&event_id);
+        let id = super::sample_id_key().doc_id_hex(&event_id);
         docs.push(IndexDoc { id, ts_millis: ts, doc, unseen_source: false });
     };
     let req = |venue: &str, show: &str| json!({"venue": venue, "show_id": show, "service": "booking-api"});

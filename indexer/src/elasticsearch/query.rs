@@ -6,6 +6,10 @@
 //! uses (bare words search `message`, terms are OR-ed), so both backends agree. `ts`
 //! works unchanged in queries, sorts and aggregations because the mapping makes it an
 //! alias of `@timestamp`; sorts still name `@timestamp` directly.
+//!
+//! `event_id:X` is no id lookup here (tantivy's is, through the keyed id): Elasticsearch
+//! indexes `event_id` as a keyword, so it matches the stored, redacted value, needs no
+//! key, and confirms nothing a reader of `_source` cannot see anyway.
 
 use serde_json::{json, Map, Value};
 
@@ -175,6 +179,15 @@ mod tests {
             let request = SearchRequest { query: query.into(), ..SearchRequest::default() };
             assert_eq!(count_body(&request), json!({"query": {"match_all": {}}}));
         }
+    }
+
+    #[test]
+    fn event_id_queries_match_the_stored_keyword_and_derive_no_id() {
+        let request = SearchRequest { query: "event_id:evt-0007".into(), ..SearchRequest::default() };
+        let want = json!({"query": {"bool": {"filter": [{"query_string": {
+            "query": "event_id:evt-0007", "default_field": "message", "default_operator": "OR"
+        }}]}}});
+        assert_eq!(count_body(&request), want);
     }
 
     #[test]
