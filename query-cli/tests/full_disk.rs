@@ -164,7 +164,8 @@ fn assert_full_disk_error(out: &Output, path: &Path) {
     assert!(stderr.contains(&path.display().to_string()), "the error names {}: {stderr}", path.display());
     assert!(stderr.contains("No space left on device"), "the error says the disk is full: {stderr}");
     assert!(stderr.contains("free space"), "the error says what to do: {stderr}");
-    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    // "panicked at" is Rust's panic report; tantivy's own text may say a worker "panicked".
+    assert!(!stderr.contains("panicked at"), "no panic: {stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert!(summary.get("objects_completed").is_none(), "no summary acknowledges anything: {summary}");
 }
