@@ -23,4 +23,4 @@ pub use backend::{
 pub use elasticsearch::{ElasticsearchBackend, EsAuth, EsConfig};
 pub use encode::{DocEncoder, EncodedDoc};
 pub use error::{Error, Result};
-pub use tantivy_backend::{TantivyBackend, TantivyConfig, DEFAULT_HEAP_MB};
+pub use tantivy_backend::{TantivyBackend, TantivyConfig, DEFAULT_HEAP_MB, DEFAULT_MAX_MERGE_DOCS};

@@ -123,7 +123,7 @@ pub struct PipelineArgs {
     pub heap_mb: usize,
     /// Segments larger than this many documents are not merged further; merges map their
     /// inputs into memory, so this caps ingest memory. 0 disables merging.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = indexer::DEFAULT_MAX_MERGE_DOCS)]
     pub max_merge_docs: usize,
     /// Commit (make durable, checkpoint progress) at least every N new documents.
     #[arg(long, default_value_t = ingest::pipeline::DEFAULT_COMMIT_EVERY_DOCS)]

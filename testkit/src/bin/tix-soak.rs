@@ -27,8 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,9 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use testkit::es_server::FakeCluster;
 use testkit::fault_proxy::{Fault, FaultProxy};
 use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter, ObservedSource};
@@ -223,88 +220,55 @@ impl FaultState {
     }
 }
 
-// ---- S3 uploads (SigV4 by hand: testkit does not link the AWS SDK) -------------------
+// ---- S3 uploads ----------------------------------------------------------------------
 
+/// Uploads to Garage with the AWS SDK: the endpoint, region and keys `scripts/garage.sh`
+/// exports, path-style addressing.
 struct Garage {
+    /// `host:port` of the endpoint, for the fault proxy in front of it.
     host: String,
-    region: String,
-    key_id: String,
-    secret: String,
+    client: aws_sdk_s3::Client,
+    runtime: tokio::runtime::Runtime,
     bucket: String,
 }
 
 impl Garage {
     fn from_env() -> Option<Garage> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").ok()?;
-        Some(Garage {
-            host: endpoint.trim_start_matches("http://").trim_end_matches('/').to_string(),
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "garage".into()),
-            key_id: std::env::var("AWS_ACCESS_KEY_ID").ok()?,
-            secret: std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
-            bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
-        })
+        let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+        std::env::var("AWS_ACCESS_KEY_ID").ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = runtime.block_on(aws_config::from_env().http_client(http).load());
+        let client =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+        let bucket = std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into());
+        Some(Garage { host, client, runtime, bucket })
     }
 
-    /// One signed path-style request; the HTTP status. Keys are plain (`[A-Za-z0-9/._-]`).
-    fn request(&self, method: &str, key: &str, body: &[u8]) -> Result<u16, String> {
-        let hmac = |key: &[u8], data: &str| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(data.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        };
-        let (date, time) = amz_date(SystemTime::now());
-        let stamp = format!("{date}T{time}Z");
-        let path = format!("/{}/{key}", self.bucket);
-        let payload = hex::encode(Sha256::digest(body));
-        let canonical = format!(
-            "{method}\n{path}\n\nhost:{}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\n\
-             host;x-amz-content-sha256;x-amz-date\n{payload}",
-            self.host
-        );
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let to_sign = format!("AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}", hex::encode(Sha256::digest(canonical)));
-        let mut key_bytes = hmac(format!("AWS4{}", self.secret).as_bytes(), &date);
-        for part in [self.region.as_str(), "s3", "aws4_request"] {
-            key_bytes = hmac(&key_bytes, part);
-        }
-        let signature = hex::encode(hmac(&key_bytes, &to_sign));
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nx-amz-content-sha256: {payload}\r\nx-amz-date: {stamp}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
-             Signature={signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.host,
-            self.key_id,
-            body.len()
-        );
-        let mut stream = TcpStream::connect(&self.host).map_err(|e| format!("connect {}: {e}", self.host))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-        stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
-        let status_line = String::from_utf8_lossy(&answer[..answer.len().min(64)]).into_owned();
-        status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no HTTP answer: {status_line:?}"))
+    /// Writes `body` under `key`; the error says what S3 answered.
+    fn put(&self, key: &str, body: &[u8]) -> Result<(), String> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send();
+        self.runtime
+            .block_on(request)
+            .map(|_| ())
+            .map_err(|e| format!("PUT s3://{}/{key}: {}", self.bucket, aws_sdk_s3::error::DisplayErrorContext(e)))
     }
-}
 
-/// `(YYYYMMDD, HHMMSS)` in UTC.
-fn amz_date(at: SystemTime) -> (String, String) {
-    let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as i64;
-    (format!("{year:04}{month:02}{day:02}"), format!("{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60))
+    /// Removes `key` (cleanup at the end; failures only leave litter in the test bucket).
+    fn delete(&self, key: &str) {
+        let _ = self.runtime.block_on(self.client.delete_object().bucket(&self.bucket).key(key).send());
+    }
 }
 
 // ---- lanes ---------------------------------------------------------------------------
@@ -410,10 +374,7 @@ impl Lane {
             LaneKind::S3Es => {
                 let garage = ctx.garage.as_ref().expect("the S3 lane runs with Garage");
                 let body = std::fs::read(file).map_err(|e| e.to_string())?;
-                let status = garage.request("PUT", &format!("{}{name}", self.s3_prefix), &body)?;
-                if status != 200 {
-                    return Err(format!("upload of {name}: HTTP {status}"));
-                }
+                garage.put(&format!("{}{name}", self.s3_prefix), &body)?;
             }
             _ => {
                 let to = self.input().join(&name);
@@ -930,11 +891,11 @@ fn main() {
     ];
     let garage = Garage::from_env().map(Arc::new);
     let garage = match garage {
-        Some(g) => match g.request("PUT", "soak-probe", b"probe") {
-            Ok(200) => Some(g),
-            other => {
+        Some(g) => match g.put("soak-probe", b"probe") {
+            Ok(()) => Some(g),
+            Err(other) => {
                 notes.push(format!(
-                    "**The S3 lane did not run**: Garage at {} did not take an upload ({other:?}).",
+                    "**The S3 lane did not run**: Garage at {} did not take an upload ({other}).",
                     g.host
                 ));
                 None
@@ -1098,9 +1059,9 @@ fn main() {
     if let Some(g) = &garage {
         // Best effort: the uploaded objects are not needed after the oracle.
         for i in 0..objects {
-            let _ = g.request("DELETE", &format!("soak/{run_id}/part-{i}.ndjson"), b"");
+            g.delete(&format!("soak/{run_id}/part-{i}.ndjson"));
         }
-        let _ = g.request("DELETE", "soak-probe", b"");
+        g.delete("soak-probe");
     }
     let _ = std::fs::write(ctx.settings.out.join("report.md"), &md);
     print!("{md}");
