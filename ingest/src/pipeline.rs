@@ -748,6 +748,20 @@ fn prepare(
             },
             Ok(mut event) => {
                 config.redactor.redact_event(&mut event.doc);
+                if let Some(field) = masked_number_field(&event.doc) {
+                    // Both backends index these fields as numbers: tantivy would skip the
+                    // masked string without a word, Elasticsearch refuse the document.
+                    return Item::Rejected {
+                        ordinal: frame.ordinal,
+                        offset: frame.offset,
+                        rejection: Rejection::validation(format!(
+                            "{field}: the number reads as a card number and was masked, so the field can \
+                             no longer hold it; send card data in a field of its own"
+                        )),
+                        raw: config.redactor.redact_raw(&raw, MAX_RAW_BYTES),
+                        id: event.event_id.as_ref().map(|event_id| doc_id_for_event_id(ids, event_id)),
+                    };
+                }
                 let (id, positional) = match &event.event_id {
                     Some(event_id) => (doc_id_for_event_id(ids, event_id), false),
                     None => (doc_id_for_position(identity, frame.ordinal), true),
@@ -767,6 +781,16 @@ fn prepare(
             }
         },
     }
+}
+
+/// A number field (`amount`, `latency_ms`) that redaction turned into a masked string:
+/// validation lets only numbers (or null) through there, so a string means masking.
+fn masked_number_field(doc: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
+    indexer::schema::FIELDS
+        .iter()
+        .filter(|spec| spec.kind == indexer::schema::FieldKind::Number)
+        .map(|spec| spec.name)
+        .find(|name| doc.get(*name).is_some_and(serde_json::Value::is_string))
 }
 
 /// The `event_id` of a record that failed validation, when it is readable as the
@@ -920,6 +944,23 @@ mod tests {
         report: SourceReport,
         event_ids: Vec<String>,
         entries: Vec<DeadLetterEntry>,
+    }
+
+    #[test]
+    fn a_number_field_masked_as_a_card_is_rejected_not_indexed_without_it() {
+        let bytes = concat!(
+            r#"{"ts":"2024-02-05T10:00:00Z","type":"payment.captured","event_id":"m-1","amount":4111111111111111}"#,
+            "\n",
+            r#"{"ts":"2024-02-05T10:00:00Z","type":"payment.captured","event_id":"m-2","amount":4111111111111112}"#,
+            "\n",
+        );
+        let run = run_recording(1, |_| {}, bytes.as_bytes().to_vec());
+        assert_eq!(run.event_ids, vec!["m-2".to_string()], "the amount that is not a card is indexed");
+        assert_eq!(run.entries.len(), 1, "{:?}", run.entries);
+        let entry = &run.entries[0];
+        assert_eq!((entry.record, entry.kind), (Some(1), RejectKind::Validation));
+        assert!(entry.reason.starts_with("amount:"), "{}", entry.reason);
+        assert!(!entry.raw.contains("4111111111111111"), "{}", entry.raw);
     }
 
     #[test]
