@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lints the SAM template with cfn-lint and with `sam validate --lint` (the SAM CLI's own
 # transform check plus its lint), both installed from PyPI when missing (aws-sam-cli is a
-# large install: about 100 MB, once).
+# large install: about 100 MB, once, into a cached virtual environment).
 # Exit status: 0 when both report nothing (no error, no warning); non-zero otherwise.
 #
 #   scripts/check-template.sh [TEMPLATE]   # default: <repo>/template.yaml
@@ -15,28 +15,33 @@ TEMPLATE="${1:-$REPO_ROOT/template.yaml}"
 	exit 2
 }
 
-# pip --user installs land in ~/.local/bin, often not on PATH. (`site --user-base` exits
-# non-zero when user site-packages are disabled, e.g. in a venv: ignore that.)
-pip_install() { # COMMAND PACKAGE
-	command -v "$1" >/dev/null 2>&1 && return 0
-	command -v python3 >/dev/null 2>&1 || {
-		echo "check-template.sh: $1 is missing and there is no python3 to install $2" >&2
-		exit 2
-	}
-	echo "check-template.sh: installing $2 from PyPI" >&2
-	python3 -m pip install --quiet "$2"
-	user_base="$(python3 -m site --user-base || true)"
-	if [[ -n $user_base ]]; then
-		PATH="$PATH:$user_base/bin"
-		export PATH
-	fi
-	command -v "$1" >/dev/null 2>&1 || {
-		echo "check-template.sh: $2 installed but $1 not found on PATH" >&2
-		exit 2
-	}
+# cfn-lint and the SAM CLI live in a virtual environment of their own, at pinned versions:
+# the SAM CLI needs boto3 and botocore of one release, while the SigV4 tests pin their own
+# botocore in the system Python (scripts/test.sh), and one pip environment cannot hold both.
+CFN_LINT_VERSION=1.58.0
+SAM_CLI_VERSION=1.170.0
+VENV="${TIX_TEMPLATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/tix-logs/template-tools}"
+tools_ready() {
+	[[ "$("$VENV/bin/cfn-lint" --version 2>/dev/null)" == *" $CFN_LINT_VERSION" ]] &&
+		[[ "$("$VENV/bin/sam" --version 2>/dev/null)" == *" $SAM_CLI_VERSION" ]]
 }
-pip_install cfn-lint cfn-lint
-pip_install sam aws-sam-cli
+if ! tools_ready; then
+	command -v python3 >/dev/null 2>&1 || {
+		echo "check-template.sh: python3 is needed to install cfn-lint and the SAM CLI" >&2
+		exit 2
+	}
+	echo "check-template.sh: installing cfn-lint $CFN_LINT_VERSION and aws-sam-cli $SAM_CLI_VERSION into $VENV" >&2
+	rm -rf "$VENV"
+	python3 -m venv "$VENV"
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+		"cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+	tools_ready || {
+		echo "check-template.sh: cfn-lint or sam in $VENV does not answer with the pinned version" >&2
+		exit 2
+	}
+fi
+PATH="$VENV/bin:$PATH"
+export PATH
 
 echo "check-template.sh: $(cfn-lint --version) on $TEMPLATE" >&2
 # cfn-lint exits non-zero on errors (2) and warnings (4); informational findings (8) are
