@@ -81,8 +81,13 @@ impl S3Context {
     /// With a custom endpoint (`AWS_ENDPOINT_URL`, an S3-compatible server) requests
     /// use path-style addressing, which such servers expect.
     pub async fn from_env(handle: Handle) -> Self {
-        let shared = sdk_config().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        Self::from_config(&sdk_config().await, handle)
+    }
+
+    /// [`S3Context::from_env`] from an AWS configuration already loaded (the Lambda's
+    /// start loads it once for SSM and S3).
+    pub fn from_config(shared: &aws_config::SdkConfig, handle: Handle) -> Self {
+        let mut builder = aws_sdk_s3::config::Builder::from(shared)
             // Only what S3 requires: S3-compatible servers differ on the newer defaults.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)

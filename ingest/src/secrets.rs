@@ -182,18 +182,18 @@ pub fn fetch_error(parameter: &ParameterRef, code: Option<&str>, reason: &str, r
 /// is worse than one that refuses and says why.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads each parameter once, with decryption, through the standard AWS configuration
-/// (region, credentials; `AWS_ENDPOINT_URL_SSM` or `AWS_ENDPOINT_URL` for another endpoint).
-pub async fn fetch(parameters: &[ParameterRef]) -> Result<Secrets> {
+/// Reads each parameter once, with decryption, through `shared`: the standard AWS
+/// configuration (region, credentials; `AWS_ENDPOINT_URL_SSM` or `AWS_ENDPOINT_URL` for
+/// another endpoint, see [`indexer::aws_http::sdk_config`]).
+pub async fn fetch(shared: &aws_config::SdkConfig, parameters: &[ParameterRef]) -> Result<Secrets> {
     use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
 
     let mut secrets = Secrets::default();
     if parameters.is_empty() {
         return Ok(secrets);
     }
-    let shared = indexer::aws_http::sdk_config().await;
     let region = shared.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region set: AWS_REGION)".into());
-    let config = aws_sdk_ssm::config::Builder::from(&shared)
+    let config = aws_sdk_ssm::config::Builder::from(shared)
         .timeout_config(
             aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))

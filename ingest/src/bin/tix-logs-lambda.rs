@@ -49,7 +49,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     PROCESS_STARTED_MS.get_or_init(|| epoch_ms() as u64);
     init_logging();
     let env = |name: &str| std::env::var(name).ok();
-    let secrets = refuse_unless(read_secrets(env).await)?;
+    // One AWS configuration (credentials, region, endpoints) for SSM and S3.
+    let aws = indexer::aws_http::sdk_config().await;
+    let secrets = refuse_unless(read_secrets(&aws, env).await)?;
     let lookup = secrets.lookup(env);
     let settings = refuse_unless(LambdaSettings::from_lookup(&lookup))?;
     // Read here, where the fetched secrets overlay the environment.
@@ -61,7 +63,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     drop(lookup);
     drop(secrets);
-    let s3 = S3Context::from_env(tokio::runtime::Handle::current()).await;
+    let s3 = S3Context::from_config(&aws, tokio::runtime::Handle::current());
     // The Elasticsearch client owns a runtime of its own: build it off this one.
     let backend = tokio::task::spawn_blocking(move || open_backend(plan)).await??;
     let pipeline = PipelineConfig::new(Redactor::new(&settings.pii_key));
@@ -87,13 +89,13 @@ fn init_logging() {
 }
 
 /// The secrets the environment names by parameter, fetched once; none when it names none.
-async fn read_secrets(env: impl Fn(&str) -> Option<String>) -> ingest::Result<Secrets> {
+async fn read_secrets(aws: &aws_config::SdkConfig, env: impl Fn(&str) -> Option<String>) -> ingest::Result<Secrets> {
     let parameters = secrets::plan(env)?;
     if parameters.is_empty() {
         return Ok(Secrets::default());
     }
     let started = Instant::now();
-    let secrets = secrets::fetch(&parameters).await?;
+    let secrets = secrets::fetch(aws, &parameters).await?;
     let names: Vec<&str> = parameters.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(parameters = ?names, elapsed_ms = started.elapsed().as_millis() as u64, "secrets read from SSM");
     Ok(secrets)
