@@ -105,13 +105,18 @@ fn n(doc: &IndexDoc, field: &str) -> f64 {
 }
 
 fn loaded(factory: &dyn Factory) -> (Box<dyn Backend>, Vec<IndexDoc>) {
+    let docs = sample_docs();
+    (loaded_with(factory, &docs), docs)
+}
+
+/// A ready backend holding `docs`, every one indexed (not a duplicate) and flushed.
+fn loaded_with(factory: &dyn Factory, docs: &[IndexDoc]) -> Box<dyn Backend> {
     let mut backend = factory.make();
     backend.ensure_ready().expect("ensure_ready");
-    let docs = sample_docs();
-    let outcomes = backend.index_batch(&docs).expect("index_batch");
+    let outcomes = backend.index_batch(docs).expect("index_batch");
     assert!(outcomes.iter().all(|o| *o == Outcome::Indexed), "{outcomes:?}");
     backend.flush().expect("flush");
-    (backend, docs)
+    backend
 }
 
 fn count(backend: &dyn Backend, query: &str) -> u64 {

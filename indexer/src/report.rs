@@ -37,11 +37,6 @@ impl EventFlag {
         REPORT_EVENT_TYPES.iter().find(|(name, _)| *name == event_type).map(|(_, flag)| *flag)
     }
 
-    /// The event type this flag stands for.
-    pub fn event_type(self) -> &'static str {
-        REPORT_EVENT_TYPES.iter().find(|(_, flag)| *flag == self).map(|(name, _)| *name).unwrap_or("")
-    }
-
     fn bit(self) -> u8 {
         1 << (self as u8)
     }

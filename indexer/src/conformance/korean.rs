@@ -9,8 +9,8 @@
 
 use serde_json::{json, Map};
 
-use super::{count, s, Factory, Predicate};
-use crate::backend::{IndexDoc, Outcome, SearchRequest};
+use super::{count, loaded_with, s, Factory, Predicate};
+use crate::backend::{IndexDoc, SearchRequest};
 
 /// (message, venue) of the Korean suite's events.
 const EVENTS: &[(&str, &str)] = &[
@@ -95,12 +95,8 @@ pub fn korean_empty_queries() -> Vec<&'static str> {
 
 /// Korean nouns find their inflected forms, phrases still match, Latin text is unchanged.
 pub fn korean_text_search(factory: &dyn Factory) {
-    let mut backend = factory.make();
-    backend.ensure_ready().expect("ensure_ready");
     let docs = korean_docs();
-    let outcomes = backend.index_batch(&docs).expect("index_batch");
-    assert!(outcomes.iter().all(|o| *o == Outcome::Indexed), "{outcomes:?}");
-    backend.flush().expect("flush");
+    let backend = loaded_with(factory, &docs);
     let backend = backend.as_ref();
     assert_eq!(count(backend, ""), docs.len() as u64);
 

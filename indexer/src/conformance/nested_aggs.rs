@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use super::{sample_docs, Factory};
-use crate::backend::{AggSpec, IndexDoc, Outcome, SearchRequest};
+use super::{loaded_with, sample_docs, Factory};
+use crate::backend::{AggSpec, IndexDoc, SearchRequest};
 
 /// The specs checked, covering each nesting the CLI documents.
 const SPECS: &[&str] = &[
@@ -44,12 +44,8 @@ fn docs_with_shows() -> Vec<IndexDoc> {
 /// Terms aggregations with sub-aggregations answer in Elasticsearch's shape, with every
 /// bucket, count, statistic and distinct count the reference computes.
 pub fn nested_aggregations(factory: &dyn Factory) {
-    let mut backend = factory.make();
-    backend.ensure_ready().expect("ensure_ready");
     let docs = docs_with_shows();
-    let outcomes = backend.index_batch(&docs).expect("index_batch");
-    assert!(outcomes.iter().all(|o| *o == Outcome::Indexed), "{outcomes:?}");
-    backend.flush().expect("flush");
+    let backend = loaded_with(factory, &docs);
 
     let aggs: Vec<AggSpec> = SPECS.iter().map(|s| AggSpec::parse(s).expect("spec")).collect();
     let response =

@@ -117,15 +117,26 @@ pub fn parse_count_response(body: &Value) -> Result<u64> {
 }
 
 fn check_shards(body: &Value) -> Result<()> {
+    match shard_failure(body) {
+        None => Ok(()),
+        Some((failed, reason)) => {
+            Err(Error::Other(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
+        }
+    }
+}
+
+/// How many shards failed to answer a search, and the first failure's reason; `None`
+/// when every shard answered.
+pub(super) fn shard_failure(body: &Value) -> Option<(u64, String)> {
     let failed = body.pointer("/_shards/failed").and_then(Value::as_u64).unwrap_or(0);
     if failed == 0 {
-        return Ok(());
+        return None;
     }
     let reason = body
         .pointer("/_shards/failures/0/reason")
         .map(|r| super::bulk::error_reason(json!({"error": r}).to_string().as_bytes()))
         .unwrap_or_else(|| "no reason given".into());
-    Err(Error::Other(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
+    Some((failed, reason))
 }
 
 /// The name an aggregation goes by in the request and response: its spec text, with

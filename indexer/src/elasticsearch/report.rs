@@ -188,7 +188,7 @@ fn booking_sub_aggs() -> Value {
 /// error too.
 pub fn answer_of((status, body): (u16, Value), step: &str) -> Result<Value> {
     if status != 200 {
-        let reason = super::bulk::error_reason(body.to_string().as_bytes());
+        let reason = super::reason_of(&body);
         let hint = if reason.contains("too_many_buckets") {
             "the cluster's search.max_buckets is below what a page of 1,000 bookings needs: set it to at least \
              20000 (the default is 65535)"
@@ -204,12 +204,7 @@ pub fn answer_of((status, body): (u16, Value), step: &str) -> Result<Value> {
             "booking report: {step}: Elasticsearch answered HTTP {status}: {reason}; {hint}"
         )));
     }
-    let failed = body.pointer("/_shards/failed").and_then(Value::as_u64).unwrap_or(0);
-    if failed > 0 {
-        let reason = body
-            .pointer("/_shards/failures/0/reason")
-            .map(|r| super::bulk::error_reason(json!({"error": r}).to_string().as_bytes()))
-            .unwrap_or_else(|| "no reason given".into());
+    if let Some((failed, reason)) = super::query::shard_failure(&body) {
         return Err(Error::Other(format!(
             "booking report: {step}: {failed} shard(s) failed, the report would be incomplete: {reason}; run it \
              again, and if it fails again check the cluster (GET _cluster/health)"
