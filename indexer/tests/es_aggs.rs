@@ -7,15 +7,14 @@
 //! cardinality `{"value": N}`), served to the real backend, whose parsed answer must
 //! equal what the tantivy backend returns for the same request on the same data.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod support;
 
-use indexer::conformance::sample_docs;
+use std::collections::BTreeMap;
+
 use indexer::elasticsearch::query;
-use indexer::{
-    AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SearchResponse, TantivyBackend, TantivyConfig,
-};
+use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SearchResponse};
 use serde_json::{json, Map, Value};
+use support::{golden_dir, read_golden, tantivy_answer};
 use testkit::es_server::{Reply, Scripted};
 
 /// The nested specs of the recorded response: terms>date_histogram, metric siblings,
@@ -32,17 +31,6 @@ const NESTED_SPECS: &[&str] = &[
 fn nested_request() -> SearchRequest {
     let aggs = NESTED_SPECS.iter().map(|spec| AggSpec::parse(spec).unwrap()).collect();
     SearchRequest { limit: 0, aggs, ..SearchRequest::default() }
-}
-
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
-}
-
-fn read_golden(name: &str) -> Value {
-    let path = golden_dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with TIX_UPDATE_GOLDEN=1 to create it", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 const BODY_GOLDEN: &str = "aggregations_nested_search_body.json";
@@ -86,19 +74,6 @@ fn golden_nested_body_uses_names_elasticsearch_accepts_and_sub_aggs_under_aggs()
         json!({"cardinality": {"field": "customer_id"}})
     );
     assert_eq!(aggs["cardinality:customer_id"], json!({"cardinality": {"field": "customer_id"}}));
-}
-
-/// The tantivy backend's answer for `request` on the conformance data.
-fn tantivy_answer(request: &SearchRequest) -> SearchResponse {
-    let dir = tempfile::tempdir().unwrap();
-    let mut tantivy = TantivyBackend::open_for_writing(
-        dir.path(),
-        TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() },
-    )
-    .unwrap();
-    tantivy.index_batch(&sample_docs()).unwrap();
-    tantivy.flush().unwrap();
-    tantivy.search(request).unwrap()
 }
 
 /// A result compared by meaning, level by level: buckets as a set keyed by their key

@@ -13,19 +13,22 @@
 //! it also speaks HTTPS ([`Scripted::start_tls`], with a certificate made fresh for each
 //! test) to check that certificate verification fails closed.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indexer::conformance::sample_docs;
 use indexer::elasticsearch::config::{RetryPolicy, Secret};
 use indexer::elasticsearch::{mapping, query};
 use indexer::{
-    AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse,
-    SortSpec, SourceRecord, TantivyBackend, TantivyConfig,
+    AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome, SearchRequest, SortSpec,
+    SourceRecord,
 };
 use serde_json::{json, Map, Value};
+use support::{golden_dir, read_golden, tantivy_answer};
 use testkit::es_server::{
     bulk_ok, bulk_reply, bulk_reply_with_blocks, error_body, remembering_cluster, self_signed, Reply, Request, Scripted,
 };
@@ -941,17 +944,6 @@ fn golden_files() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
-}
-
-fn read_golden(name: &str) -> Value {
-    let path = golden_dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with TIX_UPDATE_GOLDEN=1 to create it", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn conformance_queries_translate_to_the_golden_request_bodies() {
     let update = std::env::var_os("TIX_UPDATE_GOLDEN").is_some();
@@ -986,19 +978,6 @@ fn golden_query_bodies_use_query_string_with_the_tantivy_defaults() {
     assert_eq!(search["size"], 0);
     assert_eq!(search["track_total_hits"], true);
     assert_eq!(search["aggs"]["date_histogram:ts:1h"]["date_histogram"]["field"], "ts", "ts works through the alias");
-}
-
-/// The tantivy backend's answer for `request` on the conformance data.
-fn tantivy_answer(request: &SearchRequest) -> SearchResponse {
-    let dir = tempfile::tempdir().unwrap();
-    let mut tantivy = TantivyBackend::open_for_writing(
-        dir.path(),
-        TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() },
-    )
-    .unwrap();
-    tantivy.index_batch(&sample_docs()).unwrap();
-    tantivy.flush().unwrap();
-    tantivy.search(request).unwrap()
 }
 
 /// Aggregations compared by meaning: the same buckets (as a set, since ties may come in

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend};
-use ingest::dead_letter::{DeadLetterEntry, LocalDeadLetter};
+use ingest::dead_letter::LocalDeadLetter;
 use serde_json::Value;
-use testkit::oracle::{check, Corpus, Observed, ObservedDeadLetter, ObservedSource};
+use support::observe;
+use testkit::oracle::{check, Corpus, ObservedDeadLetter};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
 
@@ -37,26 +37,6 @@ fn run_json(dir: &Path, args: &[&str]) -> (i32, Value) {
     let json = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)));
     (code, json)
-}
-
-/// What the index at `index` and the given dead-letter entries hold, for the oracle.
-fn observe(index: &Path, entries: Vec<DeadLetterEntry>) -> Observed {
-    let backend = TantivyBackend::open_for_reading(index).unwrap();
-    let total = backend.count(&SearchRequest::default()).unwrap() as usize;
-    let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
-    Observed {
-        docs: Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source))),
-        dead_letters: entries
-            .into_iter()
-            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-            .collect(),
-        sources: backend
-            .sources()
-            .unwrap()
-            .into_iter()
-            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
-            .collect(),
-    }
 }
 
 /// A record-size limit that some of the corpus's good records break: the median length.

@@ -8,12 +8,12 @@ use std::io::Write;
 use std::process::Command;
 use support::{garage, unique_prefix};
 
-use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend, TantivyConfig};
+use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3DeadLetter, S3Location};
 use serde_json::{json, Value};
-use testkit::oracle::{check, Corpus, Observed, ObservedDeadLetter, ObservedSource};
+use testkit::oracle::{check, Corpus};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
 
@@ -232,23 +232,7 @@ fn ingest_event_with_a_short_time_budget_completes_a_large_object_over_several_r
         )
         .read_all()
         .unwrap();
-        let index = dir.path().join(index);
-        let backend = TantivyBackend::open_for_reading(&index).unwrap();
-        let total = count(&index) as usize;
-        let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
-        Observed {
-            docs: Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source))),
-            dead_letters: entries
-                .into_iter()
-                .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-                .collect(),
-            sources: backend
-                .sources()
-                .unwrap()
-                .into_iter()
-                .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
-                .collect(),
-        }
+        support::observe(&dir.path().join(index), entries)
     };
 
     let whole = run("reference", &dl("dl-reference"), None);
