@@ -2,7 +2,7 @@
 # The Lambda's cold start on this machine: time from exec of tix-logs-lambda to its first
 # runtime-API request (GET /2018-06-01/runtime/invocation/next), the median of RUNS runs,
 # with the tantivy backend and with the Elasticsearch backend against testkit's
-# FakeCluster on 127.0.0.1 (testkit/src/bin/tix-cold-start.rs serves both). Also prints
+# FakeCluster on 127.0.0.1 (bench/src/bin/tix-cold-start.rs serves both). Also prints
 # the binary's size. Not part of CI.
 #
 #   bench/lambda-cold-start.sh [BINARY] [RUNS]   # default: target/release/tix-logs-lambda (built), 20 runs
@@ -24,7 +24,7 @@ fi
 	echo "lambda-cold-start.sh: no executable at $BINARY" >&2
 	exit 2
 }
-cargo build --release --locked -p testkit --bin tix-cold-start >&2
+cargo build --release --locked -p bench --bin tix-cold-start >&2
 TOOL="$REPO_ROOT/target/release/tix-cold-start"
 
 INDEX="$(mktemp -d)"

@@ -9,7 +9,7 @@
 # `bench/run.sh rss SIZE`, and reused from bench-out/ when that already made it),
 # uploaded to Garage (scripts/garage.sh start; a running server is reused and left
 # running), and announced to the function in one S3 notification through a loopback Lambda
-# runtime API (testkit's tix-lambda-driver). The function writes to a sink Elasticsearch
+# runtime API (bench's tix-lambda-driver). The function writes to a sink Elasticsearch
 # node (testkit's FakeCluster::start_sink: it answers every call the backend makes and
 # keeps checkpoints, but not the documents). Peak RSS is the function's own VmHWM from
 # /proc, read just before it is stopped; throughput is decompressed bytes (and records)
@@ -46,7 +46,7 @@ command -v python3 >/dev/null || die "python3 is needed (the upload uses boto3)"
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install --quiet boto3
 
 log "building release binaries (tix-logs-lambda, tix-gen, tix-lambda-driver)"
-cargo build --release --locked -p ingest --bin tix-logs-lambda -p fixtures --bin tix-gen -p testkit --bin tix-lambda-driver
+cargo build --release --locked -p ingest --bin tix-logs-lambda -p fixtures --bin tix-gen -p bench --bin tix-lambda-driver
 [[ -x "$LAMBDA" && -x "$GEN" && -x "$DRIVER" ]] || die "release binaries missing after the build"
 
 OBJ="$OUT/rss-$SIZE.ndjson.gz"

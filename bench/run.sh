@@ -80,7 +80,7 @@ need_tantivy_cli() {
 
 build() {
     log "building release binaries"
-    cargo build --release --locked -p query-cli -p fixtures
+    cargo build --release --locked -p query-cli -p fixtures -p bench
     [[ -x "$TIX" && -x "$GEN" && -x "$BARE" ]] || die "release binaries missing after the build"
 }
 

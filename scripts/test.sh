@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what the README's test command and CI (.ci/run) run.
 #
+# 0. the cheap checks first: formatting (rustfmt), the declared minimum Rust version
+#    (scripts/check-msrv.sh) and lints (clippy, warnings are errors);
 # 1. every tier that needs nothing but the workspace (cargo test --workspace);
 # 2. the S3 tier against a real Garage server on 127.0.0.1, installed (once, into the
 #    cargo bin directory) and started by scripts/garage.sh;
@@ -11,6 +13,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== formatting: cargo fmt --check, and rustfmt on the fuzz targets (outside the workspace)"
+cargo fmt --all --check
+rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+
+echo "== minimum Rust version: no locked dependency needs more than rust-version"
+scripts/check-msrv.sh
+
+# -D warnings includes clippy's incompatible_msrv: our own code stays within rust-version.
+echo "== lints: cargo clippy, warnings are errors"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The pure core alone (what the fuzz targets build): indexer without its tantivy and
+# Elasticsearch client features, ingest without the AWS edge.
+cargo clippy -p indexer -p ingest --no-default-features --locked -- -D warnings
 
 # botocore: the independent SigV4 check of the Elasticsearch/OpenSearch tests (testkit/sigv4_gate.py).
 python3 -c 'import sys, botocore; sys.exit(botocore.__version__ != "1.43.11")' 2>/dev/null ||

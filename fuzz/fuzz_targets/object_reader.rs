@@ -10,12 +10,8 @@ use ingest::Limits;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
-        max_record_bytes: 64 * 1024,
-        max_depth: 32,
-        max_decompressed_bytes: 4 << 20,
-        ..Limits::default()
-    };
+    let limits =
+        Limits { max_record_bytes: 64 * 1024, max_depth: 32, max_decompressed_bytes: 4 << 20, ..Limits::default() };
     let redactor = Redactor::new(b"fuzz");
     let Ok((_, mut records)) = open_records(std::io::Cursor::new(data.to_vec()), limits) else { return };
     let mut frames = 0u64;

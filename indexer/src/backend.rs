@@ -1,5 +1,7 @@
-//! The `Backend` contract every store implements (tantivy, Elasticsearch), and the
-//! request/response types the CLI and the ingest pipeline exchange with it.
+//! The storage contract, split in two: [`Store`] reads (searches, audits, reports) and
+//! [`Backend`] writes (the ingest pipeline, redrive). tantivy and Elasticsearch implement
+//! both; a read-only tantivy handle implements only [`Store`]. Also the request and
+//! response types the CLI and the ingest pipeline exchange with them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,8 +13,9 @@ use crate::Result;
 /// One validated, redacted booking event ready to index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexDoc {
-    /// The stable document id (32 hex characters).
-    pub id: String,
+    /// The stable document id ([`crate::doc_id`]); a store that names documents by text
+    /// spells it as 32 lowercase hex digits.
+    pub id: crate::doc_id::DocId,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub ts_millis: i64,
     /// The event as it will be stored and returned (canonical `ts` and `type`).
@@ -151,39 +154,15 @@ pub struct SearchResponse {
     pub aggregations: Map<String, Value>,
 }
 
-/// The storage contract. Implementations are synchronous; an async client owns its
-/// runtime.
-pub trait Backend: Send {
+/// The reading side of a store: what searches, audits, reports and the reconcile survey
+/// need. Object safe: read paths take `&dyn Store`, so a read-only handle (for example
+/// [`TantivyReader`](crate::tantivy::TantivyReader)) offers no write to refuse at run time.
+/// Implementations are synchronous; an async client owns its runtime.
+pub trait Store: Send {
     /// Short name for messages (`tantivy`, `elasticsearch`).
     fn name(&self) -> &'static str;
-    /// Creates the index (or template) if needed. Idempotent.
-    fn ensure_ready(&mut self) -> Result<()>;
     /// The recorded state of a source, if any commit mentioned it.
     fn source_record(&self, key: &str) -> Result<Option<SourceRecord>>;
-    /// Writes a batch; one outcome per document, in order.
-    fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>>;
-    /// How documents for [`Backend::index_encoded`] are prepared. The default keeps
-    /// them as JSON.
-    fn encoder(&self) -> DocEncoder {
-        DocEncoder::Json
-    }
-    /// [`Backend::index_batch`] for documents made by this backend's
-    /// [`Backend::encoder`]. A backend may take the documents it writes out of `docs`;
-    /// those it answers [`Outcome::Rejected`] stay, for the dead-letter store. The
-    /// default takes JSON documents to `index_batch`.
-    fn index_encoded(&mut self, docs: &mut [EncodedDoc]) -> Result<Vec<Outcome>> {
-        let json = docs.iter_mut().map(EncodedDoc::take_json).collect::<Result<Vec<_>>>()?;
-        let outcomes = self.index_batch(&json);
-        for (slot, doc) in docs.iter_mut().zip(json) {
-            *slot = EncodedDoc::Json(doc);
-        }
-        outcomes
-    }
-    /// Records a source's state; made durable by the next [`Backend::flush`], in the
-    /// same commit as the documents written before it.
-    fn record_source(&mut self, record: &SourceRecord) -> Result<()>;
-    /// Makes everything written so far durable and visible to searches.
-    fn flush(&mut self) -> Result<()>;
     /// Runs a search with hits and aggregations.
     fn search(&self, request: &SearchRequest) -> Result<SearchResponse>;
     /// Counts matching events.
@@ -194,10 +173,68 @@ pub trait Backend: Send {
     /// every booking [`ReportWindow::admits`] (a backend may return more; the report
     /// filters), each booking once, in any order. Gathered by the store (aggregations,
     /// columns), never by fetching every event.
-    /// Backends without a report (test doubles) answer an error.
+    /// Stores without a report (test doubles) answer an error.
     fn booking_facts(&self, _window: &ReportWindow) -> Result<Vec<BookingFacts>> {
         Err(crate::Error::Other(format!("the {} backend cannot build the booking report", self.name())))
     }
+}
+
+/// The writing side: a store that takes documents and checkpoints. Write paths (the
+/// ingest pipeline, the trigger handler, redrive) are generic over it, so each backend's
+/// encoded document ([`Backend::Doc`]) is a concrete type all the way from the preparing
+/// threads to the writer: no per-document dispatch.
+///
+/// The compiler keeps each document with its backend, and reading handles away from writes:
+///
+/// ```
+/// fn json_backend_takes_its_own_documents(
+///     es: &mut indexer::ElasticsearchBackend,
+///     docs: &mut [<indexer::ElasticsearchBackend as indexer::Backend>::Doc],
+/// ) {
+///     let _ = indexer::Backend::index_encoded(es, docs);
+/// }
+/// fn reading_handle_reads(reader: &indexer::TantivyReader) {
+///     let _ = indexer::Store::sources(reader);
+/// }
+/// ```
+///
+/// ```compile_fail,E0308
+/// fn json_backend_takes_tantivy_documents(
+///     es: &mut indexer::ElasticsearchBackend,
+///     docs: &mut [<indexer::TantivyBackend as indexer::Backend>::Doc],
+/// ) {
+///     let _ = indexer::Backend::index_encoded(es, docs);
+/// }
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn reading_handle_writes(reader: &mut indexer::TantivyReader) {
+///     let _ = indexer::Backend::flush(reader);
+/// }
+/// ```
+pub trait Backend: Store {
+    /// A document ready for [`Backend::index_encoded`]. JSON backends use [`IndexDoc`]
+    /// itself.
+    type Doc: EncodedDoc;
+    /// Makes [`Backend::Doc`]s; runs on the pipeline's preparing threads, away from the
+    /// backend. JSON backends use [`JsonEncoder`](crate::encode::JsonEncoder).
+    type Encoder: DocEncoder<Doc = Self::Doc>;
+    /// The encoder for this backend's documents (cheap to clone, shared by threads).
+    fn encoder(&self) -> Self::Encoder;
+    /// Creates the index (or template) if needed. Idempotent.
+    fn ensure_ready(&mut self) -> Result<()>;
+    /// Writes a batch; one outcome per document, in order.
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>>;
+    /// [`Backend::index_batch`] for documents made by this backend's
+    /// [`Backend::encoder`]. A backend may take the documents it writes out of `docs`;
+    /// those it answers [`Outcome::Rejected`] stay, for the dead-letter store
+    /// ([`EncodedDoc::source_json`]). A JSON backend hands `docs` to `index_batch`.
+    fn index_encoded(&mut self, docs: &mut [Self::Doc]) -> Result<Vec<Outcome>>;
+    /// Records a source's state; made durable by the next [`Backend::flush`], in the
+    /// same commit as the documents written before it.
+    fn record_source(&mut self, record: &SourceRecord) -> Result<()>;
+    /// Makes everything written so far durable and visible to searches.
+    fn flush(&mut self) -> Result<()>;
     /// Sets (or clears) the instant by which every request of this backend, with its
     /// retries and backoffs, must be over: the Lambda's remaining time less its margin.
     /// Writes still unfinished then are answered [`Outcome::Failed`] (their source is
@@ -205,7 +242,10 @@ pub trait Backend: Send {
     fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// Releases the backend cleanly (waits for background work). Uncommitted writes are
     /// discarded: call [`Backend::flush`] first.
-    fn close(self: Box<Self>) -> Result<()> {
+    fn close(self) -> Result<()>
+    where
+        Self: Sized,
+    {
         Ok(())
     }
 }

@@ -46,6 +46,89 @@ pub enum Error {
          point TIX_ES_URL at a supported one"
     )]
     UnsupportedEngine { found: String },
+    /// The cluster's TLS certificate failed verification, as the TLS library's error in
+    /// the transport error's chain says. No retry can change a certificate: its CA must
+    /// be trusted (`TIX_ES_CA_CERT`) and it must name the host of `TIX_ES_URL`.
+    #[error("backend unreachable: {0}")]
+    Certificate(String),
+    /// A setting is missing, malformed or contradicts another. `setting` names the
+    /// variable (never its value, which may be a secret); `source` is the parser's or
+    /// the file system's error when there is one.
+    #[error("{message}")]
+    Config {
+        setting: &'static str,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The HTTP client or the runtime it runs on could not be set up.
+    #[error("{what}")]
+    Client {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The cluster answered with a status the call cannot go on from (after the
+    /// retries a busy cluster gets): `message` says which call and what to do.
+    #[error("{message}")]
+    Http { status: u16, message: String },
+    /// An answer that cannot be read as what was asked for (a field missing, a stored
+    /// checkpoint that does not parse): the cluster is not what it claims, or a bug.
+    #[error("{message}")]
+    Malformed {
+        message: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// Shards that failed, a search that timed out or a list cut short would make the
+    /// answer smaller than the truth: it is refused rather than returned. Running
+    /// again may succeed.
+    #[error("{0}")]
+    Incomplete(String),
+    /// The source checkpoints could not be written: the sources are not marked done and
+    /// are read again by the next run (their documents are already acknowledged).
+    #[error("writing source checkpoints to {index}: {reason}")]
+    Checkpoint { index: String, reason: String },
+    /// A broken invariant of this program (a request task panicked): neither the
+    /// cluster's nor the data's fault.
+    #[error("{message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// The underlying error of a variant, when its type is not one this crate names.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl Error {
+    /// A [`Error::Config`] without an underlying error.
+    pub fn config(setting: &'static str, message: impl Into<String>) -> Self {
+        Error::Config { setting, message: message.into(), source: None }
+    }
+
+    /// An [`Error::Internal`] without an underlying error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal { message: message.into(), source: None }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error` and each of its causes, leaving out a cause whose text is already there
+/// (transport errors repeat their source's message): for places that can log only one
+/// line of text, such as the Lambda's start-up refusal and a checkpoint's failure reason.
+pub fn describe_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

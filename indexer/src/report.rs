@@ -1,5 +1,5 @@
 //! The booking report's inputs: what each backend gathers about every booking
-//! ([`BookingFacts`], through [`crate::Backend::booking_facts`]), and the window and
+//! ([`BookingFacts`], through [`crate::Store::booking_facts`]), and the window and
 //! grouping an analyst asks for. Turning facts into the report is pure and lives in
 //! [`build`](crate::report::build) (no I/O, the same for every backend).
 
@@ -250,9 +250,11 @@ pub fn utc_day(ts_millis: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// A window bound as RFC 3339; past chrono's years (a long span back from now reaches
+/// them), the milliseconds as given, as no time parser would read the date back.
 fn rfc3339(ts_millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ts_millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .map(|_| crate::civil::rfc3339_auto(ts_millis))
         .unwrap_or_else(|| ts_millis.to_string())
 }
 

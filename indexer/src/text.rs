@@ -19,7 +19,11 @@
 //! Everything else is as the `default` analyzer did: words are runs of alphanumeric
 //! characters, lowercased, and a token of 40 bytes or more is dropped (its position is
 //! kept, so phrases do not jump over it).
+//!
+//! The tokenizer works on tantivy's `Token`, so it needs the `tantivy` feature; the names
+//! and [`quote_cjk_terms`] (the Elasticsearch query side) do not.
 
+#[cfg(feature = "tantivy")]
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Name the tokenizer is registered under on every tantivy index.
@@ -28,6 +32,7 @@ pub const TOKENIZER_NAME: &str = "tix_message";
 pub const ES_ANALYZER: &str = "tix_message";
 /// Registers the `message` tokenizer on `index`: needed on every opened index, writing or
 /// reading, since tantivy keeps tokenizers out of the index files.
+#[cfg(feature = "tantivy")]
 pub fn register(index: &tantivy::Index) {
     index.tokenizers().register(TOKENIZER_NAME, MessageTokenizer::default());
 }
@@ -37,6 +42,7 @@ pub const MAX_TOKEN_BYTES: usize = 40;
 
 /// The tokenizer of `message`. It keeps its token buffers between documents, so
 /// indexing allocates only when a document has more or longer tokens than any before.
+#[cfg(feature = "tantivy")]
 #[derive(Clone, Default)]
 pub struct MessageTokenizer {
     tokens: Vec<Token>,
@@ -44,11 +50,13 @@ pub struct MessageTokenizer {
 }
 
 /// The tokens of one text, handed out one by one.
+#[cfg(feature = "tantivy")]
 pub struct MessageTokenStream<'a> {
     tokens: &'a mut [Token],
     next: usize,
 }
 
+#[cfg(feature = "tantivy")]
 impl Tokenizer for MessageTokenizer {
     type TokenStream<'a> = MessageTokenStream<'a>;
 
@@ -60,6 +68,7 @@ impl Tokenizer for MessageTokenizer {
     }
 }
 
+#[cfg(feature = "tantivy")]
 impl TokenStream for MessageTokenStream<'_> {
     fn advance(&mut self) -> bool {
         if self.next < self.tokens.len() {
@@ -80,6 +89,7 @@ impl TokenStream for MessageTokenStream<'_> {
 }
 
 /// The tokens of `text` as (text, position) pairs: for tests and diagnostics.
+#[cfg(feature = "tantivy")]
 pub fn tokens(text: &str) -> Vec<(String, usize)> {
     let mut tokenizer = MessageTokenizer::default();
     let mut stream = tokenizer.token_stream(text);
@@ -91,6 +101,7 @@ pub fn tokens(text: &str) -> Vec<(String, usize)> {
 }
 
 /// The token texts of `text`, in order.
+#[cfg(feature = "tantivy")]
 pub fn token_texts(text: &str) -> Vec<String> {
     tokens(text).into_iter().map(|(t, _)| t).collect()
 }
@@ -140,12 +151,14 @@ fn script(c: char) -> Script {
 }
 
 /// Writes tokens into reused buffers, numbering positions.
+#[cfg(feature = "tantivy")]
 struct Sink<'a> {
     tokens: &'a mut Vec<Token>,
     len: &'a mut usize,
     position: usize,
 }
 
+#[cfg(feature = "tantivy")]
 impl Sink<'_> {
     /// Emits `text[from..to]` folded (`cjk_width`) and lowercased, unless too long; the
     /// position advances either way.
@@ -179,6 +192,7 @@ impl Sink<'_> {
 
 /// `cjk_width` for full-width ASCII variants (`Ｐａｙ` → `Pay`). Half-width Katakana is
 /// left as written (see the README's list of differences).
+#[cfg(feature = "tantivy")]
 fn fold_width(c: char) -> char {
     match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
@@ -186,6 +200,7 @@ fn fold_width(c: char) -> char {
     }
 }
 
+#[cfg(feature = "tantivy")]
 fn tokenize(text: &str, sink: &mut Sink<'_>) {
     let mut word_start = None;
     for (i, c) in text.char_indices() {
@@ -204,6 +219,7 @@ fn tokenize(text: &str, sink: &mut Sink<'_>) {
 }
 
 /// Cuts one alphanumeric run as StandardTokenizer does and bigrams its CJK parts.
+#[cfg(feature = "tantivy")]
 fn word(text: &str, start: usize, end: usize, sink: &mut Sink<'_>) {
     let word = &text[start..end];
     // Fast path: no CJK at all is one plain token, as before.
@@ -261,6 +277,7 @@ fn word(text: &str, start: usize, end: usize, sink: &mut Sink<'_>) {
 
 /// Overlapping bigrams of a CJK run with consecutive positions; one character alone is
 /// a unigram (CJKBigramFilter's defaults: no unigrams beside bigrams).
+#[cfg(feature = "tantivy")]
 fn bigrams(text: &str, start: usize, end: usize, sink: &mut Sink<'_>) {
     let run = &text[start..end];
     let mut bounds = run.char_indices().map(|(i, _)| start + i).chain(std::iter::once(end));
@@ -351,7 +368,8 @@ fn push_term(term: &str, out: &mut String) {
     }
 }
 
-#[cfg(test)]
+// The cases name tokens, which only the tantivy tokenizer produces.
+#[cfg(all(test, feature = "tantivy"))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -12,7 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use indexer::elasticsearch::query;
-use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SearchResponse};
+use indexer::{AggSpec, ElasticsearchBackend, EsConfig, SearchRequest, SearchResponse, Store};
 use serde_json::{json, Map, Value};
 use support::{golden_dir, read_golden, tantivy_answer};
 use testkit::es_server::{Reply, Scripted};

@@ -14,13 +14,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use indexer::conformance::sample_docs;
-use indexer::elasticsearch::config::{RetryPolicy, Secret};
+use indexer::elasticsearch::config::Secret;
 use indexer::elasticsearch::engine::{self, ism_policy_body, ism_policy_description, retention_policy_id};
 use indexer::elasticsearch::mapping::{self, daily_index, index_template_with, sources_index, TemplateFeatures};
-use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, Outcome, SearchRequest};
+use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, Outcome, SearchRequest, Store};
 use serde_json::{json, Value};
 use testkit::es_server::{bulk_ok, error_body, Reply, Request, Scripted};
 
@@ -39,15 +38,9 @@ fn golden(name: &str) -> String {
 
 /// Fast retries so every case runs in well under a second.
 fn config(url: &str, retention_days: Option<u32>) -> EsConfig {
-    let mut config = EsConfig::new(url);
-    config.auth = EsAuth::ApiKey(Secret::new("tix-ingest:s3cr3t"));
-    config.request_timeout = Duration::from_secs(2);
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        max_retries: 2,
-        budget: Duration::from_secs(5),
-    };
+    let mut config =
+        indexer::conformance::es_settings::fast_config(url, EsAuth::ApiKey(Secret::new("tix-ingest:s3cr3t")));
+    config.retry.max_retries = 2;
     config.retention_days = retention_days;
     config
 }

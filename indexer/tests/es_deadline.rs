@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indexer::conformance::sample_docs;
 use indexer::elasticsearch::config::RetryPolicy;
-use indexer::{Backend, ElasticsearchBackend, EsConfig, Outcome};
+use indexer::{Backend, ElasticsearchBackend, EsConfig, Outcome, Store};
 use testkit::es_server::{bulk_reply, error_body, Reply, Scripted};
 
 /// A client whose own budget (two minutes, slow backoff) would outlive any deadline.

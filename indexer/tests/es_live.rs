@@ -16,7 +16,8 @@ use std::io::Write;
 
 use indexer::report::{BookingFacts, ReportWindow};
 use indexer::{
-    Backend, ElasticsearchBackend, EsConfig, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord,
+    Backend, ElasticsearchBackend, EsConfig, IndexDoc, JsonEncoder, Outcome, SearchRequest, SearchResponse,
+    SourceRecord, Store,
 };
 
 const SKIPPED: &str = "SKIPPED: live Elasticsearch conformance did not run: TIX_ES_URL is not set (start one with docker compose up -d, see README; then TIX_ES_URL=http://127.0.0.1:9200 cargo test -p indexer --test es_live -- --include-ignored)";
@@ -52,24 +53,12 @@ impl Drop for Throwaway {
     }
 }
 
-impl Backend for Throwaway {
+impl Store for Throwaway {
     fn name(&self) -> &'static str {
         self.0.name()
     }
-    fn ensure_ready(&mut self) -> indexer::Result<()> {
-        self.0.ensure_ready()
-    }
     fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
         self.0.source_record(key)
-    }
-    fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
-        self.0.index_batch(docs)
-    }
-    fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
-        self.0.record_source(record)
-    }
-    fn flush(&mut self) -> indexer::Result<()> {
-        self.0.flush()
     }
     fn search(&self, request: &SearchRequest) -> indexer::Result<SearchResponse> {
         self.0.search(request)
@@ -85,11 +74,31 @@ impl Backend for Throwaway {
     }
 }
 
-fn fresh_cluster_prefix() -> impl Fn() -> Box<dyn Backend> {
-    || {
-        Box::new(Throwaway(ElasticsearchBackend::connect(live_config()).expect("connect to TIX_ES_URL")))
-            as Box<dyn Backend>
+impl Backend for Throwaway {
+    type Doc = IndexDoc;
+    type Encoder = JsonEncoder;
+    fn encoder(&self) -> JsonEncoder {
+        JsonEncoder
     }
+    fn ensure_ready(&mut self) -> indexer::Result<()> {
+        self.0.ensure_ready()
+    }
+    fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
+        self.0.index_batch(docs)
+    }
+    fn index_encoded(&mut self, docs: &mut [IndexDoc]) -> indexer::Result<Vec<Outcome>> {
+        self.0.index_encoded(docs)
+    }
+    fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
+        self.0.record_source(record)
+    }
+    fn flush(&mut self) -> indexer::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn fresh_cluster_prefix() -> impl Fn() -> Throwaway {
+    || Throwaway(ElasticsearchBackend::connect(live_config()).expect("connect to TIX_ES_URL"))
 }
 
 indexer::conformance_tests!(

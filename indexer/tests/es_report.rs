@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indexer::elasticsearch::config::{RetryPolicy, Secret};
+use indexer::elasticsearch::config::Secret;
 use indexer::elasticsearch::mapping;
 use indexer::report::{BookingFacts, EventFlag, EventFlags, ReportWindow, RequestFacts};
-use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig};
+use indexer::{ElasticsearchBackend, Error, EsAuth, EsConfig, Store};
 use serde_json::{json, Map, Value};
 use testkit::es_server::{error_body, Reply, Request, Scripted};
 
@@ -350,15 +350,11 @@ fn aggregation(spec: &Value, docs: &Docs) -> Value {
 // ---------------------------------------------------------------------------------------
 
 fn test_config(url: &str) -> EsConfig {
-    let mut config = EsConfig::new(url);
-    config.auth = EsAuth::ApiKey(Secret::new("tix-report:s3cr3t-api-key-value"));
+    let mut config = indexer::conformance::es_settings::fast_config(
+        url,
+        EsAuth::ApiKey(Secret::new("tix-report:s3cr3t-api-key-value")),
+    );
     config.request_timeout = Duration::from_secs(5);
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        max_retries: 3,
-        budget: Duration::from_secs(5),
-    };
     config
 }
 
@@ -615,7 +611,7 @@ fn a_missing_index_is_an_operational_error_not_an_empty_report() {
     });
     let es = ElasticsearchBackend::connect(test_config(&server.url())).unwrap();
     let err = es.booking_facts(&window()).unwrap_err();
-    assert!(matches!(err, Error::Other(_)), "{err:?}");
+    assert!(matches!(err, Error::Http { status: 404, .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("HTTP 404") && text.contains("index_not_found_exception"), "{text}");
 }
@@ -648,7 +644,7 @@ fn the_conformance_report_check_passes_against_documented_answers() {
         _ => Reply::Json(200, json!({"acknowledged": true}).to_string()),
     });
     let url = server.url();
-    let factory = move || Box::new(ElasticsearchBackend::connect(test_config(&url)).unwrap()) as Box<dyn Backend>;
+    let factory = move || ElasticsearchBackend::connect(test_config(&url)).unwrap();
     indexer::conformance::booking_report(&factory);
     assert!(!stored.lock().unwrap().is_empty(), "the check's events went through _bulk");
 }

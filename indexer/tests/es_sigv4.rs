@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexer::conformance::{sample_docs, sample_source_record};
-use indexer::elasticsearch::config::{RetryPolicy, SigV4Service};
+use indexer::elasticsearch::config::SigV4Service;
 use indexer::elasticsearch::sigv4::AwsCredentials;
-use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, Outcome, SearchRequest};
+use indexer::{Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, Outcome, SearchRequest, Store};
 use serde_json::{json, Value};
 use testkit::es_server::{bulk_ok, Reply, Request, Scripted};
 use testkit::sigv4_gate::{Gate, GateCredentials, REGION};
@@ -113,15 +113,11 @@ fn opensearch_domain() -> (Scripted, Arc<Mutex<Held>>) {
 // ---------------------------------------------------------------------------------------
 
 fn sigv4_config(url: &str, service: SigV4Service) -> EsConfig {
-    let mut config = EsConfig::new(url);
-    config.auth = EsAuth::SigV4 { region: REGION.into(), service };
+    let mut config =
+        indexer::conformance::es_settings::fast_config(url, EsAuth::SigV4 { region: REGION.into(), service });
     config.request_timeout = Duration::from_secs(5);
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        max_retries: 2,
-        budget: Duration::from_secs(10),
-    };
+    config.retry.max_retries = 2;
+    config.retry.budget = Duration::from_secs(10);
     config
 }
 

@@ -25,7 +25,7 @@ use indexer::elasticsearch::config::{RetryPolicy, Secret};
 use indexer::elasticsearch::{mapping, query};
 use indexer::{
     AggSpec, Backend, ElasticsearchBackend, Error, EsAuth, EsConfig, IndexDoc, Outcome, SearchRequest, SortSpec,
-    SourceRecord,
+    SourceRecord, Store,
 };
 use serde_json::{json, Map, Value};
 use support::{golden_dir, read_golden, tantivy_answer};
@@ -43,16 +43,10 @@ const API_KEY_SECRET: &str = "s3cr3t-api-key-value";
 
 /// Fast retries so every case runs in well under a second.
 fn test_config(url: &str) -> EsConfig {
-    let mut config = EsConfig::new(url);
-    config.auth = EsAuth::ApiKey(Secret::new(format!("{API_KEY_ID}:{API_KEY_SECRET}")));
-    config.request_timeout = Duration::from_secs(2);
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        max_retries: 3,
-        budget: Duration::from_secs(5),
-    };
-    config
+    indexer::conformance::es_settings::fast_config(
+        url,
+        EsAuth::ApiKey(Secret::new(format!("{API_KEY_ID}:{API_KEY_SECRET}"))),
+    )
 }
 
 fn backend(server: &Scripted) -> ElasticsearchBackend {
@@ -64,7 +58,7 @@ fn docs(n: usize) -> Vec<IndexDoc> {
 }
 
 fn ids(docs: &[IndexDoc]) -> Vec<String> {
-    docs.iter().map(|d| d.id.clone()).collect()
+    docs.iter().map(|d| d.id.to_hex()).collect()
 }
 
 fn base64(input: &[u8]) -> String {
@@ -102,7 +96,7 @@ fn assert_bulk_body(request: &Request, expected: &[&IndexDoc]) {
     for ((action, source), doc) in lines.iter().zip(expected) {
         assert_eq!(
             action,
-            &json!({"create": {"_index": mapping::daily_index("tix-bookings", doc.ts_millis), "_id": doc.id}}),
+            &json!({"create": {"_index": mapping::daily_index("tix-bookings", doc.ts_millis), "_id": doc.id.to_hex()}}),
             "action line"
         );
         let source = source.as_object().expect("source is an object");
@@ -266,7 +260,7 @@ fn a_closed_index_stops_the_run_instead_of_rejecting_its_documents() {
 #[test]
 fn persistent_429_items_fail_after_bounded_retries_never_rejected() {
     let docs = docs(4);
-    let accepted = docs[0].id.clone();
+    let accepted = docs[0].id.to_hex();
     let server = Scripted::start(move |_, r| bulk_reply(r, |_, id| if id == accepted { 201 } else { 429 }));
     let mut es = backend(&server);
     let outcomes = es.index_batch(&docs).unwrap();
@@ -274,7 +268,7 @@ fn persistent_429_items_fail_after_bounded_retries_never_rejected() {
     // The first try, then max_retries (3) retries of the three 429 items.
     assert_eq!(requests.len(), 4);
     for request in &requests[1..] {
-        assert_eq!(request.bulk_ids(), [docs[1].id.clone(), docs[2].id.clone(), docs[3].id.clone()]);
+        assert_eq!(request.bulk_ids(), [docs[1].id.to_hex(), docs[2].id.to_hex(), docs[3].id.to_hex()]);
     }
     assert_eq!(outcomes[0], Outcome::Indexed);
     for outcome in &outcomes[1..] {
@@ -334,12 +328,12 @@ fn http_413_splits_the_batch_until_it_fits_and_rejects_a_single_huge_document() 
     let accepted: Vec<String> =
         server.requests().iter().filter(|r| r.body.len() <= 8_000).flat_map(|r| r.bulk_ids()).collect();
     let mut expected: Vec<String> =
-        docs.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, d)| d.id.clone()).collect();
+        docs.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, d)| d.id.to_hex()).collect();
     let mut sorted = accepted.clone();
     sorted.sort();
     expected.sort();
     assert_eq!(sorted, expected);
-    assert!(server.requests().iter().any(|r| r.bulk_ids() == [docs[4].id.clone()]));
+    assert!(server.requests().iter().any(|r| r.bulk_ids() == [docs[4].id.to_hex()]));
 }
 
 #[test]
@@ -477,7 +471,7 @@ fn an_index_write_block_on_items_stops_the_run_as_blocked_and_rejects_nothing() 
     let docs = docs(4);
     // Documents of two days; the older day's index has `index.blocks.write` (as ILM's
     // readonly action leaves it).
-    let blocked: Vec<String> = vec![docs[1].id.clone(), docs[2].id.clone()];
+    let blocked: Vec<String> = vec![docs[1].id.to_hex(), docs[2].id.to_hex()];
     let server = Scripted::start(move |_, r| bulk_reply_with_blocks(r, &blocked, 403));
     let mut es = backend(&server);
     let err = es.index_batch(&docs).unwrap_err();
@@ -502,7 +496,7 @@ fn a_cluster_read_only_block_on_the_whole_request_stops_the_run_as_blocked() {
 fn the_flood_stage_block_is_retried_until_lifted_or_fails_the_items_never_rejects_them() {
     // Lifted after two answers (the cluster frees disk and removes the block itself).
     let docs = docs(3);
-    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let ids: Vec<String> = docs.iter().map(|d| d.id.to_hex()).collect();
     let server = Scripted::start(move |n, r| if n < 2 { bulk_reply_with_blocks(r, &ids, 429) } else { bulk_ok(r) });
     let mut es = backend(&server);
     let outcomes = es.index_batch(&docs).unwrap();
@@ -511,7 +505,7 @@ fn the_flood_stage_block_is_retried_until_lifted_or_fails_the_items_never_reject
 
     // Never lifted: the blocked items fail after the retries (their source is retried
     // later), the others are indexed.
-    let blocked = vec![docs[0].id.clone(), docs[2].id.clone()];
+    let blocked = vec![docs[0].id.to_hex(), docs[2].id.to_hex()];
     let server = Scripted::start(move |_, r| bulk_reply_with_blocks(r, &blocked, 429));
     let mut es = backend(&server);
     let outcomes = es.index_batch(&docs).unwrap();
@@ -628,7 +622,7 @@ fn large_inputs_are_cut_into_bounded_requests_with_a_few_in_flight() {
     assert!(requests.iter().all(|r| r.bulk_ids().len() <= 10));
     let mut sent: Vec<String> = requests.iter().flat_map(|r| r.bulk_ids()).collect();
     sent.sort();
-    let mut expected: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let mut expected: Vec<String> = docs.iter().map(|d| d.id.to_hex()).collect();
     expected.sort();
     assert_eq!(sent, expected, "each document sent exactly once");
 }
@@ -680,7 +674,7 @@ fn assert_nothing_readable_on_the_wire(server: &Scripted, docs: &[IndexDoc]) {
         API_KEY_SECRET.as_bytes().to_vec(),
         base64(format!("{API_KEY_ID}:{API_KEY_SECRET}").as_bytes()).into_bytes(),
     ];
-    secrets.extend(docs.iter().map(|d| d.id.as_bytes().to_vec()));
+    secrets.extend(docs.iter().map(|d| d.id.to_hex().into_bytes()));
     for bytes in &wire {
         assert_eq!(bytes.first(), Some(&0x16), "a connection starts with a TLS handshake record");
         for secret in &secrets {
@@ -696,7 +690,7 @@ fn tls_with_an_untrusted_certificate_fails_closed_and_sends_nothing() {
     let mut es = ElasticsearchBackend::connect(test_config(&server.url())).unwrap();
 
     let err = es.ensure_ready().unwrap_err();
-    assert!(matches!(&err, Error::Unreachable(m) if m.contains("invalid peer certificate")), "{err}");
+    assert!(matches!(&err, Error::Certificate(m) if m.contains("invalid peer certificate")), "{err}");
     let docs = docs(4);
     let outcomes = es.index_batch(&docs).unwrap();
     for outcome in &outcomes {
@@ -743,12 +737,12 @@ fn tls_trusting_another_ca_or_a_certificate_for_another_host_still_fails() {
     let (identity, _) = self_signed(&["127.0.0.1", "localhost"]);
     let (_, other_pem) = self_signed(&["127.0.0.1", "localhost"]);
     let err = setup_error_trusting(&identity, other_pem.path());
-    assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate")), "{err}");
+    assert!(matches!(&err, Error::Certificate(m) if m.contains("certificate")), "{err}");
 
     // Trusted, but issued for another host: the name is still checked.
     let (elsewhere, elsewhere_pem) = self_signed(&["es.example.com"]);
     let err = setup_error_trusting(&elsewhere, elsewhere_pem.path());
-    assert!(matches!(&err, Error::Unreachable(m) if m.contains("certificate not valid for name")), "{err}");
+    assert!(matches!(&err, Error::Certificate(m) if m.contains("certificate not valid for name")), "{err}");
 }
 
 /// The error of `ensure_ready` against an HTTPS cluster serving `identity`, with the CA
@@ -1149,7 +1143,7 @@ fn bench_bulk_encode_vs_send() {
     let docs: Vec<IndexDoc> = (0..n)
         .map(|i| {
             let mut doc = base[i % base.len()].clone();
-            doc.id = format!("{:032x}", i as u128 * 7_919);
+            doc.id = indexer::doc_id::DocId::from_u128(i as u128 * 7_919);
             doc.ts_millis += (i / base.len()) as i64 * 60_000;
             doc
         })

@@ -1,16 +1,16 @@
 //! The backend conformance suite against the tantivy backend, each check in a fresh
 //! temporary index.
 
-use indexer::{Backend, TantivyBackend, TantivyConfig};
+use indexer::{Backend, Store, TantivyBackend, TantivyConfig};
 
-fn fresh_tantivy() -> impl Fn() -> Box<dyn Backend> {
+fn fresh_tantivy() -> impl Fn() -> TantivyBackend {
     || {
         let dir = tempfile::tempdir().expect("tempdir");
         // The directory must outlive the backend; leak it for the test's lifetime.
         let path = dir.keep();
         let config = TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() };
         let backend = TantivyBackend::open_for_writing(&path, config).expect("open tantivy index");
-        Box::new(backend.with_event_id_key(indexer::conformance::sample_id_key())) as Box<dyn Backend>
+        backend.with_event_id_key(indexer::conformance::sample_id_key())
     }
 }
 
@@ -34,16 +34,16 @@ fn searching_a_missing_index_says_to_ingest_first() {
 }
 
 /// A fresh index holding the conformance suite's sample events, and their ids.
-fn sample_index() -> (Box<dyn Backend>, Vec<String>) {
+fn sample_index() -> (TantivyBackend, Vec<String>) {
     let mut backend = fresh_tantivy()();
     backend.ensure_ready().unwrap();
     let docs = indexer::conformance::sample_docs();
     backend.index_batch(&docs).unwrap();
     backend.flush().unwrap();
-    (backend, docs.into_iter().map(|d| d.id).collect())
+    (backend, docs.into_iter().map(|d| d.id.to_string()).collect())
 }
 
-fn count(backend: &dyn Backend, query: &str) -> u64 {
+fn count(backend: &dyn Store, query: &str) -> u64 {
     let request = indexer::backend::SearchRequest { query: query.to_string(), ..Default::default() };
     backend.count(&request).unwrap_or_else(|e| panic!("{query}: {e}"))
 }
@@ -53,7 +53,7 @@ fn count(backend: &dyn Backend, query: &str) -> u64 {
 #[test]
 fn sets_of_numbers_and_ids_match_each_member() {
     let (backend, ids) = sample_index();
-    let backend = backend.as_ref();
+    let backend = &backend;
     assert_eq!(count(backend, "amount: IN [5000 15000 999]"), 2);
     assert_eq!(count(backend, "event_id: IN [evt-0001 evt-0002 evt-9999]"), 2);
     assert_eq!(count(backend, &format!("_id: IN [{} {}]", ids[3], ids[4])), 2);
@@ -65,7 +65,7 @@ fn sets_of_numbers_and_ids_match_each_member() {
 /// and under another key it finds nothing.
 #[test]
 fn event_id_queries_need_the_key_the_index_was_ingested_with() {
-    let ids: Vec<String> = indexer::conformance::sample_docs().into_iter().map(|d| d.id).collect();
+    let ids: Vec<String> = indexer::conformance::sample_docs().into_iter().map(|d| d.id.to_string()).collect();
     let path = tempfile::tempdir().unwrap().keep();
     let config = TantivyConfig { threads: 1, heap_bytes: 32 << 20, ..TantivyConfig::default() };
     let mut writer = TantivyBackend::open_for_writing(&path, config).unwrap();
@@ -86,7 +86,7 @@ fn event_id_queries_need_the_key_the_index_was_ingested_with() {
     let keyed =
         TantivyBackend::open_for_reading(&path).unwrap().with_event_id_key(indexer::conformance::sample_id_key());
     assert_eq!(count(&keyed, "event_id:evt-0007"), 1);
-    let other = indexer::ids::EventIdKey::new(b"another-key-of-at-least-32-bytes-0123456");
+    let other = indexer::doc_id::EventIdKey::new(b"another-key-of-at-least-32-bytes-0123456");
     let wrong = TantivyBackend::open_for_reading(&path).unwrap().with_event_id_key(other);
     assert_eq!(count(&wrong, "event_id:evt-0007"), 0);
 }
@@ -96,14 +96,14 @@ fn event_id_queries_need_the_key_the_index_was_ingested_with() {
 #[test]
 fn a_date_alone_matches_that_utc_day_only() {
     let (backend, ids) = sample_index();
-    let backend = backend.as_ref();
+    let backend = &backend;
     assert_eq!(count(backend, "ts:2024-02-05"), ids.len() as u64);
     assert_eq!(count(backend, "ts:2024-02-04"), 0);
     assert_eq!(count(backend, "ts:2024-02-06"), 0);
 }
 
-/// tantivy keeps an id as two 64-bit columns (`ids::IdKey`) and a per-segment id set
-/// (`id_set`); ids that share their high half are still told apart by the other, both
+/// tantivy keeps an id as two 64-bit columns (`tantivy::ids::IdKey`) and a per-segment id set
+/// (`tantivy::id_set`); ids that share their high half are still told apart by the other, both
 /// for duplicates and for queries.
 #[test]
 fn ids_sharing_their_high_half_stay_distinct() {
@@ -111,10 +111,10 @@ fn ids_sharing_their_high_half_stay_distinct() {
     backend.ensure_ready().unwrap();
     let high = "0123456789abcdef";
     let template = indexer::conformance::sample_docs().remove(0);
-    let doc_with = |id: String| indexer::IndexDoc { id, ..template.clone() };
+    let doc_with = |id: String| indexer::IndexDoc { id: id.parse().unwrap(), ..template.clone() };
     let (a, b, c) =
         (format!("{high}0000000000000001"), format!("{high}0000000000000002"), format!("{high}ffffffffffffffff"));
-    let outcomes = |backend: &mut Box<dyn Backend>, ids: &[&String]| {
+    let outcomes = |backend: &mut TantivyBackend, ids: &[&String]| {
         backend.index_batch(&ids.iter().map(|id| doc_with(id.to_string())).collect::<Vec<_>>()).unwrap()
     };
     use indexer::Outcome::{Duplicate, Indexed};
@@ -126,7 +126,7 @@ fn ids_sharing_their_high_half_stay_distinct() {
     assert_eq!(outcomes(&mut backend, &[&b, &c, &a, &c]), vec![Duplicate, Indexed, Duplicate, Duplicate]);
     backend.flush().unwrap();
 
-    let backend = backend.as_ref();
+    let backend = &backend;
     assert_eq!(count(backend, &format!("_id:{a}")), 1);
     assert_eq!(count(backend, &format!("_id:{c}")), 1);
     assert_eq!(count(backend, &format!("_id:{high}0000000000000003")), 0, "same half, no such id");

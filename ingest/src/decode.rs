@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::error::ObjectFailure;
 use crate::limits::Limits;
+use crate::source::CountingReader;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -73,11 +74,14 @@ pub fn decompress<R: Read + Send + 'static>(
     })?;
     let compression = Compression::detect(&magic[..peeked]);
 
+    // The bytes taken from the source, for the compression-ratio check: shared through an
+    // atomic because the counter sits under the decoder, out of reach of the limiting
+    // reader above it.
     let compressed = Arc::new(AtomicU64::new(0));
-    let source = CountingReader {
-        inner: io::Cursor::new(magic[..peeked].to_vec()).chain(input),
-        count: Arc::clone(&compressed),
-    };
+    let source = CountingReader::new(
+        TagSourceErrors(io::Cursor::new(magic[..peeked].to_vec()).chain(input)),
+        Arc::clone(&compressed),
+    );
     let decoder: Box<dyn Read + Send> = match compression {
         Compression::Gzip => {
             Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(BUF_CAPACITY, source)))
@@ -175,25 +179,19 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// Counts the bytes taken from the source, for the compression-ratio check, and tags the
-/// source's errors. The count is shared through an atomic because the counter sits under
-/// the decoder, out of reach of the limiting reader above it.
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
+/// Tags the source's errors with [`SourceError`] on their way into a decoder.
+struct TagSourceErrors<R>(R);
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: Read> Read for TagSourceErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.count.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(n)
+        self.0.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                // Retryable: decoders and buffers already know what to do with it.
+                e
+            } else {
+                io::Error::new(e.kind(), SourceError(e))
             }
-            // Retryable: decoders and buffers already know what to do with it.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
-            Err(e) => Err(io::Error::new(e.kind(), SourceError(e))),
-        }
+        })
     }
 }
 
@@ -276,14 +274,9 @@ impl Read for LimitedReader {
 mod tests {
     use super::*;
     use crate::error::RejectKind;
+    use fixtures::samples::gzip;
     use proptest::prelude::*;
     use std::io::Write;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(data).unwrap();
-        enc.finish().unwrap()
-    }
 
     fn zstd(data: &[u8]) -> Vec<u8> {
         zstd::stream::encode_all(data, 3).unwrap()

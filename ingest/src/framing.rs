@@ -655,8 +655,9 @@ impl ElementScanner {
 mod tests {
     use super::*;
     use crate::error::RejectKind;
+    use fixtures::samples::gzip;
     use proptest::prelude::*;
-    use std::io::{BufReader, Cursor, Write};
+    use std::io::{BufReader, Cursor};
 
     /// Everything a reader produces: frames, the failure if any, the framing and bytes read.
     #[derive(Debug, PartialEq)]
@@ -749,12 +750,6 @@ mod tests {
                 n => Ok(n),
             }
         }
-    }
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(data).unwrap();
-        enc.finish().unwrap()
     }
 
     fn numbered_lines(n: usize) -> Vec<u8> {

@@ -2,93 +2,19 @@
 //! `event_id` derives from that id alone; otherwise from its source's identity and its
 //! ordinal in the source. Also the checkpoint key that records a completed source.
 //!
-//! Every id is the first 16 bytes of a hash over a domain-separated, length-prefixed
-//! encoding, so no two kinds of input (or two splits of the same bytes into fields) can
-//! hash alike. The encoding is a storage format: changing a byte of it re-ids every
+//! What a source is ([`SourceIdentity`]) and how it writes itself into an id: the
+//! hashing, its domains and the typed [`DocId`] are `indexer::doc_id`'s, which owns every
+//! domain hash. The encoding is a storage format: changing a byte of it re-ids every
 //! document ever indexed, which turns every re-ingest into duplicates. The golden
 //! vectors in the tests pin it.
 //!
-//! Event ids are keyed: HMAC-SHA256 under the id key, itself
-//! HMAC-SHA256(PII key, `"tix-logs/v2/document-id-key"`), the PII key being `TIX_PII_KEY`
-//! ([`indexer::ids::EventIdKey`]). An `event_id` may be an e-mail address or a card
-//! number, taken before redaction: unkeyed, anyone reading the store could confirm a
-//! guess by hashing it. The same key gives the same ids (dedupe holds across re-ingest);
-//! another key gives other ids, so events re-ingested after a key rotation are not
-//! recognised as duplicates of those ingested before.
-//!
-//! Position ids and checkpoint keys are plain SHA-256: their input is the source's
-//! identity (bucket, key and ETag; path, size and mtime; stream name and nonce) and an
-//! ordinal, never event content, and the store already shows the source by name in its
-//! checkpoints and dead-letter entries. A key would hide nothing, and would re-id every
-//! event without `event_id` ever indexed.
-//!
-//! The encoding (`le64`/`le128`: little-endian; `str`: `le64(byte length) ++ UTF-8`):
-//! - event id (HMAC under the id key): `"tix-logs/v2/event\0" ++ str(event_id)`
-//! - position: `"tix-logs/v1/position\0" ++ source ++ le64(ordinal)`
-//! - checkpoint key: `"tix-logs/v1/source\0" ++ source`
-//! - source: `"s3\0" ++ str(bucket) ++ str(key) ++ str(version without surrounding quotes)`,
-//!   `"file\0" ++ str(path) ++ le64(size) ++ le128(mtime_ns)`, or
-//!   `"stream\0" ++ str(name) ++ str(nonce)`.
+//! A source writes itself as (`le64`/`le128`: little-endian; `str`: `le64(byte length)
+//! ++ UTF-8`): `"s3\0" ++ str(bucket) ++ str(key) ++ str(version without surrounding
+//! quotes)`, `"file\0" ++ str(path) ++ le64(size) ++ le128(mtime_ns)`, or
+//! `"stream\0" ++ str(name) ++ str(nonce)`.
 
-use std::fmt;
-use std::str::FromStr;
-
-use sha2::{Digest, Sha256};
-
-const POSITION_DOMAIN: &[u8] = b"tix-logs/v1/position\0";
-const SOURCE_DOMAIN: &[u8] = b"tix-logs/v1/source\0";
-
-/// A 128-bit document id. Display and Debug: 32 lowercase hex digits, the form used as
-/// the Elasticsearch `_id` and the tantivy id field.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DocId(pub [u8; 16]);
-
-impl DocId {
-    pub fn as_u128(&self) -> u128 {
-        u128::from_be_bytes(self.0)
-    }
-
-    pub fn from_u128(v: u128) -> Self {
-        DocId(v.to_be_bytes())
-    }
-
-    /// The id as the index spells it: 32 lowercase hex digits. Once per record, so
-    /// without the formatting machinery (16 `write!`s cost 1.5% of ingest CPU).
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// The text is not 32 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a document id is 32 hex digits")]
-pub struct ParseDocIdError;
-
-/// Parses the 32-hex form (either case), e.g. an `_id` read back from a backend.
-impl FromStr for DocId {
-    type Err = ParseDocIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 16];
-        if s.len() != 32 {
-            return Err(ParseDocIdError);
-        }
-        hex::decode_to_slice(s, &mut out).map_err(|_| ParseDocIdError)?;
-        Ok(DocId(out))
-    }
-}
+use indexer::doc_id::{self, IdHasher, SourceEncoding};
+pub use indexer::doc_id::{DocId, EventIdKey, ParseDocIdError};
 
 /// What a source is, for ids and checkpoints: two reads of the same bytes must produce
 /// the same identity, and a changed object or file a different one.
@@ -141,30 +67,29 @@ impl SourceIdentity {
 
     /// Stable 32-hex hash of the identity, used to record a completed source.
     pub fn checkpoint_key(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(SOURCE_DOMAIN);
-        self.encode(&mut h);
-        digest_id(h).to_string()
+        doc_id::checkpoint_key(self).to_string()
     }
+}
 
-    fn encode(&self, h: &mut Sha256) {
+impl SourceEncoding for SourceIdentity {
+    fn encode(&self, h: &mut IdHasher) {
         match self {
             SourceIdentity::S3 { bucket, key, version } => {
-                h.update(b"s3\0");
-                put_str(h, bucket);
-                put_str(h, key);
-                put_str(h, unquote(version));
+                h.tag(b"s3\0");
+                h.str(bucket);
+                h.str(key);
+                h.str(unquote(version));
             }
             SourceIdentity::File { path, size, mtime_ns } => {
-                h.update(b"file\0");
-                put_str(h, path);
-                h.update(size.to_le_bytes());
-                h.update(mtime_ns.to_le_bytes());
+                h.tag(b"file\0");
+                h.str(path);
+                h.u64(*size);
+                h.i128(*mtime_ns);
             }
             SourceIdentity::Stream { name, nonce } => {
-                h.update(b"stream\0");
-                put_str(h, name);
-                put_str(h, nonce);
+                h.tag(b"stream\0");
+                h.str(name);
+                h.str(nonce);
             }
         }
     }
@@ -184,20 +109,6 @@ fn looks_like_etag(v: &str) -> bool {
         && parts.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn put_str(h: &mut Sha256, s: &str) {
-    h.update((s.len() as u64).to_le_bytes());
-    h.update(s.as_bytes());
-}
-
-fn digest_id(h: Sha256) -> DocId {
-    let digest = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    DocId(out)
-}
-
-pub use indexer::ids::EventIdKey;
-
 /// The id key of the redactor's PII key: ids and PII tokens share one secret.
 pub fn event_id_key(redactor: &crate::redact::Redactor) -> EventIdKey {
     EventIdKey::from_pii_mac(redactor.keyed_mac())
@@ -206,18 +117,13 @@ pub fn event_id_key(redactor: &crate::redact::Redactor) -> EventIdKey {
 /// Id of an event that carries an `event_id`: the same event re-uploaded anywhere is
 /// one document (under the same key).
 pub fn doc_id_for_event_id(key: &EventIdKey, event_id: &str) -> DocId {
-    // Defined in the indexer, which answers `event_id:X` queries through `_id`.
-    DocId(key.doc_id(event_id))
+    key.doc_id(event_id)
 }
 
 /// Id of an event without `event_id`: its source and its ordinal in that source (as the
 /// pipeline counts records; that counting is part of the id's stability too).
 pub fn doc_id_for_position(source: &SourceIdentity, ordinal: u64) -> DocId {
-    let mut h = Sha256::new();
-    h.update(POSITION_DOMAIN);
-    source.encode(&mut h);
-    h.update(ordinal.to_le_bytes());
-    digest_id(h)
+    doc_id::position_id(source, ordinal)
 }
 
 #[cfg(test)]
@@ -297,22 +203,6 @@ mod tests {
         for (source, ordinal, want_id, want_key) in cases {
             assert_eq!(doc_id_for_position(&source, ordinal).to_string(), want_id, "{source:?}");
             assert_eq!(source.checkpoint_key(), want_key, "{source:?}");
-        }
-    }
-
-    #[test]
-    fn ids_print_as_32_lowercase_hex_digits_and_parse_back() {
-        let id = keyed("evt-0001");
-        let hex = id.to_string();
-        assert_eq!(hex.len(), 32);
-        assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        assert_eq!(format!("{id:?}"), hex);
-        assert_eq!(hex.parse::<DocId>(), Ok(id));
-        assert_eq!(hex.to_uppercase().parse::<DocId>(), Ok(id));
-        assert_eq!(DocId::from_u128(id.as_u128()), id);
-        assert_eq!(id.as_u128().to_be_bytes(), id.0);
-        for bad in ["", "abc", &hex[1..], &format!("{hex}0"), &hex.replace(|_: char| true, "g")] {
-            assert_eq!(bad.parse::<DocId>(), Err(ParseDocIdError), "{bad}");
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use indexer::ids::EventIdKey;
+use indexer::doc_id::EventIdKey;
 
 use crate::redact::Redactor;
 

@@ -20,6 +20,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indexer::{Backend, DocEncoder, EncodedDoc, IndexDoc, Outcome, ResumePoint, SourceRecord, SourceStatus};
@@ -176,10 +177,10 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// What becomes of one frame.
-enum Item {
+/// What becomes of one frame; `D` is the backend's encoded document.
+enum Item<D> {
     Doc {
-        doc: EncodedDoc,
+        doc: D,
         ts_millis: i64,
         ordinal: u64,
         offset: u64,
@@ -197,8 +198,8 @@ enum Item {
 }
 
 /// Drives sources through to a backend and a dead-letter store.
-pub struct Pipeline<'a> {
-    backend: &'a mut dyn Backend,
+pub struct Pipeline<'a, B> {
+    backend: &'a mut B,
     dead_letter: &'a mut dyn DeadLetterStore,
     config: PipelineConfig,
     progress: Arc<dyn Progress>,
@@ -208,8 +209,8 @@ pub struct Pipeline<'a> {
     summary: RunSummary,
 }
 
-impl<'a> Pipeline<'a> {
-    pub fn new(backend: &'a mut dyn Backend, dead_letter: &'a mut dyn DeadLetterStore, config: PipelineConfig) -> Self {
+impl<'a, B: Backend> Pipeline<'a, B> {
+    pub fn new(backend: &'a mut B, dead_letter: &'a mut dyn DeadLetterStore, config: PipelineConfig) -> Self {
         Pipeline {
             backend,
             dead_letter,
@@ -362,7 +363,7 @@ impl<'a> Pipeline<'a> {
 
     fn consume(
         &mut self,
-        channels: &mut ReaderChannels,
+        channels: &mut ReaderChannels<B::Doc>,
         identity: &SourceIdentity,
         state: &mut SourceState,
         dead_letter: &mut Box<dyn DeadLetterFile>,
@@ -413,7 +414,7 @@ impl<'a> Pipeline<'a> {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("pipeline.after_bulk");
             if outcomes.len() != docs.len() {
-                return Err(crate::Error::Backend(indexer::Error::Other(format!(
+                return Err(crate::Error::Backend(indexer::Error::internal(format!(
                     "{} answered {} outcomes for {} documents",
                     self.backend.name(),
                     outcomes.len(),
@@ -603,18 +604,21 @@ impl SourceState {
     }
 }
 
+/// The reading and preparing threads of one object, joined when it is done.
+type Threads = Vec<JoinHandle<()>>;
+
 /// The indexing side's ends of the preparing threads' channels.
-struct ReaderChannels {
+struct ReaderChannels<D> {
     /// Batch `n` of the object comes from `prepared[n % prepared.len()]`.
-    prepared: Vec<Receiver<Vec<Item>>>,
+    prepared: Vec<Receiver<Vec<Item<D>>>>,
     /// The number of the next batch.
     next: usize,
 }
 
-impl ReaderChannels {
+impl<D> ReaderChannels<D> {
     /// The next batch in source order; `None` at the end of the object, or when a
     /// thread stopped early (a panic, found when the threads are joined).
-    fn next_batch(&mut self) -> Option<Vec<Item>> {
+    fn next_batch(&mut self) -> Option<Vec<Item<D>>> {
         let batch = self.prepared[self.next % self.prepared.len()].recv().ok();
         self.next += 1;
         batch
@@ -632,20 +636,20 @@ impl ReaderChannels {
 /// thread: the event tree is built, read into the backend's document and freed by one
 /// thread while it is still in that core's cache, and the one thread that feeds the
 /// backend only checks ids and adds documents.
-fn spawn_reading(
+fn spawn_reading<E: DocEncoder>(
     reader: impl Read + Send + 'static,
     identity: &SourceIdentity,
     unseen_source: bool,
     skip: u64,
     config: &PipelineConfig,
-    encoder: &DocEncoder,
-) -> std::io::Result<(ReaderChannels, Vec<std::thread::JoinHandle<()>>)> {
+    encoder: &E,
+) -> std::io::Result<(ReaderChannels<E::Doc>, Threads)> {
     let mut handles = Vec::new();
     let mut frame_senders = Vec::new();
     let mut prepared = Vec::new();
     for n in 0..config.prepare_threads.max(1) {
         let (frame_sender, frames) = sync_channel::<Vec<Result<Frame, ObjectFailure>>>(1);
-        let (item_sender, items) = sync_channel::<Vec<Item>>(1);
+        let (item_sender, items) = sync_channel::<Vec<Item<E::Doc>>>(1);
         let (identity, config, encoder) = (identity.clone(), config.clone(), encoder.clone());
         let ids = crate::id::event_id_key(&config.redactor);
         handles.push(std::thread::Builder::new().name(format!("tix-prepare-{n}")).spawn(move || {
@@ -718,14 +722,14 @@ fn spawn_reading(
 
 /// Turns one frame into what the pipeline does with it: parse and validate, redact,
 /// derive the id; or the rejection, with its raw text redacted.
-fn prepare(
+fn prepare<E: DocEncoder>(
     frame: Result<Frame, ObjectFailure>,
     identity: &SourceIdentity,
     unseen_source: bool,
     config: &PipelineConfig,
     ids: &EventIdKey,
-    encoder: &DocEncoder,
-) -> Item {
+    encoder: &E,
+) -> Item<E::Doc> {
     let frame = match frame {
         Err(failure) => return Item::Failed(failure),
         Ok(frame) => frame,
@@ -768,7 +772,7 @@ fn prepare(
                 };
                 Item::Doc {
                     doc: encoder.encode(IndexDoc {
-                        id: id.to_hex(),
+                        id,
                         ts_millis: event.ts_millis,
                         doc: event.doc,
                         unseen_source: positional && unseen_source,
@@ -820,11 +824,13 @@ fn truncate(mut text: String, max: usize) -> String {
 
 /// The current time as RFC 3339 (UTC, seconds).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    indexer::civil::rfc3339_millis(chrono::Utc::now().timestamp_millis())
 }
 
 #[cfg(test)]
 mod tests {
+    use indexer::Store;
+
     use super::*;
     use crate::dead_letter::LocalDeadLetter;
     use crate::redact::Redactor;
@@ -876,18 +882,20 @@ mod tests {
     }
 
     impl Backend for Recording {
-        fn name(&self) -> &'static str {
-            "recording"
+        type Doc = IndexDoc;
+        type Encoder = indexer::JsonEncoder;
+        fn encoder(&self) -> indexer::JsonEncoder {
+            indexer::JsonEncoder
         }
         fn ensure_ready(&mut self) -> indexer::Result<()> {
             Ok(())
         }
-        fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
-            Ok(self.sources.iter().rev().find(|r| r.key == key).cloned())
-        }
         fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
             self.event_ids.extend(docs.iter().map(|d| d.doc["event_id"].as_str().unwrap_or_default().to_string()));
             Ok(vec![Outcome::Indexed; docs.len()])
+        }
+        fn index_encoded(&mut self, docs: &mut [IndexDoc]) -> indexer::Result<Vec<Outcome>> {
+            self.index_batch(docs)
         }
         fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
             self.sources.push(record.clone());
@@ -895,6 +903,15 @@ mod tests {
         }
         fn flush(&mut self) -> indexer::Result<()> {
             Ok(())
+        }
+    }
+
+    impl Store for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
+            Ok(self.sources.iter().rev().find(|r| r.key == key).cloned())
         }
         fn search(&self, _: &indexer::SearchRequest) -> indexer::Result<indexer::SearchResponse> {
             Err(indexer::Error::Other("the recording backend does not search".into()))

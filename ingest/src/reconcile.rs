@@ -1,6 +1,6 @@
 //! Reconciliation: which objects under an S3 prefix never reached the store (a lost or
 //! never-configured notification) or did not complete, found by comparing a listing
-//! with the checkpoint records the backend keeps ([`Backend::sources`]), and, on request,
+//! with the checkpoint records the backend keeps ([`Store::sources`](indexer::Store::sources)), and, on request,
 //! ingested through the ordinary pipeline (ids are stable, so nothing is doubled).
 //!
 //! One implementation for `tix-logs reconcile` and the Lambda's scheduled
@@ -79,7 +79,7 @@ pub struct ReconcileReport {
 /// `since_ms` are left out (an object without `LastModified` is kept, so a gap is never
 /// hidden by the filter meant to find it); folder markers and 0-byte objects are skipped
 /// as ingestion skips them. When several records carry the same key, the first counts
-/// (`Backend::sources` lists the newest first).
+/// (`Store::sources` lists the newest first).
 pub fn classify(objects: &[Listed], records: &[SourceRecord], since_ms: Option<i64>) -> Reconciliation {
     let mut checkpoints: HashMap<&str, &SourceRecord> = HashMap::with_capacity(records.len());
     for record in records {
@@ -152,7 +152,7 @@ pub use edge::{check_dead_letter, survey, Ingested, Survey};
 
 #[cfg(feature = "aws")]
 mod edge {
-    use indexer::Backend;
+    use indexer::{Backend, Store};
 
     use super::{classify, Listed, ReconcileReport, Reconciliation};
     use crate::error::{Error, Result};
@@ -184,7 +184,7 @@ mod edge {
     pub fn survey(
         s3: &S3Context,
         location: &S3Location,
-        backend: &dyn Backend,
+        backend: &dyn Store,
         since_ms: Option<i64>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Survey> {
@@ -215,7 +215,7 @@ mod edge {
         /// Ingests the outstanding objects through `pipeline`, one at a time; once the
         /// pipeline's stop condition (the deadline) holds, the rest are left for the next
         /// run. The caller commits (`Pipeline::finish`).
-        pub fn ingest(&self, pipeline: &mut Pipeline<'_>) -> Result<Ingested> {
+        pub fn ingest<B: Backend>(&self, pipeline: &mut Pipeline<'_, B>) -> Result<Ingested> {
             let mut ingested = Ingested::default();
             for object in &self.outstanding {
                 let key = object.object().key.clone();

@@ -117,7 +117,7 @@ pub fn judge(entry: &DeadLetterEntry, config: &RedriveConfig) -> Verdict {
     };
     // Never `unseen_source`: the id may already be in the store (an interrupted redrive,
     // or the same event indexed from elsewhere), and the backend must find it.
-    Verdict::Pass(IndexDoc { id: id.to_hex(), ts_millis: event.ts_millis, doc: event.doc, unseen_source: false })
+    Verdict::Pass(IndexDoc { id, ts_millis: event.ts_millis, doc: event.doc, unseen_source: false })
 }
 
 /// One row of the table of reasons: how many entries got this outcome for this reason.
@@ -229,9 +229,9 @@ struct Judged {
 /// [`RedriveConfig::dry_run`]). Operational errors (backend unreachable, store
 /// unwritable) abort with `Err`; what was committed and replaced before stays so, and
 /// running again finishes the rest.
-pub fn redrive<'b>(
+pub fn redrive<B: Backend>(
     store: &dyn SegmentStore,
-    mut backend: Option<&mut (dyn Backend + 'b)>,
+    mut backend: Option<&mut B>,
     config: &RedriveConfig,
 ) -> Result<RedriveSummary> {
     let started = Instant::now();
@@ -294,9 +294,9 @@ pub fn redrive<'b>(
 
 /// Indexes and commits the group's passing documents, then replaces each of its
 /// segments that changed by what is left of it.
-fn finish_group<'b>(
+fn finish_group<B: Backend>(
     store: &dyn SegmentStore,
-    backend: &mut Option<&mut (dyn Backend + 'b)>,
+    backend: &mut Option<&mut B>,
     config: &RedriveConfig,
     group: &mut Vec<Judged>,
     pending: &mut Vec<Pending>,
@@ -315,7 +315,7 @@ fn finish_group<'b>(
             let docs: Vec<IndexDoc> = batch.iter().map(|p| p.doc.clone()).collect();
             let outcomes = backend.index_batch(&docs)?;
             if outcomes.len() != docs.len() {
-                return Err(crate::Error::Backend(indexer::Error::Other(format!(
+                return Err(crate::Error::Backend(indexer::Error::internal(format!(
                     "{} answered {} outcomes for {} documents",
                     backend.name(),
                     outcomes.len(),
@@ -459,7 +459,9 @@ mod s3_store {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use indexer::{SearchRequest, SearchResponse, SourceRecord};
+    // The store in memory: documents by id, duplicates found by id; some ids refused or
+    // left unfinished, or a flush that fails as a crash before the commit would.
+    use testkit::memory::MemoryBackend;
 
     use super::*;
     use crate::dead_letter::{DeadLetterStore, LocalDeadLetter, SegmentStore};
@@ -496,7 +498,7 @@ mod tests {
             &entry(7, BIG, RejectKind::Limit, "record is 80 bytes, over the 40-byte limit", None),
             &config(),
         ));
-        assert_eq!(doc.id, doc_id_for_position(&source(), 7).to_hex());
+        assert_eq!(doc.id, doc_id_for_position(&source(), 7));
         assert!(!doc.unseen_source, "the id may be in the store already");
         assert_eq!(doc.doc["type"], "seat.locked");
     }
@@ -510,13 +512,13 @@ mod tests {
         let mut fixed = entry(3, raw, RejectKind::Validation, "amount: expected a number", Some(original));
         assert!(!fixed.raw.contains("bob@"), "raw is redacted: {}", fixed.raw);
         fixed.raw = fixed.raw.replace(r#","amount":"x""#, "");
-        assert_eq!(pass(judge(&fixed, &config())).id, original.to_hex());
+        assert_eq!(pass(judge(&fixed, &config())).id, original);
         // Without the stored id (an older entry), the id comes from the event_id in raw.
         fixed.id = None;
         fixed.source_id = None;
         let from_raw = pass(judge(&fixed, &config()));
         let token = from_raw.doc["event_id"].as_str().unwrap().to_string();
-        assert_eq!(from_raw.id, doc_id_for_event_id(&ids, &token).to_hex());
+        assert_eq!(from_raw.id, doc_id_for_event_id(&ids, &token));
     }
 
     #[test]
@@ -599,66 +601,6 @@ mod tests {
 
     use serde_json::Value;
 
-    /// A backend in memory: documents by id, duplicates found by id; some ids refused
-    /// or left unfinished; a flush that can fail, as a crash before the commit would.
-    #[derive(Default)]
-    struct Memory {
-        committed: BTreeMap<String, IndexDoc>,
-        written: BTreeMap<String, IndexDoc>,
-        refuse: BTreeSet<String>,
-        unfinished: BTreeSet<String>,
-        fail_flush: bool,
-    }
-
-    impl Backend for Memory {
-        fn name(&self) -> &'static str {
-            "memory"
-        }
-        fn ensure_ready(&mut self) -> indexer::Result<()> {
-            Ok(())
-        }
-        fn source_record(&self, _: &str) -> indexer::Result<Option<SourceRecord>> {
-            Ok(None)
-        }
-        fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
-            Ok(docs
-                .iter()
-                .map(|doc| {
-                    if self.refuse.contains(&doc.id) {
-                        Outcome::Rejected { reason: "mapper_parsing_exception: amount".into() }
-                    } else if self.unfinished.contains(&doc.id) {
-                        Outcome::Failed { reason: "429".into() }
-                    } else if self.committed.contains_key(&doc.id) || self.written.contains_key(&doc.id) {
-                        Outcome::Duplicate
-                    } else {
-                        self.written.insert(doc.id.clone(), doc.clone());
-                        Outcome::Indexed
-                    }
-                })
-                .collect())
-        }
-        fn record_source(&mut self, _: &SourceRecord) -> indexer::Result<()> {
-            Ok(())
-        }
-        fn flush(&mut self) -> indexer::Result<()> {
-            if self.fail_flush {
-                self.written.clear();
-                return Err(indexer::Error::Other("disk full".into()));
-            }
-            self.committed.append(&mut self.written);
-            Ok(())
-        }
-        fn search(&self, _: &SearchRequest) -> indexer::Result<SearchResponse> {
-            Err(indexer::Error::Other("not searchable".into()))
-        }
-        fn count(&self, _: &SearchRequest) -> indexer::Result<u64> {
-            Ok(self.committed.len() as u64)
-        }
-        fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
-            Ok(Vec::new())
-        }
-    }
-
     /// A store with `n` records refused for size, every third of which also has a
     /// string `latency_ms`, in two segments, plus a failed object and a damaged line.
     fn store(n: u64) -> (tempfile::TempDir, LocalDeadLetter) {
@@ -694,7 +636,7 @@ mod tests {
     #[test]
     fn every_entry_ends_once_indexed_or_still_dead_and_a_second_run_doubles_nothing() {
         let (dir, store) = store(30);
-        let mut backend = Memory::default();
+        let mut backend = MemoryBackend::new();
         let summary = redrive(&store, Some(&mut backend), &config()).unwrap();
         assert_eq!((summary.entries, summary.passed, summary.indexed, summary.failed), (31, 20, 20, 10), "{summary:?}");
         assert_eq!((summary.failed_objects, summary.unreadable_lines, summary.remaining()), (1, 1, 12));
@@ -712,14 +654,14 @@ mod tests {
             .collect();
         still.sort();
         assert_eq!(still, (1..=30).filter(|r| r % 3 == 0).collect::<Vec<_>>());
-        assert_eq!(backend.committed.len() as u64 + still.len() as u64, 30, "conserved");
-        let ids: BTreeSet<String> =
-            (1..=30u64).filter(|r| r % 3 != 0).map(|r| doc_id_for_position(&source(), r).to_hex()).collect();
-        assert_eq!(backend.committed.keys().cloned().collect::<BTreeSet<_>>(), ids, "under their positional ids");
+        assert_eq!(backend.ids().len() as u64 + still.len() as u64, 30, "conserved");
+        let ids: BTreeSet<DocId> =
+            (1..=30u64).filter(|r| r % 3 != 0).map(|r| doc_id_for_position(&source(), r)).collect();
+        assert_eq!(backend.ids(), ids, "under their positional ids");
 
         let again = redrive(&store, Some(&mut backend), &config()).unwrap();
         assert_eq!((again.passed, again.indexed, again.segments_rewritten), (0, 0, 0), "{again:?}");
-        assert_eq!(backend.committed.len(), 20);
+        assert_eq!(backend.ids().len(), 20);
         assert_eq!(entries(dir.path()), left, "nothing changed");
     }
 
@@ -727,7 +669,8 @@ mod tests {
     fn a_dry_run_changes_nothing_and_needs_no_backend() {
         let (dir, store) = store(12);
         let before = entries(dir.path());
-        let summary = redrive(&store, None, &RedriveConfig { dry_run: true, ..config() }).unwrap();
+        let summary =
+            redrive(&store, None::<&mut MemoryBackend>, &RedriveConfig { dry_run: true, ..config() }).unwrap();
         assert_eq!((summary.passed, summary.failed, summary.indexed), (8, 4, 0), "{summary:?}");
         let passed = summary.reasons.iter().find(|r| r.outcome == "passed").unwrap();
         assert_eq!((passed.reason.as_str(), passed.entries), ("record is N bytes, over the N-byte limit", 8));
@@ -738,12 +681,13 @@ mod tests {
     fn a_failed_commit_removes_nothing_and_the_next_run_finds_what_a_commit_kept() {
         let (dir, store) = store(12);
         let before = entries(dir.path());
-        let mut failing = Memory { fail_flush: true, ..Memory::default() };
+        let mut failing = MemoryBackend::new();
+        failing.fail_flushes();
         assert!(redrive(&store, Some(&mut failing), &config()).is_err());
         assert_eq!(entries(dir.path()), before, "no entry goes before its document is committed");
-        let mut backend = Memory::default();
+        let mut backend = MemoryBackend::new();
         redrive(&store, Some(&mut backend), &config()).unwrap();
-        let committed = backend.committed.len();
+        let committed = backend.ids().len();
         // A crash after the commit and before the rewrite leaves the entries as they were:
         // the next run recognises every document and removes the entries.
         let replay_dir = tempfile::tempdir().unwrap();
@@ -751,16 +695,17 @@ mod tests {
         replay.replace_segment("copy.ndjson", &before).unwrap();
         let summary = redrive(&replay, Some(&mut backend), &config()).unwrap();
         assert_eq!((summary.indexed, summary.duplicates), (0, 8), "{summary:?}");
-        assert_eq!(backend.committed.len(), committed, "nothing doubled");
+        assert_eq!(backend.ids().len(), committed, "nothing doubled");
         assert_eq!(entries(replay_dir.path()).len(), 6, "4 still invalid, the failed object, the damaged line");
     }
 
     #[test]
     fn a_refusing_backend_keeps_the_entry_with_its_reason_and_an_unfinished_one_unchanged() {
         let (dir, store) = store(6);
-        let mut backend = Memory::default();
-        backend.refuse.insert(doc_id_for_position(&source(), 1).to_hex());
-        backend.unfinished.insert(doc_id_for_position(&source(), 2).to_hex());
+        let mut backend = MemoryBackend::new();
+        let reason = "mapper_parsing_exception: amount".to_string();
+        backend.answer(doc_id_for_position(&source(), 1), Outcome::Rejected { reason });
+        backend.answer(doc_id_for_position(&source(), 2), Outcome::Failed { reason: "429".into() });
         let summary = redrive(&store, Some(&mut backend), &config()).unwrap();
         assert_eq!((summary.passed, summary.indexed, summary.unfinished), (3, 2, 1), "{summary:?}");
         assert_eq!(summary.failed, 3, "two still invalid, one refused");

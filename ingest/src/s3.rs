@@ -15,6 +15,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use indexer::aws_http::sdk_config;
+use indexer::retry::RetryPolicy;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
 
@@ -25,8 +26,15 @@ use crate::id::SourceIdentity;
 use crate::source::SourceObject;
 
 /// How often a broken `GetObject` body is resumed (ranged, pinned to the same ETag or
-/// version) before the object is reported failed.
-const BODY_RESUMES: u32 = 3;
+/// version) before the object is reported failed, and the backoff before each resume.
+/// Only the count bounds the resumes: each ranged read has its own idle timeout, so
+/// `budget` is not used here.
+const BODY_RESUMES: RetryPolicy = RetryPolicy {
+    initial_backoff: Duration::from_millis(200),
+    max_backoff: Duration::from_secs(1),
+    max_retries: 3,
+    budget: Duration::ZERO,
+};
 
 /// `s3://bucket/prefix`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,12 +329,7 @@ impl SourceObject for S3Object {
     }
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
         let body = self.s3.block_on(self.get(0))?;
-        Ok(Box::new(ResumingBody {
-            object: self.clone(),
-            inner: self.bridge(body),
-            position: 0,
-            resumes_left: BODY_RESUMES,
-        }))
+        Ok(Box::new(ResumingBody { object: self.clone(), inner: self.bridge(body), position: 0, resumes: 0 }))
     }
 }
 
@@ -359,7 +362,8 @@ struct ResumingBody {
     object: S3Object,
     inner: Box<dyn Read + Send>,
     position: u64,
-    resumes_left: u32,
+    /// Resumes made so far.
+    resumes: u32,
 }
 
 impl Read for ResumingBody {
@@ -370,15 +374,17 @@ impl Read for ResumingBody {
                     self.position += n as u64;
                     return Ok(n);
                 }
-                Err(error) if self.resumes_left > 0 && error.kind() != std::io::ErrorKind::Interrupted => {
-                    self.resumes_left -= 1;
+                Err(error)
+                    if self.resumes < BODY_RESUMES.max_retries && error.kind() != std::io::ErrorKind::Interrupted =>
+                {
+                    self.resumes += 1;
                     tracing::warn!(
                         object = %self.object.identity.display_name(),
                         offset = self.position,
                         error = %error,
                         "S3 body broke; resuming with a ranged GetObject"
                     );
-                    std::thread::sleep(Duration::from_millis(200 * u64::from(BODY_RESUMES - self.resumes_left)));
+                    std::thread::sleep(BODY_RESUMES.jittered_backoff(self.resumes));
                     match self.object.s3.block_on(self.object.get(self.position)) {
                         Ok(body) => self.inner = self.object.bridge(body),
                         Err(reopen) => {
@@ -392,8 +398,8 @@ impl Read for ResumingBody {
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     return Err(io_error(format!(
-                        "read broke at byte {} after {BODY_RESUMES} resumes: {error}",
-                        self.position
+                        "read broke at byte {} after {} resumes: {error}",
+                        self.position, BODY_RESUMES.max_retries
                     )))
                 }
             }

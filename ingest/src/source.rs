@@ -133,7 +133,9 @@ pub fn local_sources(args: &[String]) -> Result<Vec<Box<dyn SourceObject>>> {
     Ok(out)
 }
 
-/// A reader that counts the bytes passing through it, shared with a progress display.
+/// A reader that adds the bytes passing through it to a shared counter: the pipeline's
+/// for the progress display and the source's report, the decoder's for the
+/// compression-ratio check. Errors pass through untouched.
 pub struct CountingReader<R> {
     inner: R,
     count: Arc<AtomicU64>,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexer::Backend;
+use indexer::{Backend, Store};
 use serde::Serialize;
 
 use crate::dead_letter::DeadLetterStore;
@@ -99,10 +99,10 @@ impl HandlerReport {
 
 /// Handles one event. `Err` is operational (the event is unreadable as a whole, the
 /// backend or dead-letter store failed): nothing of it may be acknowledged.
-pub fn handle_event(
+pub fn handle_event<B: Backend>(
     event: &[u8],
     s3: &S3Context,
-    backend: &mut dyn Backend,
+    backend: &mut B,
     dead_letter: &mut dyn DeadLetterStore,
     mut config: PipelineConfig,
     deadline: Option<Deadline>,
@@ -129,10 +129,10 @@ pub fn handle_event(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_trigger(
+fn run_trigger<B: Backend>(
     trigger: Trigger,
     s3: &S3Context,
-    backend: &mut dyn Backend,
+    backend: &mut B,
     dead_letter: &mut dyn DeadLetterStore,
     config: PipelineConfig,
     deadline: Option<Deadline>,
@@ -147,7 +147,7 @@ fn run_trigger(
         }
     };
     // Acknowledge only what is durable: the commit comes before the answer.
-    let commit = |mut pipeline: Pipeline<'_>| {
+    let commit = |mut pipeline: Pipeline<'_, B>| {
         pipeline.set_backend_deadline(deadline.map(|d| d.commit_end()));
         pipeline.finish()
     };
@@ -176,7 +176,7 @@ fn run_trigger(
 fn survey(
     request: &ReconcileRequest,
     s3: &S3Context,
-    backend: &dyn Backend,
+    backend: &dyn Store,
     dead_letter: &dyn DeadLetterStore,
     config: &PipelineConfig,
 ) -> Result<Survey> {
@@ -218,8 +218,8 @@ fn log_reconciliation(report: &ReconcileReport) {
 
 /// Ingests the objects of every delivery, and records the deliveries that did not
 /// complete (to be redelivered).
-fn ingest_deliveries(
-    pipeline: &mut Pipeline<'_>,
+fn ingest_deliveries<B: Backend>(
+    pipeline: &mut Pipeline<'_, B>,
     deliveries: Vec<Delivery>,
     s3: &S3Context,
     report: &mut HandlerReport,

@@ -24,6 +24,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
+use indexer::schema::{self, FieldKind, FieldSpec, FIELDS};
+
 use crate::error::Rejection;
 use crate::limits::Limits;
 
@@ -40,13 +42,6 @@ pub struct ValidEvent {
     pub event_id: Option<String>,
     pub doc: Map<String, Value>,
 }
-
-/// Accepted spellings of the event time, in priority order.
-const TIME_FIELDS: [&str; 4] = ["ts", "@timestamp", "timestamp", "time"];
-
-/// Exact-match fields that must be strings when present.
-const STRING_FIELDS: [&str; 10] =
-    ["service", "level", "booking_id", "customer_id", "show_id", "venue", "status", "currency", "region", "trace_id"];
 
 /// 2000-01-01T00:00:00Z.
 const MIN_TS_MILLIS: i64 = 946_684_800_000;
@@ -80,70 +75,42 @@ pub fn parse_and_validate(raw: &[u8], limits: &Limits) -> Result<ValidEvent, Rej
     let checked = check_fields(&doc)?;
 
     if checked.remove_nulls {
-        doc.retain(|k, v| !(v.is_null() && is_known_optional(k)));
+        doc.retain(|k, v| !(v.is_null() && known_field(k).is_some()));
     }
     if checked.payment_nulls {
-        if let Some(Value::Object(p)) = doc.get_mut("payment") {
-            p.retain(|k, v| !(v.is_null() && (k == "method" || k == "status")));
+        if let Some(Value::Object(p)) = doc.get_mut(schema::PAYMENT) {
+            p.retain(|k, v| !(v.is_null() && schema::PAYMENT_KEYWORDS.contains(&k.as_str())));
         }
     }
 
-    let (alias, ts_millis) = checked
-        .time
-        .ok_or_else(|| Rejection::validation("ts: missing (also looked for @timestamp, timestamp, time)"))?;
+    let (alias, ts_millis) = checked.time.ok_or_else(|| missing(schema::TS))?;
     let ts_millis = ts_millis?;
     let ts_value = Value::String(format_ts(ts_millis));
-    if alias == "ts" && doc.keys().next().map(String::as_str) == Some("ts") {
-        if let Some(v) = doc.get_mut("ts") {
+    if alias == schema::TS && doc.keys().next().map(String::as_str) == Some(schema::TS) {
+        if let Some(v) = doc.get_mut(schema::TS) {
             *v = ts_value;
         }
     } else {
         doc.shift_remove(alias);
-        doc.shift_insert(0, "ts".to_owned(), ts_value);
+        doc.shift_insert(0, schema::TS.to_owned(), ts_value);
     }
-    if alias == "ts" {
+    if alias == schema::TS {
         // Equal to `ts` (checked above): a copy, and Elasticsearch's own time field.
-        doc.shift_remove("@timestamp");
+        doc.shift_remove(schema::ES_TIMESTAMP);
     }
 
-    let (type_field, event_type) =
-        checked.event_type.ok_or_else(|| Rejection::validation("type: missing (also looked for event_type)"))?;
-    if type_field == "event_type" {
-        doc.shift_remove("event_type");
-        doc.shift_insert(1, "type".to_owned(), Value::String(event_type.clone()));
+    let (type_field, event_type) = checked.event_type.ok_or_else(|| missing(schema::TYPE))?;
+    if type_field != schema::TYPE {
+        doc.shift_remove(type_field);
+        doc.shift_insert(1, schema::TYPE.to_owned(), Value::String(event_type.clone()));
     }
 
     Ok(ValidEvent { ts_millis, event_type, event_id: checked.event_id, doc })
 }
 
-/// RFC 3339 UTC with millisecond precision: `"2024-02-05T10:11:12.345Z"`. Total over
-/// `i64`: years outside 0..=9999 are written with a sign, ISO 8601 style.
-pub fn format_ts(ts_millis: i64) -> String {
-    let days = ts_millis.div_euclid(86_400_000);
-    let ms_of_day = ts_millis.rem_euclid(86_400_000);
-    let (year, month, day) = indexer::civil::civil_from_days(days);
-    let secs = ms_of_day / 1000;
-    let (hour, min, sec, ms) = (secs / 3600, secs / 60 % 60, secs % 60, ms_of_day % 1000);
-    if !(0..=9999).contains(&year) {
-        return format!("{year:+05}-{month:02}-{day:02}T{hour:02}:{min:02}:{sec:02}.{ms:03}Z");
-    }
-    // Hot path (once per record): fixed-width digits without the formatting machinery.
-    let mut out = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (0..width).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, i64::from(month));
-    put(8, 2, i64::from(day));
-    put(11, 2, hour);
-    put(14, 2, min);
-    put(17, 2, sec);
-    put(20, 3, ms);
-    out.iter().map(|&b| b as char).collect()
-}
+/// The canonical `ts` text: RFC 3339 UTC with millisecond precision,
+/// `"2024-02-05T10:11:12.345Z"` (written by the one RFC 3339 writer, in `indexer::civil`).
+pub use indexer::civil::rfc3339_millis as format_ts;
 
 fn year_of(ts_millis: i64) -> i64 {
     indexer::civil::civil_from_days(ts_millis.div_euclid(86_400_000)).0
@@ -552,86 +519,107 @@ fn merge(existing: &mut Map<String, Value>, incoming: Map<String, Value>) -> Res
 // ---------------------------------------------------------------------------------------
 
 struct Checked {
-    /// The time alias used and its parsed value (or the reason it does not parse).
+    /// The time spelling used and its parsed value (or the reason it does not parse).
     time: Option<(&'static str, Result<i64, Rejection>)>,
-    /// `("type" | "event_type", value)`.
+    /// The type spelling used and its value.
     event_type: Option<(&'static str, String)>,
     event_id: Option<String>,
     remove_nulls: bool,
     payment_nulls: bool,
 }
 
-/// Known optional fields whose `null` means "absent".
-fn is_known_optional(key: &str) -> bool {
-    TIME_FIELDS.contains(&key)
-        || STRING_FIELDS.contains(&key)
-        || matches!(key, "type" | "event_type" | "event_id" | "seat" | "payment" | "amount" | "latency_ms" | "message")
+/// A key of [`FIELDS`] as a record may spell it: the field, the spelling's rank (0 for
+/// its name, then its aliases in priority order) and the spelling.
+///
+/// Runs for every top-level key of every record. The scans over the constant table
+/// compile to comparisons against constant strings; names come first because most keys
+/// are names, and a scan mixing in the aliases cost three times as many instructions.
+fn known_field(key: &str) -> Option<(&'static FieldSpec, usize, &'static str)> {
+    for spec in FIELDS {
+        if spec.name == key {
+            return Some((spec, 0, spec.name));
+        }
+    }
+    for spec in FIELDS {
+        if let Some(i) = spec.aliases.iter().position(|alias| *alias == key) {
+            return Some((spec, i + 1, spec.aliases[i]));
+        }
+    }
+    None
 }
 
-/// One pass over the top-level entries, without hashing: checks every known field and
-/// picks the time and type sources.
+/// The rejection of a record without the required field `name`, listing its aliases.
+fn missing(name: &str) -> Rejection {
+    let aliases = schema::field_spec(name).map(|spec| spec.aliases.join(", ")).unwrap_or_default();
+    Rejection::validation(format!("{name}: missing (also looked for {aliases})"))
+}
+
+/// Keeps the best-ranked spelling of a field given under several.
+fn prefer<'v>(
+    best: &mut Option<(usize, &'static str, &'v Value)>,
+    rank: usize,
+    spelling: &'static str,
+    value: &'v Value,
+) {
+    if best.is_none_or(|(best, _, _)| rank < best) {
+        *best = Some((rank, spelling, value));
+    }
+}
+
+/// One pass over the top-level entries, without hashing: checks every known field (a
+/// `null` means absent) and picks the time and type spellings.
 fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
     let mut time: Option<(usize, &'static str, &Value)> = None;
-    let mut type_src: Option<&Value> = None;
-    let mut event_type_src: Option<&Value> = None;
+    let mut event_type: Option<(usize, &'static str, &Value)> = None;
     let mut checked =
         Checked { time: None, event_type: None, event_id: None, remove_nulls: false, payment_nulls: false };
     for (key, value) in doc {
-        let key = key.as_str();
+        let Some((spec, rank, spelling)) = known_field(key) else { continue };
         if value.is_null() {
-            checked.remove_nulls |= is_known_optional(key);
+            checked.remove_nulls = true;
             continue;
         }
-        if let Some(rank) = TIME_FIELDS.iter().position(|t| *t == key) {
-            if time.is_none_or(|(best, _, _)| rank < best) {
-                time = Some((rank, TIME_FIELDS[rank], value));
-            }
-            continue;
-        }
-        match key {
-            "type" => type_src = Some(value),
-            "event_type" => event_type_src = Some(value),
-            "event_id" => match value {
+        match (spec.kind, spec.name) {
+            (FieldKind::Time, _) => prefer(&mut time, rank, spelling, value),
+            (_, schema::TYPE) => prefer(&mut event_type, rank, spelling, value),
+            (_, schema::EVENT_ID) => match value {
                 Value::String(s) if s.is_empty() => return Err(Rejection::validation("event_id: must not be empty")),
                 Value::String(s) => checked.event_id = Some(s.clone()),
                 _ => return Err(Rejection::validation("event_id: expected a string")),
             },
-            "seat" => {
+            (FieldKind::Keyword { .. }, _) if spec.many => {
                 let ok = match value {
                     Value::String(_) => true,
                     Value::Array(items) => items.iter().all(Value::is_string),
                     _ => false,
                 };
                 if !ok {
-                    return Err(Rejection::validation("seat: expected a string or an array of strings"));
+                    return Err(Rejection::validation(format!("{key}: expected a string or an array of strings")));
                 }
             }
-            "payment" => {
-                let Value::Object(payment) = value else {
-                    return Err(Rejection::validation("payment: expected an object"));
+            (FieldKind::Keyword { .. } | FieldKind::Text, _) if !value.is_string() => {
+                return Err(Rejection::validation(format!("{key}: expected a string")));
+            }
+            (FieldKind::Object, _) => {
+                let Value::Object(object) = value else {
+                    return Err(Rejection::validation(format!("{key}: expected an object")));
                 };
-                for (sub, field) in [("method", "payment.method"), ("status", "payment.status")] {
-                    match payment.get(sub) {
+                for sub in schema::PAYMENT_KEYWORDS {
+                    match object.get(*sub) {
                         None | Some(Value::String(_)) => {}
                         Some(Value::Null) => checked.payment_nulls = true,
-                        Some(_) => return Err(Rejection::validation(format!("{field}: expected a string"))),
+                        Some(_) => return Err(Rejection::validation(format!("{key}.{sub}: expected a string"))),
                     }
                 }
             }
-            "amount" | "latency_ms" if !value.is_number() => {
+            (FieldKind::Number, _) if !value.is_number() => {
                 return Err(Rejection::validation(format!("{key}: expected a number")));
             }
-            "amount" | "latency_ms" if !value.as_number().is_some_and(exact_as_f64) => {
+            (FieldKind::Number, _) if !value.as_number().is_some_and(exact_as_f64) => {
                 return Err(Rejection::validation(format!(
                     "{key}: integer beyond ±2^53, which a double cannot hold exactly; both backends index {key} \
                      as a double, so it would be stored as one value and searched as another"
                 )));
-            }
-            "message" if !value.is_string() => {
-                return Err(Rejection::validation("message: expected a string"));
-            }
-            _ if !value.is_string() && STRING_FIELDS.contains(&key) => {
-                return Err(Rejection::validation(format!("{key}: expected a string")));
             }
             _ => {}
         }
@@ -639,20 +627,15 @@ fn check_fields(doc: &Map<String, Value>) -> Result<Checked, Rejection> {
 
     // Elasticsearch stores the event time as `@timestamp` (`ts` is an alias of it): a
     // second, different `@timestamp` beside `ts` cannot be kept faithfully there.
-    if let Some((_, "ts", ts_value)) = time {
-        if doc.get("@timestamp").is_some_and(|at| !at.is_null() && at != ts_value) {
+    if let Some((_, schema::TS, ts_value)) = time {
+        if doc.get(schema::ES_TIMESTAMP).is_some_and(|at| !at.is_null() && at != ts_value) {
             return Err(Rejection::validation(
                 "@timestamp: differs from ts; send one time field (Elasticsearch keeps the event time as @timestamp)",
             ));
         }
     }
     checked.time = time.map(|(_, name, value)| (name, parse_time(name, value)));
-    let (type_name, type_value) = match (type_src, event_type_src) {
-        (Some(v), _) => ("type", Some(v)),
-        (None, Some(v)) => ("event_type", Some(v)),
-        (None, None) => ("type", None),
-    };
-    if let Some(v) = type_value {
+    if let Some((_, type_name, v)) = event_type {
         match v {
             Value::String(s) if s.trim().is_empty() => {
                 return Err(Rejection::validation(format!("{type_name}: must not be empty")))
@@ -694,6 +677,13 @@ mod tests {
     use serde_json::json;
 
     const TS: &str = r#""ts":"2024-02-05T10:11:12.345Z""#;
+
+    /// ARCHITECTURE.md's accepted spellings of the event time, in priority order, stated
+    /// here independently of the schema the code derives them from.
+    const TIME_FIELDS: [&str; 4] = ["ts", "@timestamp", "timestamp", "time"];
+
+    /// ARCHITECTURE.md's exact-match fields that must be strings when present.
+    const STRING_FIELDS: &str = "service level booking_id customer_id show_id venue status currency region trace_id";
 
     fn ok(raw: &str) -> ValidEvent {
         match parse_and_validate(raw.as_bytes(), &Limits::default()) {
@@ -1068,13 +1058,32 @@ mod tests {
 
     #[test]
     fn exact_match_fields_given_as_another_type_are_rejected_naming_the_field() {
-        for field in STRING_FIELDS {
+        for field in STRING_FIELDS.split(' ') {
             for bad in ["5", "true", "{}", "[\"a\"]"] {
                 let r = rejected(with(&format!(r#""{field}":{bad}"#)).as_bytes());
                 assert_eq!(r.kind, RejectKind::Validation);
                 assert_eq!(r.reason, format!("{field}: expected a string"));
             }
             ok(&with(&format!(r#""{field}":"x""#)));
+        }
+    }
+
+    #[test]
+    fn every_field_of_the_schema_is_checked_and_its_null_means_absent() {
+        // The time and type go by an alias, so that every field and alias can be the one tested.
+        let record = |key: &str, value: Value| {
+            let mut record = Map::new();
+            record.insert(if key == "time" { "timestamp" } else { "time" }.into(), json!("2024-02-05T10:11:12Z"));
+            record.insert(if key == "event_type" { "type" } else { "event_type" }.into(), json!("t"));
+            record.insert(key.into(), value);
+            serde_json::to_string(&record).unwrap()
+        };
+        for spec in FIELDS {
+            let reason = reason(&record(spec.name, json!(true)));
+            assert!(reason.starts_with(&format!("{}: expected", spec.name)), "{}: {reason}", spec.name);
+            for spelling in std::iter::once(&spec.name).chain(spec.aliases) {
+                assert_eq!(keys(&ok(&record(spelling, Value::Null))), ["ts", "type"], "{spelling}");
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! `latency_ms` beyond what a double holds, the record is rejected with a reason naming
 //! the field.
 
-use indexer::{Backend, IndexDoc, SearchRequest, TantivyBackend, TantivyConfig};
+use indexer::{IndexDoc, SearchRequest, Store, TantivyBackend, TantivyConfig};
 use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::{Pipeline, PipelineConfig};
 use ingest::redact::Redactor;
@@ -88,7 +88,12 @@ fn integers_stay_exact_in_tantivy_or_the_record_is_rejected_with_a_reason() {
 fn integers_stay_exact_in_the_elasticsearch_bulk_body() {
     let mut event = ingest::validate::parse_and_validate(KEPT.as_bytes(), &Limits::default()).unwrap();
     Redactor::new(KEY).redact_event(&mut event.doc);
-    let doc = IndexDoc { id: "0".repeat(32), ts_millis: event.ts_millis, doc: event.doc, unseen_source: false };
+    let doc = IndexDoc {
+        id: indexer::doc_id::DocId::from_u128(0),
+        ts_millis: event.ts_millis,
+        doc: event.doc,
+        unseen_source: false,
+    };
     let mut body = Vec::new();
     indexer::elasticsearch::bulk::write_event_source(&mut body, &doc);
     let text = String::from_utf8(body).unwrap();

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use indexer::{Backend, SearchRequest};
+use indexer::{Backend, SearchRequest, Store};
 use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::{Pipeline, PipelineConfig};
 use ingest::source::LocalFile;
@@ -56,7 +56,7 @@ fn files_text(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-fn run_pipeline(backend: &mut dyn Backend, dl_dir: &Path, file: &Path, config: PipelineConfig) {
+fn run_pipeline(backend: &mut impl Backend, dl_dir: &Path, file: &Path, config: PipelineConfig) {
     let mut dead_letter = LocalDeadLetter::new(dl_dir);
     let mut pipeline = Pipeline::new(backend, &mut dead_letter, config);
     pipeline.ingest(&LocalFile::new(file).unwrap()).unwrap();

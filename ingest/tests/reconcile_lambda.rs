@@ -12,7 +12,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use indexer::Backend;
+use indexer::{Backend, TantivyBackend};
 use ingest::pipeline::{Progress, SourceReport};
 use ingest::trigger::handle_event;
 use serde_json::{json, Value};
@@ -141,9 +141,10 @@ fn a_malformed_request_or_a_dead_letter_prefix_inside_the_reconciled_one_fails_t
     garage.put(&format!("{prefix}part-0.ndjson"), ndjson(1, 5));
     let index = tempfile::tempdir().unwrap();
     let mut backend = tantivy(index.path());
-    let run = |event: Value, dead_letter: &mut dyn ingest::dead_letter::DeadLetterStore, backend: &mut dyn Backend| {
-        handle_event(event.to_string().as_bytes(), &garage.s3, backend, dead_letter, pipeline_config(), None, None)
-    };
+    let run =
+        |event: Value, dead_letter: &mut dyn ingest::dead_letter::DeadLetterStore, backend: &mut TantivyBackend| {
+            handle_event(event.to_string().as_bytes(), &garage.s3, backend, dead_letter, pipeline_config(), None, None)
+        };
 
     let mut dead_letter = garage.dead_letter(&prefix);
     let error = run(json!({"reconcile": {"prefix": location, "ingst": true}}), &mut dead_letter, &mut backend)

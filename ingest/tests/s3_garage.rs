@@ -7,16 +7,17 @@
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexer::{Backend, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord, SourceStatus};
+use indexer::{Backend, SourceRecord, SourceStatus, Store};
 use ingest::dead_letter::LocalDeadLetter;
 use ingest::pipeline::SourceOutcome;
 use ingest::s3::{S3Context, S3Location};
 use ingest::trigger::{Deadline, HandlerReport};
 use serde_json::json;
 use support::*;
+use testkit::memory::MemoryBackend;
 
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
@@ -210,45 +211,10 @@ fn the_same_event_delivered_twice_leaves_the_index_of_one_delivery() {
 }
 
 /// One store shared by two handlers at once, as two Lambda instances share an
-/// Elasticsearch cluster: like a `_bulk` `create`, the store checks every id itself,
-/// whatever the pipeline's `unseen_source` hint says (that hint is only sound for the
-/// single tantivy writer, whose lock keeps a second handler out; see the next test).
-struct Shared(Arc<Mutex<Box<dyn Backend>>>);
-
-impl Backend for Shared {
-    fn name(&self) -> &'static str {
-        "shared"
-    }
-    fn ensure_ready(&mut self) -> indexer::Result<()> {
-        self.0.lock().unwrap().ensure_ready()
-    }
-    fn source_record(&self, key: &str) -> indexer::Result<Option<SourceRecord>> {
-        self.0.lock().unwrap().source_record(key)
-    }
-    fn index_batch(&mut self, docs: &[IndexDoc]) -> indexer::Result<Vec<Outcome>> {
-        let checked: Vec<IndexDoc> = docs.iter().map(|d| IndexDoc { unseen_source: false, ..d.clone() }).collect();
-        let outcomes = self.0.lock().unwrap().index_batch(&checked);
-        // Let the other handler interleave its batches with ours.
-        std::thread::yield_now();
-        outcomes
-    }
-    fn record_source(&mut self, record: &SourceRecord) -> indexer::Result<()> {
-        self.0.lock().unwrap().record_source(record)
-    }
-    fn flush(&mut self) -> indexer::Result<()> {
-        self.0.lock().unwrap().flush()
-    }
-    fn search(&self, request: &SearchRequest) -> indexer::Result<SearchResponse> {
-        self.0.lock().unwrap().search(request)
-    }
-    fn count(&self, request: &SearchRequest) -> indexer::Result<u64> {
-        self.0.lock().unwrap().count(request)
-    }
-    fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
-        self.0.lock().unwrap().sources()
-    }
-}
-
+/// Elasticsearch cluster: `testkit`'s in-memory store, whose clones share it and which,
+/// like a `_bulk` `create`, checks every id itself whatever the pipeline's
+/// `unseen_source` hint says (that hint is only sound for the single tantivy writer,
+/// whose lock keeps a second handler out; see the next test).
 #[test]
 #[ignore = "S3 tier: needs Garage (scripts/test.sh)"]
 fn two_handlers_on_the_same_objects_at_once_leave_the_index_of_one_delivery() {
@@ -262,12 +228,11 @@ fn two_handlers_on_the_same_objects_at_once_leave_the_index_of_one_delivery() {
     let reference_ids = all_ids(&reference);
     assert_eq!(reference_ids.len() as u64, expected);
 
-    let index = tempfile::tempdir().unwrap();
-    let shared: Arc<Mutex<Box<dyn Backend>>> = Arc::new(Mutex::new(Box::new(tantivy(index.path()))));
+    let shared = MemoryBackend::new();
     let reports: Vec<HandlerReport> = std::thread::scope(|scope| {
         let handlers: Vec<_> = (0..2)
             .map(|_| {
-                let mut backend = Shared(shared.clone());
+                let mut backend = shared.clone();
                 let mut dead_letter = garage.dead_letter(&prefix);
                 let (s3, event) = (&garage.s3, &event);
                 scope.spawn(move || handle(s3, event, &mut backend, &mut dead_letter))
@@ -282,8 +247,7 @@ fn two_handlers_on_the_same_objects_at_once_leave_the_index_of_one_delivery() {
     }
     let indexed: u64 = reports.iter().map(|r| r.summary.indexed).sum();
     assert_eq!(indexed, expected, "each record indexed by exactly one of the two handlers");
-    let backend = shared.lock().unwrap();
-    assert_eq!(all_ids(backend.as_ref()), reference_ids, "the same documents as one delivery");
+    assert_eq!(all_ids(&shared), reference_ids, "the same documents as one delivery");
     assert!(garage.dead_letter(&prefix).read_all().unwrap().is_empty());
 }
 

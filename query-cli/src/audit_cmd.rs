@@ -29,7 +29,8 @@ pub fn run(args: AuditArgs) -> Result<u8> {
                 writeln!(stdout, "{}", serde_json::to_string(record)?)?;
             }
         }
-        Format::Table | Format::Csv => stdout.write_all(render::audit_table(&records).as_bytes())?,
+        Format::Csv => stdout.write_all(render::audit_csv(&records).as_bytes())?,
+        Format::Table => stdout.write_all(render::audit_table(&records).as_bytes())?,
     }
     let all_landed = records.iter().all(|r| r.status == SourceStatus::Completed);
     Ok(if all_landed { 0 } else { 1 })

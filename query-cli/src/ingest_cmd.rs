@@ -4,9 +4,9 @@
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
-use indexer::{Backend, TantivyBackend};
+use indexer::{Backend, ElasticsearchBackend, TantivyBackend};
 use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
-use ingest::pipeline::{Pipeline, RunSummary, SourceOutcome, SourceReport};
+use ingest::pipeline::{Pipeline, PipelineConfig, RunSummary, SourceOutcome, SourceReport};
 use ingest::redact::Redactor;
 use ingest::s3::{S3Context, S3DeadLetter, S3Location};
 use ingest::source::SourceObject;
@@ -77,14 +77,28 @@ pub fn redactor_from_env(json: bool, remote: Option<&str>) -> Result<Redactor> {
     Ok(key.redactor)
 }
 
+/// A store opened for writing. The write paths are generic over [`Backend`], so each
+/// command matches on this and runs its body with the concrete backend.
+#[allow(clippy::large_enum_variant)] // One per run, moved once into that body.
+pub enum Writer {
+    Tantivy(TantivyBackend),
+    Elasticsearch(ElasticsearchBackend),
+}
+
 /// The store to ingest into, opened for writing and ready (template, index).
-pub fn open_writer(store: &StoreArgs, flags: &PipelineArgs) -> Result<Box<dyn Backend>> {
-    let mut backend: Box<dyn Backend> = match store.backend {
-        BackendKind::Tantivy => Box::new(TantivyBackend::open_for_writing(&store.index, flags.tantivy_config())?),
-        BackendKind::Elasticsearch => crate::search_cmd::connect_elasticsearch()?,
+pub fn open_writer(store: &StoreArgs, flags: &PipelineArgs) -> Result<Writer> {
+    let mut writer = match store.backend {
+        BackendKind::Tantivy => {
+            Writer::Tantivy(TantivyBackend::open_for_writing(&store.index, flags.tantivy_config())?)
+        }
+        BackendKind::Elasticsearch => Writer::Elasticsearch(crate::search_cmd::connect_elasticsearch()?),
     };
-    backend.ensure_ready().context("preparing the backend")?;
-    Ok(backend)
+    match &mut writer {
+        Writer::Tantivy(backend) => backend.ensure_ready(),
+        Writer::Elasticsearch(backend) => backend.ensure_ready(),
+    }
+    .context("preparing the backend")?;
+    Ok(writer)
 }
 
 pub fn run(args: IngestArgs) -> Result<u8> {
@@ -104,7 +118,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         .map(|path| std::fs::read(path).with_context(|| format!("reading the event {}", path.display())))
         .transpose()?;
     let sources = expand_sources(&args.sources, s3_context)?;
-    let mut backend = open_writer(&args.store, &args.pipeline)?;
+    let writer = open_writer(&args.store, &args.pipeline)?;
     let mut dead_letter: Box<dyn DeadLetterStore> = match S3Location::parse(&args.pipeline.dead_letter) {
         Some(location) => {
             let location = location.map_err(anyhow::Error::msg)?;
@@ -113,7 +127,27 @@ pub fn run(args: IngestArgs) -> Result<u8> {
         None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.pipeline.dead_letter))),
     };
     let config = args.pipeline.pipeline_config(redactor);
-    if let (Some(event), Some(s3)) = (event, s3_context) {
+    let run = Run { dead_letter: dead_letter.as_mut(), config, event, sources: &sources, s3: s3_context, args: &args };
+    match writer {
+        Writer::Tantivy(backend) => ingest_into(backend, run),
+        Writer::Elasticsearch(backend) => ingest_into(backend, run),
+    }
+}
+
+/// What an ingest run takes besides the backend.
+struct Run<'a> {
+    dead_letter: &'a mut dyn DeadLetterStore,
+    config: PipelineConfig,
+    event: Option<Vec<u8>>,
+    sources: &'a [Box<dyn SourceObject>],
+    s3: Option<&'a S3Context>,
+    args: &'a IngestArgs,
+}
+
+/// Ingests the event or the sources into `backend`, commits and closes it.
+fn ingest_into<B: Backend>(mut backend: B, run: Run<'_>) -> Result<u8> {
+    let Run { dead_letter, config, event, sources, s3, args } = run;
+    if let (Some(event), Some(s3)) = (event, s3) {
         let deadline = args
             .time_budget
             .as_deref()
@@ -121,19 +155,18 @@ pub fn run(args: IngestArgs) -> Result<u8> {
             .transpose()
             .map_err(anyhow::Error::msg)?
             .map(|budget| Deadline::for_budget(std::time::Instant::now(), budget, DEFAULT_DEADLINE_MARGIN));
-        let report = handle_event(&event, s3, backend.as_mut(), dead_letter.as_mut(), config, deadline, None)
+        let report = handle_event(&event, s3, &mut backend, dead_letter, config, deadline, None)
             .context("handling the event")?;
         backend.close().context("closing the index")?;
-        print_event_report(&report, &args)?;
+        print_event_report(&report, args)?;
         return Ok(if report.failed.is_empty() { 0 } else { 1 });
     }
     let total_bytes: u64 = sources.iter().filter_map(|s| s.size_hint()).sum();
     let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
     let mut reports: Vec<SourceReport> = Vec::new();
     let summary: RunSummary = {
-        let mut pipeline =
-            Pipeline::new(backend.as_mut(), dead_letter.as_mut(), config).with_progress(progress.clone());
-        for source in &sources {
+        let mut pipeline = Pipeline::new(&mut backend, dead_letter, config).with_progress(progress.clone());
+        for source in sources {
             let report = pipeline
                 .ingest(source.as_ref())
                 .with_context(|| format!("ingesting {}", source.identity().display_name()))?;
@@ -146,7 +179,7 @@ pub fn run(args: IngestArgs) -> Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        print_summary(&summary, &reports, &args);
+        print_summary(&summary, &reports, args);
     }
     Ok(if summary.objects_failed > 0 || summary.objects_paused > 0 { 1 } else { 0 })
 }

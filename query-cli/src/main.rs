@@ -65,6 +65,17 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_stderr(std::env::var_os("NO_COLOR").as_deref()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Colour only for a person at a terminal: a pipe, a file or a CI log gets plain text,
+/// and a non-empty `NO_COLOR` (no-color.org) turns colour off even at a terminal.
+fn colour_stderr(no_color: Option<&std::ffi::OsStr>) -> bool {
+    use std::io::IsTerminal;
+    no_color.is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -9,15 +9,15 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use indexer::{Backend, SourceStatus};
+use indexer::{Backend, SourceStatus, Store};
 use ingest::dead_letter::{DeadLetterStore, LocalDeadLetter};
 use ingest::pipeline::{Pipeline, RunSummary};
-use ingest::reconcile::{check_dead_letter, survey, Ingested, Reconciliation};
+use ingest::reconcile::{check_dead_letter, survey, Ingested, Reconciliation, Survey};
 use ingest::s3::{S3DeadLetter, S3Location};
 use ingest::source::SourceObject;
 
 use crate::cli::ReconcileArgs;
-use crate::ingest_cmd::{open_writer, redactor_from_env, remote_destination, S3Edge};
+use crate::ingest_cmd::{open_writer, redactor_from_env, remote_destination, S3Edge, Writer};
 use crate::progress::BarProgress;
 use crate::render::group_digits;
 
@@ -46,36 +46,16 @@ pub fn run(args: ReconcileArgs) -> Result<u8> {
 
     // Open the backend before listing: a locked index or an unreachable cluster is
     // reported before any S3 call, and `--ingest` reads checkpoints from its writer.
-    let mut backend: Box<dyn Backend> = if args.ingest {
-        open_writer(&args.store, &args.pipeline)?
+    let (survey, ingested) = if args.ingest {
+        let run = Run { s3: &s3, location: &location, since_ms, dead_letter_location, args: &args };
+        match open_writer(&args.store, &args.pipeline)? {
+            Writer::Tantivy(backend) => survey_and_ingest(backend, run)?,
+            Writer::Elasticsearch(backend) => survey_and_ingest(backend, run)?,
+        }
     } else {
-        crate::search_cmd::open_backend(&args.store)?
+        let store = crate::search_cmd::open_backend(&args.store)?;
+        (survey_of(&s3, &location, store.as_ref(), since_ms)?, None)
     };
-
-    let survey = survey(&s3.context, &location, backend.as_ref(), since_ms, &|| false)
-        .with_context(|| format!("comparing {location} with the checkpoints"))?;
-
-    let ingested = if !args.ingest {
-        None
-    } else if survey.outstanding().is_empty() {
-        Some((RunSummary::default(), Ingested::default()))
-    } else {
-        let redactor = redactor_from_env(args.json, remote_destination(&args.store, &args.pipeline, false))?;
-        let mut dead_letter: Box<dyn DeadLetterStore> = match dead_letter_location {
-            Some(dl) => Box::new(S3DeadLetter::new(s3.context.clone(), dl)),
-            None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.pipeline.dead_letter))),
-        };
-        let total_bytes: u64 = survey.outstanding().iter().filter_map(|o| o.size_hint()).sum();
-        let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
-        let config = args.pipeline.pipeline_config(redactor);
-        let mut pipeline =
-            Pipeline::new(backend.as_mut(), dead_letter.as_mut(), config).with_progress(progress.clone());
-        let ingested = survey.ingest(&mut pipeline).context("ingesting the missing and failed objects")?;
-        let summary = pipeline.finish().context("committing the index")?;
-        progress.finish();
-        Some((summary, ingested))
-    };
-    backend.close().context("closing the index")?;
 
     let report = survey.report(ingested.as_ref().map(|(_, ingested)| ingested));
     let all_done = match &report.remaining {
@@ -92,6 +72,47 @@ pub fn run(args: ReconcileArgs) -> Result<u8> {
         print_report(&location, args.since.as_deref(), &report.reconciliation, ingested.as_ref(), &args)?;
     }
     Ok(if all_done { 0 } else { 1 })
+}
+
+/// What `--ingest` takes besides the backend.
+struct Run<'a> {
+    s3: &'a S3Edge,
+    location: &'a S3Location,
+    since_ms: Option<i64>,
+    dead_letter_location: Option<S3Location>,
+    args: &'a ReconcileArgs,
+}
+
+/// The listing classified against the checkpoints of `store`.
+fn survey_of(s3: &S3Edge, location: &S3Location, store: &dyn Store, since_ms: Option<i64>) -> Result<Survey> {
+    survey(&s3.context, location, store, since_ms, &|| false)
+        .with_context(|| format!("comparing {location} with the checkpoints"))
+}
+
+/// `--ingest`: the survey, then the missing and failed objects ingested into `backend`,
+/// committed, and the backend closed.
+fn survey_and_ingest<B: Backend>(mut backend: B, run: Run<'_>) -> Result<(Survey, Option<(RunSummary, Ingested)>)> {
+    let Run { s3, location, since_ms, dead_letter_location, args } = run;
+    let survey = survey_of(s3, location, &backend, since_ms)?;
+    let ingested = if survey.outstanding().is_empty() {
+        (RunSummary::default(), Ingested::default())
+    } else {
+        let redactor = redactor_from_env(args.json, remote_destination(&args.store, &args.pipeline, false))?;
+        let mut dead_letter: Box<dyn DeadLetterStore> = match dead_letter_location {
+            Some(dl) => Box::new(S3DeadLetter::new(s3.context.clone(), dl)),
+            None => Box::new(LocalDeadLetter::new(std::path::Path::new(&args.pipeline.dead_letter))),
+        };
+        let total_bytes: u64 = survey.outstanding().iter().filter_map(|o| o.size_hint()).sum();
+        let progress = BarProgress::new(total_bytes, !args.json && std::io::stderr().is_terminal());
+        let config = args.pipeline.pipeline_config(redactor);
+        let mut pipeline = Pipeline::new(&mut backend, dead_letter.as_mut(), config).with_progress(progress.clone());
+        let ingested = survey.ingest(&mut pipeline).context("ingesting the missing and failed objects")?;
+        let summary = pipeline.finish().context("committing the index")?;
+        progress.finish();
+        (summary, ingested)
+    };
+    backend.close().context("closing the index")?;
+    Ok((survey, Some(ingested)))
 }
 
 fn print_report(

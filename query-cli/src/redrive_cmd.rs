@@ -3,13 +3,13 @@
 //! module opens the stores from the flags and prints.
 
 use anyhow::{Context, Result};
-use indexer::Backend;
+use indexer::{Backend, TantivyBackend};
 use ingest::dead_letter::{LocalDeadLetter, SegmentStore};
 use ingest::redrive::{redrive, RedriveConfig, RedriveSummary, S3Segments};
 use ingest::s3::S3Location;
 
 use crate::cli::RedriveArgs;
-use crate::ingest_cmd::{open_writer, redactor_from_env, remote_destination, S3Edge};
+use crate::ingest_cmd::{open_writer, redactor_from_env, remote_destination, S3Edge, Writer};
 use crate::render::group_digits;
 
 pub fn run(args: RedriveArgs) -> Result<u8> {
@@ -29,14 +29,17 @@ pub fn run(args: RedriveArgs) -> Result<u8> {
         dry_run: args.dry_run,
         batch_records: pipeline.batch_records,
     };
-    // A dry run needs no backend: it neither takes the index's lock nor needs the cluster.
-    let mut backend: Option<Box<dyn Backend>> =
-        if args.dry_run { None } else { Some(open_writer(&args.store, &args.pipeline)?) };
-    let summary = redrive(store.as_ref(), backend.as_deref_mut(), &config)
-        .with_context(|| format!("redriving the dead-letter store {location}"))?;
-    if let Some(backend) = backend {
-        backend.close().context("closing the index")?;
-    }
+    let summary = if args.dry_run {
+        // No backend: a dry run neither takes the index's lock nor needs the cluster. The
+        // type parameter only names the backend there is none of.
+        redrive::<TantivyBackend>(store.as_ref(), None, &config)
+            .with_context(|| format!("redriving the dead-letter store {location}"))?
+    } else {
+        match open_writer(&args.store, &args.pipeline)? {
+            Writer::Tantivy(backend) => redrive_into(backend, store.as_ref(), &config, &location)?,
+            Writer::Elasticsearch(backend) => redrive_into(backend, store.as_ref(), &config, &location)?,
+        }
+    };
     if args.json {
         let mut out = serde_json::to_value(&summary)?;
         out["location"] = location.into();
@@ -46,6 +49,19 @@ pub fn run(args: RedriveArgs) -> Result<u8> {
         print_summary(&summary, &location);
     }
     Ok(if summary.remaining() > 0 { 1 } else { 0 })
+}
+
+/// Redrives `store` into `backend`, then closes it.
+fn redrive_into<B: Backend>(
+    mut backend: B,
+    store: &dyn SegmentStore,
+    config: &RedriveConfig,
+    location: &str,
+) -> Result<RedriveSummary> {
+    let summary = redrive(store, Some(&mut backend), config)
+        .with_context(|| format!("redriving the dead-letter store {location}"))?;
+    backend.close().context("closing the index")?;
+    Ok(summary)
 }
 
 fn print_summary(summary: &RedriveSummary, location: &str) {

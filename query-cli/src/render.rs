@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use indexer::schema::{self, FieldKind};
 use indexer::{AggSpec, SearchResponse, SourceRecord, SourceStatus};
 use serde_json::{Map, Value};
 
@@ -16,8 +17,9 @@ pub enum Format {
     Csv,
 }
 
-/// Columns shown when `--fields` is not given.
-pub const DEFAULT_FIELDS: &[&str] = &["ts", "type", "booking_id", "venue", "amount", "status", "message"];
+/// Columns shown when `--fields` is not given: a choice among [`schema::FIELDS`].
+pub const DEFAULT_FIELDS: &[&str] =
+    &[schema::TS, schema::TYPE, "booking_id", "venue", "amount", "status", schema::MESSAGE];
 
 const BAR_WIDTH: usize = 40;
 const MAX_CELL: usize = 60;
@@ -125,7 +127,7 @@ fn table(response: &SearchResponse, aggs: &[AggSpec], fields: &[String]) -> Stri
             table.add_row(fields.iter().map(|f| clip(&field_text(&hit.id, &hit.source, f))));
         }
         for (index, field) in fields.iter().enumerate() {
-            if matches!(field.as_str(), "amount" | "latency_ms") {
+            if schema::field_spec(field).is_some_and(|spec| spec.kind == FieldKind::Number) {
                 if let Some(column) = table.column_mut(index) {
                     column.set_cell_alignment(CellAlignment::Right);
                 }
@@ -437,7 +439,7 @@ pub fn audit_table(records: &[SourceRecord]) -> String {
     for r in records {
         table.add_row([
             clip(&r.source),
-            format!("{:?}", r.status).to_lowercase(),
+            status_name(r.status).to_string(),
             group_digits(r.records),
             group_digits(r.valid),
             group_digits(r.indexed),
@@ -461,6 +463,59 @@ pub fn audit_table(records: &[SourceRecord]) -> String {
         sum(|r| r.duplicates),
         sum(|r| r.rejected),
     )
+}
+
+/// The columns of `tix-logs audit --format csv`, named as the keys of `--format json`.
+const AUDIT_CSV_COLUMNS: [&str; 12] = [
+    "source",
+    "status",
+    "records",
+    "valid",
+    "indexed",
+    "duplicates",
+    "rejected",
+    "first_event",
+    "last_event",
+    "failure",
+    "updated_at",
+    "key",
+];
+
+/// `tix-logs audit --format csv`: a header, then one row per source with plain numbers
+/// (no digit grouping, which would collide with the separator) and unclipped text, so a
+/// script reads the same values as from `--format json`. No summary line: every row is a
+/// source.
+pub fn audit_csv(records: &[SourceRecord]) -> String {
+    let mut out = AUDIT_CSV_COLUMNS.join(",");
+    out.push('\n');
+    for r in records {
+        let row = [
+            csv_cell(&r.source),
+            status_name(r.status).to_string(),
+            r.records.to_string(),
+            r.valid.to_string(),
+            r.indexed.to_string(),
+            r.duplicates.to_string(),
+            r.rejected.to_string(),
+            csv_cell(r.first_event.as_deref().unwrap_or("")),
+            csv_cell(r.last_event.as_deref().unwrap_or("")),
+            csv_cell(r.failure.as_deref().unwrap_or("")),
+            csv_cell(&r.updated_at),
+            csv_cell(&r.key),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// A source's status as `--format json` spells it, so every format names it alike.
+fn status_name(status: SourceStatus) -> &'static str {
+    match status {
+        SourceStatus::InProgress => "in_progress",
+        SourceStatus::Completed => "completed",
+        SourceStatus::Failed => "failed",
+    }
 }
 
 #[cfg(test)]
@@ -559,6 +614,36 @@ mod tests {
         assert_eq!(number_text(Some(&serde_json::json!(-1234.5))), "-1,234.50");
         assert_eq!(number_text(Some(&serde_json::json!(7))), "7");
         assert_eq!(number_text(None), "-");
+    }
+
+    #[test]
+    fn default_columns_are_fields_of_the_schema() {
+        for field in DEFAULT_FIELDS {
+            assert!(schema::field_spec(field).is_some(), "{field}");
+        }
+    }
+
+    #[test]
+    fn numbers_align_right() {
+        let hit = |id: &str| indexer::Hit {
+            id: id.into(),
+            source: serde_json::from_str(r#"{"amount":5,"latency_ms":7,"venue":"Hall"}"#).unwrap(),
+        };
+        let response = SearchResponse { total: 1, hits: vec![hit("a")], aggregations: Map::new() };
+        let fields: Vec<String> = ["venue", "amount", "latency_ms"].map(String::from).to_vec();
+        let text = table(&response, &[], &fields);
+        let row = text.lines().find(|l| l.contains("Hall")).unwrap();
+        let cells: Vec<&str> = row.split(['│', '┆']).filter(|c| !c.trim().is_empty()).collect();
+        assert!(cells[0].starts_with(" Hall ") && cells[0].ends_with("  "), "text left: {text}");
+        assert!(cells[1].starts_with("  ") && cells[1].ends_with(" 5 "), "amount right: {text}");
+        assert!(cells[2].starts_with("  ") && cells[2].ends_with(" 7 "), "latency right: {text}");
+    }
+
+    #[test]
+    fn status_names_are_those_of_the_json_records() {
+        for status in [SourceStatus::InProgress, SourceStatus::Completed, SourceStatus::Failed] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status_name(status));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `tix-logs report`: the booking report. The backend gathers each booking's facts
-//! ([`indexer::Backend::booking_facts`]), [`indexer::report::build`] turns them into
+//! ([`indexer::Store::booking_facts`]), [`indexer::report::build`] turns them into
 //! the report, and this module prints it as a table, JSON or an HTML page.
 
 use std::fmt::Write as _;

@@ -3,17 +3,17 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use indexer::{AggSpec, Backend, ElasticsearchBackend, EsConfig, SearchRequest, SortSpec, TantivyBackend};
+use indexer::{AggSpec, ElasticsearchBackend, EsConfig, SearchRequest, SortSpec, Store, TantivyBackend};
 
 use crate::cli::{BackendKind, SearchArgs, StoreArgs};
 use crate::render;
 use crate::timespec::parse_window;
 
-/// The store to read. tantivy answers `event_id:X` through the keyed document id, so it
-/// gets the id key of `TIX_PII_KEY` when that is set; without it such queries are refused
-/// with a message saying to set it. Elasticsearch matches `event_id` as a stored keyword
-/// and needs no key.
-pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
+/// The store to read (a tantivy index opened for reading takes no writer lock). tantivy
+/// answers `event_id:X` through the keyed document id, so it gets the id key of
+/// `TIX_PII_KEY` when that is set; without it such queries are refused with a message
+/// saying to set it. Elasticsearch matches `event_id` as a stored keyword and needs no key.
+pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Store>> {
     match store.backend {
         BackendKind::Tantivy => {
             let backend = TantivyBackend::open_for_reading(&store.index)?;
@@ -22,17 +22,17 @@ pub fn open_backend(store: &StoreArgs) -> Result<Box<dyn Backend>> {
                 None => backend,
             }))
         }
-        BackendKind::Elasticsearch => connect_elasticsearch(),
+        BackendKind::Elasticsearch => Ok(Box::new(connect_elasticsearch()?)),
     }
 }
 
 /// The Elasticsearch backend from `TIX_ES_URL` and friends.
-pub fn connect_elasticsearch() -> Result<Box<dyn Backend>> {
+pub fn connect_elasticsearch() -> Result<ElasticsearchBackend> {
     if std::env::var_os("TIX_ES_URL").is_none() {
         bail!("--backend elasticsearch needs TIX_ES_URL (e.g. http://127.0.0.1:9200; see README, \"Elasticsearch\")");
     }
     let config = EsConfig::from_env()?;
-    Ok(Box::new(ElasticsearchBackend::connect(config)?))
+    Ok(ElasticsearchBackend::connect(config)?)
 }
 
 pub fn run(args: SearchArgs) -> Result<u8> {

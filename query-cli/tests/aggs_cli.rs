@@ -2,11 +2,13 @@
 //! temporary file, ingested into a temporary tantivy index, then aggregated as tables
 //! and as JSON, checked against counts computed from the same events.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
+use testkit::events::Event;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
@@ -22,16 +24,15 @@ fn events() -> Vec<Value> {
     (0..12i64)
         .map(|i| {
             let ts = chrono::DateTime::from_timestamp_millis(BASE_MS + i * 6 * 3_600_000).unwrap();
-            json!({
-                "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "type": if i % 3 == 0 { "booking.cancelled" } else { "booking.confirmed" },
-                "event_id": format!("evt-{i}"),
-                "venue": if i % 2 == 0 { "Olympic Hall" } else { "Riverside Arena" },
-                "booking_id": format!("BK-20240205-{:06}", i / 2),
-                "seat": if i % 4 == 0 { json!(["A-1", "A-2"]) } else { json!(format!("B-{}", i % 5)) },
-                "amount": 1000 * (i + 1),
-                "message": "test event",
-            })
+            let ts = ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Event::new(ts, if i % 3 == 0 { "booking.cancelled" } else { "booking.confirmed" })
+                .with("event_id", format!("evt-{i}"))
+                .with("venue", if i % 2 == 0 { "Olympic Hall" } else { "Riverside Arena" })
+                .with("booking_id", format!("BK-20240205-{:06}", i / 2))
+                .with("seat", if i % 4 == 0 { json!(["A-1", "A-2"]) } else { json!(format!("B-{}", i % 5)) })
+                .with("amount", 1000 * (i + 1))
+                .with("message", "test event")
+                .into_value()
         })
         .collect()
 }
@@ -42,18 +43,7 @@ struct Indexed {
 
 impl Indexed {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file: PathBuf = dir.path().join("events.ndjson");
-        let text: String = events().iter().map(|e| format!("{e}\n")).collect();
-        std::fs::write(&file, text).expect("write");
-        let out = bin()
-            .current_dir(dir.path())
-            .args(["ingest", "--json", "--index", "index", "--dead-letter", "dl"])
-            .arg(&file)
-            .output()
-            .expect("run tix-logs ingest");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Indexed { dir }
+        Indexed { dir: support::ingested(bin(), "events.ndjson", events()) }
     }
 
     fn search(&self, args: &[&str]) -> Output {

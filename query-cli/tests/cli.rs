@@ -523,12 +523,7 @@ impl Workspace {
         let out = self.search(&["--format", "json", "--limit", "1000000"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let response: Value = serde_json::from_slice(&out.stdout).expect("search --format json");
-        let hits = response["hits"].as_array().expect("hits").iter().map(|hit| {
-            let mut doc = hit.as_object().expect("hit").clone();
-            let id = doc.remove("_id").and_then(|id| id.as_str().map(str::to_string)).expect("_id");
-            (id, doc)
-        });
-        let docs = Observed::docs_by_id(hits);
+        let docs = Observed::docs_of_search_json(&response);
         assert_eq!(docs.len() as u64, self.count(""), "search returned every document");
         let audit = bin().args(["audit", "--format", "json", "--index", &self.index()]).output().expect("audit");
         assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));

@@ -12,16 +12,16 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
-use support::{garage, Garage};
+use support::{garage, unique_prefix, Garage};
 
-use indexer::elasticsearch::config::{RetryPolicy, Secret};
-use indexer::{Backend, ElasticsearchBackend, EsAuth, EsConfig};
+use indexer::elasticsearch::config::Secret;
+use indexer::{Backend, ElasticsearchBackend, EsAuth};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3DeadLetter, S3Location};
 use serde_json::{json, Map, Value};
 use testkit::es_server::FakeCluster;
+use testkit::garage::{s3_record, sqs_event};
 use testkit::oracle::{check, Corpus, ObservedDeadLetter};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
@@ -43,35 +43,24 @@ struct Setup {
 fn setup(test: &str, seed: u64) -> Setup {
     let garage = garage();
     let corpus = Corpus::generate(3, 120, seed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let prefix = format!("cli-tests/{test}/{nanos}-{}/", std::process::id());
+    let prefix = unique_prefix(test);
     let mut messages = Vec::new();
     for (i, file) in corpus.files().iter().enumerate() {
         let key = format!("{prefix}in/{}", file.file_name().unwrap().to_string_lossy());
         let body = std::fs::read(file).unwrap();
         let size = body.len();
         let etag = garage.s3.put(&garage.bucket, &key, body).unwrap();
-        let notification = json!({"Records": [{
-            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": garage.bucket}, "object": {"key": fixtures::samples::aws_encode_key(&key), "size": size, "eTag": etag.trim_matches('"')}}
-        }]});
-        messages
-            .push(json!({"messageId": format!("m{i}"), "body": notification.to_string(), "eventSource": "aws:sqs"}));
+        let notification = json!({"Records": [s3_record(&garage.bucket, &key, &etag, size)]});
+        messages.push((format!("m{i}"), notification.to_string()));
     }
-    let event = json!({ "Records": messages });
+    let event = sqs_event(&messages);
     let dir = tempfile::tempdir().unwrap();
     let event_path = dir.path().join("saved-sqs-event.json");
     std::fs::write(&event_path, serde_json::to_vec_pretty(&event).unwrap()).unwrap();
 
     // The fault-free reference: the Lambda's handler in this process.
     let cluster = FakeCluster::start();
-    let mut config = EsConfig::new(cluster.url());
-    config.auth = EsAuth::ApiKey(Secret::new(API_KEY));
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        ..config.retry
-    };
+    let config = testkit::es::fast_config(&cluster.url(), EsAuth::ApiKey(Secret::new(API_KEY)));
     let mut backend = ElasticsearchBackend::connect(config).unwrap();
     backend.ensure_ready().unwrap();
     let dl_prefix = format!("{prefix}dl-reference/");
@@ -97,12 +86,7 @@ fn dead_letter_store(garage: &Garage, prefix: &str) -> S3DeadLetter {
 }
 
 fn dead_letters(garage: &Garage, prefix: &str) -> Vec<ObservedDeadLetter> {
-    dead_letter_store(garage, prefix)
-        .read_all()
-        .unwrap()
-        .into_iter()
-        .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-        .collect()
+    support::observed_dead_letters(dead_letter_store(garage, prefix).read_all().unwrap())
 }
 
 impl Setup {

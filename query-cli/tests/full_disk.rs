@@ -145,13 +145,8 @@ fn observed(index: &Path, dead_letter: &Path) -> Observed {
         .expect("search");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let response: Value = serde_json::from_slice(&out.stdout).expect("search --format json");
-    let hits = response["hits"].as_array().expect("hits").iter().map(|hit| {
-        let mut doc = hit.as_object().expect("hit").clone();
-        let id = doc.remove("_id").and_then(|id| id.as_str().map(str::to_string)).expect("_id");
-        (id, doc)
-    });
     Observed {
-        docs: Observed::docs_by_id(hits),
+        docs: Observed::docs_of_search_json(&response),
         dead_letters: ingest::dead_letter::LocalDeadLetter::read_all(dead_letter)
             .expect("dead-letter store")
             .into_iter()

@@ -5,48 +5,28 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use support::{garage, unique_prefix};
 
-use indexer::{Backend, SearchRequest, TantivyBackend};
+use fixtures::samples::gzip;
+use indexer::{SearchRequest, Store, TantivyBackend};
 use serde_json::{json, Value};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
+use testkit::events::Event;
 
 /// `n` events without `event_id` (so their ids come from the object's identity and a
 /// second ingest under another identity would double them), all with venue `tag`.
 fn events(tag: &str, n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let line = json!({
-            "ts": format!("2024-02-05T10:{:02}:{:02}Z", i / 60 % 60, i % 60),
-            "type": "booking.confirmed",
-            "booking_id": format!("BK-{tag}-{i:05}"),
-            "venue": tag,
-            "amount": 1000 + i,
-        });
-        writeln!(out, "{line}").unwrap();
-    }
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
+    testkit::events::ndjson((0..n).map(|i| {
+        let ts = format!("2024-02-05T10:{:02}:{:02}Z", i / 60 % 60, i % 60);
+        Event::of_booking(ts, "booking.confirmed", &format!("BK-{tag}-{i:05}"))
+            .with("venue", tag)
+            .with("amount", 1000 + i)
+    }))
 }
 
 fn tix(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .current_dir(dir)
-        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
-        .env_remove("TIX_INDEX")
-        .env_remove("TIX_BACKEND")
-        .args(args)
-        .output()
-        .unwrap()
+    support::tix(dir).args(args).output().unwrap()
 }
 
 /// Runs `args`, checks the exit status, returns the one JSON object it printed.

@@ -10,24 +10,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ingest::dead_letter::LocalDeadLetter;
 use serde_json::Value;
-use support::observe;
+use support::{observe, tix};
 use testkit::oracle::{check, Corpus, ObservedDeadLetter};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
-
-fn tix(dir: &Path) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .current_dir(dir)
-        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
-        .env_remove("TIX_INDEX")
-        .env_remove("TIX_BACKEND");
-    command
-}
 
 /// Runs tix-logs with `args`; the exit code and the `--json` output.
 fn run_json(dir: &Path, args: &[&str]) -> (i32, Value) {

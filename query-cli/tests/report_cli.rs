@@ -2,11 +2,14 @@
 //! a small NDJSON written here, in each format, and the HTML page rendered by a real
 //! headless Chromium.
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
+use testkit::events::Event;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
@@ -22,12 +25,8 @@ fn events() -> Vec<Value> {
     let hostile = "<script>alert('venue')</script>";
     let mut out = Vec::new();
     let mut ev = |ts: &str, booking: &str, event_type: &str, extra: Value| {
-        let mut event =
-            json!({"ts": ts, "type": event_type, "booking_id": booking, "event_id": format!("e-{}", out.len())});
-        if let (Value::Object(event), Value::Object(extra)) = (&mut event, extra) {
-            event.extend(extra);
-        }
-        out.push(event);
+        let event_id = format!("e-{}", out.len());
+        out.push(Event::of_booking(ts, event_type, booking).with("event_id", event_id).with_all(extra).into_value());
     };
     let req = |venue: &str, show: &str| json!({"venue": venue, "show_id": show});
     ev("2024-02-05T10:00:00Z", "BK-1", "booking.requested", req("Olympic Hall", "SH-1"));
@@ -62,18 +61,7 @@ struct Workspace {
 impl Workspace {
     /// A temporary index holding [`events`].
     fn ingested() -> Workspace {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("bookings.ndjson");
-        let lines: Vec<String> = events().iter().map(Value::to_string).collect();
-        std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
-        let out = bin()
-            .current_dir(dir.path())
-            .args(["ingest", "--json", "--index", "index", "--dead-letter", "dl"])
-            .arg(&log)
-            .output()
-            .expect("run ingest");
-        assert_eq!(out.status.code(), Some(0), "ingest: {}", String::from_utf8_lossy(&out.stderr));
-        Workspace { dir }
+        Workspace { dir: support::ingested(bin(), "bookings.ndjson", events()) }
     }
 
     fn path(&self, name: &str) -> PathBuf {

@@ -4,40 +4,17 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Command;
-use support::{garage, unique_prefix};
+use support::{garage, tix, unique_prefix};
 
-use indexer::{Backend, SearchRequest, TantivyBackend, TantivyConfig};
+use fixtures::samples::gzip;
+use indexer::{Backend, SearchRequest, Store, TantivyBackend, TantivyConfig};
 use ingest::pipeline::PipelineConfig;
 use ingest::redact::Redactor;
 use ingest::s3::{S3DeadLetter, S3Location};
 use serde_json::{json, Value};
+use testkit::events::generated as ndjson;
+use testkit::garage::{s3_record, sqs_event};
 use testkit::oracle::{check, Corpus};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_tix-logs");
-
-fn ndjson(seed: u64, n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    fixtures::generate(&fixtures::GenConfig::new(seed, n), &mut out).unwrap();
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn tix(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .current_dir(dir)
-        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
-        .env_remove("TIX_INDEX")
-        .env_remove("TIX_BACKEND");
-    command
-}
 
 fn count(index: &std::path::Path) -> u64 {
     TantivyBackend::open_for_reading(index).unwrap().count(&SearchRequest::default()).unwrap()
@@ -110,16 +87,11 @@ fn ingest_event_prints_the_batch_item_failures_the_lambda_returns() {
         };
         let size = body.len();
         let etag = garage.s3.put(&garage.bucket, &key, body).unwrap();
-        let encoded = fixtures::samples::aws_encode_key(&key);
-        let notification = json!({"Records": [{
-            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": garage.bucket}, "object": {"key": encoded, "size": size, "eTag": etag.trim_matches('"')}}
-        }]});
-        messages
-            .push(json!({"messageId": format!("m-{i}"), "body": notification.to_string(), "eventSource": "aws:sqs"}));
+        let notification = json!({"Records": [s3_record(&garage.bucket, &key, &etag, size)]});
+        messages.push((format!("m-{i}"), notification.to_string()));
     }
-    messages.push(json!({"messageId": "m-bad", "body": "not json", "eventSource": "aws:sqs"}));
-    let event = json!({ "Records": messages });
+    messages.push(("m-bad".to_string(), "not json".to_string()));
+    let event = sqs_event(&messages);
     let dir = tempfile::tempdir().unwrap();
     let event_path = dir.path().join("saved-sqs-event.json");
     std::fs::write(&event_path, serde_json::to_vec_pretty(&event).unwrap()).unwrap();
@@ -204,13 +176,8 @@ fn ingest_event_with_a_short_time_budget_completes_a_large_object_over_several_r
     let key = format!("{prefix}in/{}", file.file_name().unwrap().to_string_lossy());
     let body = std::fs::read(file).unwrap();
     let (size, etag) = (body.len(), garage.s3.put(&garage.bucket, &key, body).unwrap());
-    let notification = json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": garage.bucket}, "object": {
-            "key": fixtures::samples::aws_encode_key(&key), "size": size, "eTag": etag.trim_matches('"')}}
-    }]});
-    let event =
-        json!({"Records": [{"messageId": "m-big", "body": notification.to_string(), "eventSource": "aws:sqs"}]});
+    let notification = json!({"Records": [s3_record(&garage.bucket, &key, &etag, size)]});
+    let event = sqs_event(&[("m-big".to_string(), notification.to_string())]);
     let dir = tempfile::tempdir().unwrap();
     let event_path = dir.path().join("event.json");
     std::fs::write(&event_path, event.to_string()).unwrap();

@@ -128,6 +128,42 @@ impl Observed {
         }
         by_id
     }
+
+    /// The documents of a `tix-logs search --format json` answer, by id: how the CLI
+    /// tests observe a store from outside, through the binary.
+    pub fn docs_of_search_json(response: &Value) -> BTreeMap<String, Map<String, Value>> {
+        let hits = response["hits"].as_array().expect("hits").iter().map(|hit| {
+            let mut doc = hit.as_object().expect("hit").clone();
+            let id = doc.remove("_id").and_then(|id| id.as_str().map(str::to_string)).expect("_id");
+            (id, doc)
+        });
+        Self::docs_by_id(hits)
+    }
+}
+
+#[cfg(feature = "backend")]
+impl Observed {
+    /// What `store` holds (every event by id, every source record) beside the given
+    /// dead letters.
+    pub fn of_store(store: &dyn indexer::Store, dead_letters: Vec<ObservedDeadLetter>) -> Observed {
+        let sources = store
+            .sources()
+            .expect("the store lists its sources")
+            .into_iter()
+            .map(|s| ObservedSource { source: s.source, completed: s.status == indexer::SourceStatus::Completed })
+            .collect();
+        Observed { docs: stored_docs(store), dead_letters, sources }
+    }
+}
+
+/// Every event `store` holds, by id; a doubled id fails here.
+#[cfg(feature = "backend")]
+pub fn stored_docs(store: &dyn indexer::Store) -> BTreeMap<String, Map<String, Value>> {
+    let all = indexer::SearchRequest::default();
+    let total = store.count(&all).expect("the store counts its events") as usize;
+    let hits = store.search(&indexer::SearchRequest { limit: total + 10, ..all }).expect("the store searches").hits;
+    assert_eq!(hits.len(), total, "every counted event is found");
+    Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source)))
 }
 
 fn file_name(source: &str) -> String {

@@ -10,7 +10,7 @@
 use serde_json::{json, Map};
 
 use super::{count, loaded_with, s, Factory, Predicate};
-use crate::backend::{IndexDoc, SearchRequest};
+use crate::backend::{IndexDoc, SearchRequest, Store};
 
 /// (message, venue) of the Korean suite's events.
 const EVENTS: &[(&str, &str)] = &[
@@ -43,7 +43,7 @@ pub fn korean_docs() -> Vec<IndexDoc> {
             doc.insert("event_id".into(), json!(event_id));
             doc.insert("venue".into(), json!(venue));
             doc.insert("message".into(), json!(message));
-            let id = super::sample_id_key().doc_id_hex(&event_id);
+            let id = super::sample_id_key().doc_id(&event_id);
             IndexDoc { id, ts_millis, doc, unseen_source: false }
         })
         .collect()
@@ -94,19 +94,19 @@ pub fn korean_empty_queries() -> Vec<&'static str> {
 }
 
 /// Korean nouns find their inflected forms, phrases still match, Latin text is unchanged.
-pub fn korean_text_search(factory: &dyn Factory) {
+pub fn korean_text_search(factory: &impl Factory) {
     let docs = korean_docs();
     let backend = loaded_with(factory, &docs);
-    let backend = backend.as_ref();
+    let backend = &backend;
     assert_eq!(count(backend, ""), docs.len() as u64);
 
     for (query, predicate) in korean_query_cases() {
-        let expected: Vec<&str> = docs.iter().filter(|d| predicate(d)).map(|d| d.id.as_str()).collect();
+        let expected: Vec<String> = docs.iter().filter(|d| predicate(d)).map(|d| d.id.to_string()).collect();
         assert!(!expected.is_empty(), "the suite's data must exercise {query:?}");
         assert_eq!(count(backend, query), expected.len() as u64, "count of {query:?}");
         let request = SearchRequest { query: query.into(), limit: docs.len(), ..SearchRequest::default() };
         let response = backend.search(&request).unwrap_or_else(|e| panic!("search {query:?}: {e}"));
-        let mut found: Vec<&str> = response.hits.iter().map(|h| h.id.as_str()).collect();
+        let mut found: Vec<String> = response.hits.iter().map(|h| h.id.clone()).collect();
         found.sort_unstable();
         let mut expected = expected;
         expected.sort_unstable();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use super::{loaded_with, sample_docs, Factory};
-use crate::backend::{AggSpec, IndexDoc, SearchRequest};
+use crate::backend::{AggSpec, IndexDoc, SearchRequest, Store};
 
 /// The specs checked, covering each nesting the CLI documents.
 const SPECS: &[&str] = &[
@@ -43,7 +43,7 @@ fn docs_with_shows() -> Vec<IndexDoc> {
 
 /// Terms aggregations with sub-aggregations answer in Elasticsearch's shape, with every
 /// bucket, count, statistic and distinct count the reference computes.
-pub fn nested_aggregations(factory: &dyn Factory) {
+pub fn nested_aggregations(factory: &impl Factory) {
     let docs = docs_with_shows();
     let backend = loaded_with(factory, &docs);
 

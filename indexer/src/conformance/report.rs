@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use super::{format_ts, Factory};
-use crate::backend::{IndexDoc, Outcome};
+use crate::backend::{Backend, IndexDoc, Outcome, Store};
 use crate::report::{self, BookingFacts, EventFlag, EventFlags, GroupBy, ReportWindow, RequestFacts, NO_VALUE_KEY};
 
 /// 2024-02-05T00:00:00Z.
@@ -49,7 +49,7 @@ pub fn report_docs() -> Vec<IndexDoc> {
         if let Value::Object(fields) = fields {
             doc.extend(fields);
         }
-        let id = super::sample_id_key().doc_id_hex(&event_id);
+        let id = super::sample_id_key().doc_id(&event_id);
         docs.push(IndexDoc { id, ts_millis: ts, doc, unseen_source: false });
     };
     let req = |venue: &str, show: &str| json!({"venue": venue, "show_id": show, "service": "booking-api"});
@@ -245,7 +245,7 @@ fn expected(docs: &[IndexDoc], window: ReportWindow, by: GroupBy) -> Expected {
 }
 
 /// Every backend gathers the same booking facts, so the report is the same.
-pub fn booking_report(factory: &dyn Factory) {
+pub fn booking_report(factory: &impl Factory) {
     let mut backend = factory.make();
     backend.ensure_ready().expect("ensure_ready");
     let docs = report_docs();

@@ -11,18 +11,18 @@
 //! write block) stops everything too, as [`crate::Error::Blocked`], so the operator is
 //! sent to the block rather than to the credentials; its 429 flavour (the disk
 //! flood-stage watermark) is retried like any 429, since the cluster lifts it by itself.
+//! Whatever stops a job, for one item or the whole request, is one [`Stop`].
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::config::RetryPolicy;
 use super::mapping::push_daily_index;
 use crate::backend::{IndexDoc, Outcome};
+use crate::retry::{is_retryable_status, RequestKind};
 use crate::schema::{ES_TIMESTAMP, TS};
 
 /// The bulk action used for every item of a request.
@@ -110,13 +110,15 @@ impl BulkEncoder {
                 index_day = day;
             }
             let start = body.len();
-            write_action(&mut body, Action::Create, &index_name, &doc.id);
+            // `_id` is the one place Elasticsearch sees an id as text.
+            let id = doc.id.to_hex();
+            write_action(&mut body, Action::Create, &index_name, &id);
             write_event_source(&mut body, doc);
             if body.len() > self.max_bytes && !items.is_empty() {
                 body.truncate(start);
                 break;
             }
-            items.push(BulkItem { doc: next, id: doc.id.clone(), start, end: body.len() });
+            items.push(BulkItem { doc: next, id, start, end: body.len() });
             next += 1;
         }
         (EncodedBatch { action: Action::Create, body: Bytes::from(body), items }, next)
@@ -183,9 +185,7 @@ impl Serialize for EsSource<'_> {
 }
 
 fn format_ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
+    crate::civil::rfc3339_millis(ms)
 }
 
 /// The stored event as the backend returns it: `@timestamp` back to `ts`, in place.
@@ -205,19 +205,15 @@ pub enum ItemClass {
     Rejected(String),
     /// Worth sending again (429, 5xx, anything unexpected).
     Retry(String),
-    /// 401/403 on an item: the credentials lack a privilege.
-    Auth(String),
-    /// 403 `cluster_block_exception` on an item: its index refuses writes.
-    Blocked(String),
     /// 404 `index_not_found_exception`: the cluster does not create indices on write
     /// (`action.auto_create_index`). The client creates the index and sends again.
     IndexMissing {
         index: String,
         reason: String,
     },
-    /// Refused because of the cluster's state, not the document (a closed index, the
-    /// shard limit, an alias without a write index): the run stops.
-    Cluster(String),
+    /// Refused for a reason outside the document ([`Stop::Auth`], [`Stop::Blocked`],
+    /// [`Stop::Cluster`]): the run stops.
+    Stop(Stop),
 }
 
 /// What a whole `_bulk` answer means.
@@ -230,10 +226,9 @@ pub enum Verdict {
     RetryAll(String),
     /// 413: the body is too large for the cluster.
     Split,
-    /// 401/403.
-    Auth(String),
-    /// 403 `cluster_block_exception`: the cluster refuses writes as a whole.
-    Blocked(String),
+    /// 401/403 ([`Stop::Auth`]), or a 403 `cluster_block_exception` ([`Stop::Blocked`]):
+    /// the cluster refuses the request as a whole.
+    Stop(Stop),
     /// An answer that no retry can change (e.g. 400 for the request as a whole): the
     /// items fail, so their source is retried later rather than dead-lettered.
     FailAll(String),
@@ -277,9 +272,10 @@ pub fn classify_response(status: u16, body: &[u8], action: Action, ids: &[&str])
     match status {
         200 => classify_items(body, action, ids),
         413 => Verdict::Split,
-        403 if is_blocked_answer(status, body) => Verdict::Blocked(format!("HTTP {status}: {}", error_reason(body))),
-        401 | 403 => Verdict::Auth(format!("HTTP {status}: {}", error_reason(body))),
-        408 | 429 | 500..=599 => Verdict::RetryAll(format!("HTTP {status}: {}", error_reason(body))),
+        401 | 403 => Verdict::Stop(Stop::refusal(status, body)),
+        _ if is_retryable_status(status, RequestKind::Write) => {
+            Verdict::RetryAll(format!("HTTP {status}: {}", error_reason(body)))
+        }
         _ => Verdict::FailAll(format!("bulk request refused with HTTP {status}: {}", error_reason(body))),
     }
 }
@@ -334,9 +330,9 @@ pub fn classify_item(status: u16, error: Option<&Value>, answered_index: Option<
             index: missing_index_name(error, answered_index).unwrap_or_default(),
             reason: reason(),
         },
-        403 if is_write_block(error) => ItemClass::Blocked(reason()),
-        401 | 403 => ItemClass::Auth(reason()),
-        400 | 404 if is_cluster_state_error(error) => ItemClass::Cluster(reason()),
+        403 if is_write_block(error) => ItemClass::Stop(Stop::Blocked(reason())),
+        401 | 403 => ItemClass::Stop(Stop::Auth(reason())),
+        400 | 404 if is_cluster_state_error(error) => ItemClass::Stop(Stop::Cluster(reason())),
         400 | 404 => ItemClass::Rejected(reason()),
         _ => ItemClass::Retry(reason()),
     }
@@ -478,8 +474,10 @@ impl Attempt {
     }
 }
 
-/// Why a job stops the whole run instead of deciding its items: the cause is outside the
-/// documents, so none of them may be counted as rejected.
+/// Why a request stops the whole run instead of deciding its items: the cause is outside
+/// the documents, so none of them may be counted as rejected. The one list of such
+/// reasons: an item's answer, a whole `_bulk` answer and any other call's 401/403 name
+/// them with it, and the backend turns each into its [`crate::Error`] with what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     /// 401/403: the credentials lack a privilege.
@@ -490,6 +488,19 @@ pub enum Stop {
     IndexMissing { index: String, reason: String },
     /// The cluster's state refuses the items (see [`is_cluster_state_error`]).
     Cluster(String),
+}
+
+impl Stop {
+    /// A 401 or 403 answer to a whole request: a write block an operator must lift, or
+    /// credentials that lack a privilege.
+    pub fn refusal(status: u16, body: &[u8]) -> Stop {
+        let reason = format!("HTTP {status}: {}", error_reason(body));
+        if is_blocked_answer(status, body) {
+            Stop::Blocked(reason)
+        } else {
+            Stop::Auth(reason)
+        }
+    }
 }
 
 /// Tracks one encoded batch from first send to one outcome per item.
@@ -530,9 +541,7 @@ impl BulkJob {
                         ItemClass::Indexed => Outcome::Indexed,
                         ItemClass::Duplicate => Outcome::Duplicate,
                         ItemClass::Rejected(reason) => Outcome::Rejected { reason },
-                        ItemClass::Auth(reason) => return Err(Stop::Auth(reason)),
-                        ItemClass::Blocked(reason) => return Err(Stop::Blocked(reason)),
-                        ItemClass::Cluster(reason) => return Err(Stop::Cluster(reason)),
+                        ItemClass::Stop(stop) => return Err(stop),
                         ItemClass::IndexMissing { index, reason } => {
                             if index.is_empty() || self.created.contains(&index) {
                                 return Err(Stop::IndexMissing { index, reason });
@@ -581,8 +590,7 @@ impl BulkJob {
                 self.queue.push_front(Attempt { retries, ..Attempt::first(first) });
                 Ok(None)
             }
-            Verdict::Auth(reason) => Err(Stop::Auth(reason)),
-            Verdict::Blocked(reason) => Err(Stop::Blocked(reason)),
+            Verdict::Stop(stop) => Err(stop),
             Verdict::FailAll(reason) => {
                 for item in attempt.items {
                     self.outcomes[item] = Some(Outcome::Failed { reason: reason.clone() });
@@ -625,16 +633,6 @@ impl BulkJob {
     }
 }
 
-/// Capped exponential backoff with "equal jitter": half the delay fixed, half random,
-/// so concurrent clients spread out but none retries immediately.
-/// `unit_random` is in `[0, 1)`; `retries` counts from 1.
-pub fn backoff_delay(policy: &RetryPolicy, retries: u32, unit_random: f64) -> Duration {
-    let exponent = retries.saturating_sub(1).min(30);
-    let base = policy.initial_backoff.saturating_mul(1u32 << exponent).min(policy.max_backoff);
-    let half = base / 2;
-    half + half.mul_f64(unit_random.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,7 +643,7 @@ mod tests {
         map.insert("ts".into(), json!(format_ts(ts_millis)));
         map.insert("type".into(), json!("booking.confirmed"));
         map.insert("amount".into(), json!(i));
-        IndexDoc { id: format!("{i:032x}"), ts_millis, doc: map, unseen_source: false }
+        IndexDoc { id: crate::doc_id::DocId::from_u128(i as u128), ts_millis, doc: map, unseen_source: false }
     }
 
     fn encoder(max_bytes: usize, max_docs: usize) -> BulkEncoder {
@@ -719,7 +717,8 @@ mod tests {
         let some = batch.body_for(&[1, 3]);
         let text = std::str::from_utf8(&some).unwrap();
         assert_eq!(text.lines().count(), 4);
-        assert!(text.contains(&docs[1].id) && text.contains(&docs[3].id) && !text.contains(&docs[2].id));
+        let id = |n: usize| docs[n].id.to_string();
+        assert!(text.contains(&id(1)) && text.contains(&id(3)) && !text.contains(&id(2)));
     }
 
     fn item(op: &str, id: &str, status: u16) -> Value {
@@ -778,9 +777,9 @@ mod tests {
     fn http_statuses_map_to_verdicts() {
         let err = br#"{"error":{"root_cause":[{"type":"security_exception","reason":"missing authentication credentials"}],"type":"security_exception","reason":"missing authentication credentials"},"status":401}"#;
         assert!(
-            matches!(classify_response(401, err, Action::Create, &["a"]), Verdict::Auth(r) if r.contains("missing authentication"))
+            matches!(classify_response(401, err, Action::Create, &["a"]), Verdict::Stop(Stop::Auth(r)) if r.contains("missing authentication"))
         );
-        assert!(matches!(classify_response(403, b"", Action::Create, &["a"]), Verdict::Auth(_)));
+        assert!(matches!(classify_response(403, b"", Action::Create, &["a"]), Verdict::Stop(Stop::Auth(_))));
         assert_eq!(classify_response(413, b"", Action::Create, &["a"]), Verdict::Split);
         for status in [429, 500, 502, 503, 504] {
             assert!(matches!(classify_response(status, b"", Action::Create, &["a"]), Verdict::RetryAll(_)), "{status}");
@@ -813,7 +812,7 @@ mod tests {
             json!({"type": "illegal_argument_exception", "reason": "no write index is defined for alias [tix-bookings-2024.02.05]. The write index may be explicitly disabled using is_write_index=false or the alias points to multiple indices without one being designated as a write index"}),
         ];
         for error in &cluster_state {
-            assert!(matches!(classify_item(400, Some(error), None), ItemClass::Cluster(_)), "{error}");
+            assert!(matches!(classify_item(400, Some(error), None), ItemClass::Stop(Stop::Cluster(_))), "{error}");
         }
         let document_faults = [
             json!({"type": "document_parsing_exception", "reason": "[1:42] failed to parse field [amount] of type [double]"}),
@@ -846,7 +845,7 @@ mod tests {
         let mut job = BulkJob::new(1);
         let first = job.next_attempt().unwrap();
         assert_eq!(
-            job.record(first, Verdict::Items(vec![ItemClass::Cluster("closed".into())])),
+            job.record(first, Verdict::Items(vec![ItemClass::Stop(Stop::Cluster("closed".into()))])),
             Err(Stop::Cluster("closed".into()))
         );
     }
@@ -910,7 +909,7 @@ mod tests {
         }
         let mut job = BulkJob::new(1);
         let a = job.next_attempt().unwrap();
-        assert_eq!(job.record(a, Verdict::Auth("HTTP 401".into())), Err(Stop::Auth("HTTP 401".into())));
+        assert_eq!(job.record(a, Verdict::Stop(Stop::Auth("HTTP 401".into()))), Err(Stop::Auth("HTTP 401".into())));
     }
 
     /// Item errors as Elasticsearch 8 reports index blocks: `index.blocks.write` (403) and
@@ -936,20 +935,27 @@ mod tests {
         };
         assert_eq!(classes[0], ItemClass::Indexed);
         assert!(
-            matches!(&classes[1], ItemClass::Blocked(r) if r.contains("cluster_block_exception") && r.contains("FORBIDDEN/8/index write")),
+            matches!(&classes[1], ItemClass::Stop(Stop::Blocked(r)) if r.contains("cluster_block_exception") && r.contains("FORBIDDEN/8/index write")),
             "{:?}",
             classes[1]
         );
-        assert!(matches!(&classes[2], ItemClass::Auth(r) if r.contains("unauthorized")), "{:?}", classes[2]);
+        assert!(
+            matches!(&classes[2], ItemClass::Stop(Stop::Auth(r)) if r.contains("unauthorized")),
+            "{:?}",
+            classes[2]
+        );
 
         // The whole request refused by a cluster-wide block (`cluster.blocks.read_only`).
         let cluster_block = br#"{"error":{"root_cause":[{"type":"cluster_block_exception","reason":"blocked by: [FORBIDDEN/6/cluster read-only (api)];"}],"type":"cluster_block_exception","reason":"blocked by: [FORBIDDEN/6/cluster read-only (api)];"},"status":403}"#;
         let verdict = classify_response(403, cluster_block, Action::Create, &ids);
-        assert!(matches!(&verdict, Verdict::Blocked(r) if r.contains("FORBIDDEN/6/cluster read-only")), "{verdict:?}");
+        assert!(
+            matches!(&verdict, Verdict::Stop(Stop::Blocked(r)) if r.contains("FORBIDDEN/6/cluster read-only")),
+            "{verdict:?}"
+        );
         let privilege = br#"{"error":{"root_cause":[{"type":"security_exception","reason":"action [indices:data/write/bulk] is unauthorized"}],"type":"security_exception","reason":"action [indices:data/write/bulk] is unauthorized"},"status":403}"#;
-        assert!(matches!(classify_response(403, privilege, Action::Create, &ids), Verdict::Auth(_)));
+        assert!(matches!(classify_response(403, privilege, Action::Create, &ids), Verdict::Stop(Stop::Auth(_))));
         // A block type under another status is not a write block to stop for.
-        assert!(matches!(classify_response(401, cluster_block, Action::Create, &ids), Verdict::Auth(_)));
+        assert!(matches!(classify_response(401, cluster_block, Action::Create, &ids), Verdict::Stop(Stop::Auth(_))));
     }
 
     #[test]
@@ -993,22 +999,6 @@ mod tests {
             "{:?}",
             outcomes[1]
         );
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_is_capped_and_jittered() {
-        let policy = RetryPolicy {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            max_retries: 10,
-            budget: Duration::from_secs(60),
-        };
-        assert_eq!(backoff_delay(&policy, 1, 0.0), Duration::from_millis(50));
-        assert_eq!(backoff_delay(&policy, 1, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff_delay(&policy, 3, 1.0), Duration::from_millis(400));
-        assert_eq!(backoff_delay(&policy, 20, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff_delay(&policy, 20, 0.0), Duration::from_secs(1));
-        assert!(backoff_delay(&policy, u32::MAX, 0.5) <= Duration::from_secs(2));
     }
 
     /// What the model expects an item to end as.
@@ -1116,13 +1106,13 @@ mod tests {
                     ),
                     // The run stops: as a whole, or for one item among accepted ones.
                     _ => match schedule % 3 {
-                        0 => Verdict::Auth(reason.clone()),
-                        1 => Verdict::Blocked(reason.clone()),
+                        0 => Verdict::Stop(Stop::Auth(reason.clone())),
+                        1 => Verdict::Stop(Stop::Blocked(reason.clone())),
                         _ => {
                             let blocked = usize::from(schedule) % attempt.items.len();
                             Verdict::Items(
                                 (0..attempt.items.len())
-                                    .map(|k| if k == blocked { ItemClass::Blocked(reason.clone()) } else { ItemClass::Indexed })
+                                    .map(|k| if k == blocked { ItemClass::Stop(Stop::Blocked(reason.clone())) } else { ItemClass::Indexed })
                                     .collect(),
                             )
                         }
@@ -1131,18 +1121,19 @@ mod tests {
 
                 let answered = job.record(attempt.clone(), verdict.clone());
                 let retry = match verdict {
-                    Verdict::Auth(_) => {
+                    Verdict::Stop(Stop::Auth(_)) => {
                         proptest::prop_assert_eq!(answered, Err(Stop::Auth(reason)));
                         return Ok(());
                     }
-                    Verdict::Blocked(_) => {
+                    Verdict::Stop(Stop::Blocked(_)) => {
                         proptest::prop_assert_eq!(answered, Err(Stop::Blocked(reason)));
                         return Ok(());
                     }
-                    Verdict::Items(classes) if classes.iter().any(|c| matches!(c, ItemClass::Blocked(_))) => {
+                    Verdict::Items(classes) if classes.iter().any(|c| matches!(c, ItemClass::Stop(Stop::Blocked(_)))) => {
                         proptest::prop_assert_eq!(answered, Err(Stop::Blocked(reason)));
                         return Ok(());
                     }
+                    Verdict::Stop(_) => unreachable!("not generated"),
                     Verdict::RetryAll(_) => {
                         let expected =
                             Attempt { items: attempt.items.clone(), retries: attempt.retries + 1, last_error: Some(reason), create_first: vec![] };
@@ -1188,10 +1179,7 @@ mod tests {
                                     again.push(item);
                                     last_error = Some(r);
                                 }
-                                ItemClass::Auth(_)
-                                | ItemClass::Blocked(_)
-                                | ItemClass::Cluster(_)
-                                | ItemClass::IndexMissing { .. } => unreachable!("not generated"),
+                                ItemClass::Stop(_) | ItemClass::IndexMissing { .. } => unreachable!("not generated"),
                             }
                         }
                         let expected = (!again.is_empty())
@@ -1282,7 +1270,7 @@ mod tests {
                 let mut at = 0;
                 for (k, item) in batch.items.iter().enumerate() {
                     proptest::prop_assert_eq!(item.doc, from + k);
-                    proptest::prop_assert_eq!(&item.id, &docs[item.doc].id);
+                    proptest::prop_assert_eq!(&item.id, &docs[item.doc].id.to_string());
                     proptest::prop_assert_eq!(item.start, at, "items are contiguous");
                     proptest::prop_assert_eq!(&batch.body[item.start..item.end], &alone[item.doc][..]);
                     at = item.end;
@@ -1304,7 +1292,7 @@ mod tests {
                         let d = &docs[from + k];
                         let action: Value = serde_json::from_str(pair[0]).unwrap();
                         let expected_action =
-                            json!({"create": {"_index": crate::elasticsearch::mapping::daily_index("tix-bookings", d.ts_millis), "_id": d.id}});
+                            json!({"create": {"_index": crate::elasticsearch::mapping::daily_index("tix-bookings", d.ts_millis), "_id": d.id.to_string()}});
                         proptest::prop_assert_eq!(action, expected_action);
                         let source: Map<String, Value> = serde_json::from_str(pair[1]).unwrap();
                         proptest::prop_assert_eq!(event_from_source(source), d.doc.clone());

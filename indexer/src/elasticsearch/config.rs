@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use elasticsearch::http::Url;
 
+pub use crate::retry::RetryPolicy;
 use crate::{Error, Result};
 
 /// Default index prefix: events go to `tix-bookings-YYYY.MM.DD`.
@@ -86,31 +87,6 @@ impl fmt::Debug for EsAuth {
             EsAuth::Basic { username, .. } => write!(f, "Basic {{ username: {username:?}, password: <redacted> }}"),
             // Region and service are not secrets; the keys live in the AWS chain, not here.
             EsAuth::SigV4 { region, service } => write!(f, "SigV4 {{ region: {region:?}, service: {service} }}"),
-        }
-    }
-}
-
-/// Capped exponential backoff with jitter, bounded by a time budget and an attempt count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Delay before the first retry; doubles on each further attempt.
-    pub initial_backoff: Duration,
-    /// Upper bound of one delay.
-    pub max_backoff: Duration,
-    /// Retries of the same items after the first attempt.
-    pub max_retries: u32,
-    /// Wall-clock budget of one `index_batch` (or one query) including all retries. When
-    /// it runs out, the items still unwritten are reported as failed, never as rejected.
-    pub budget: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-            max_retries: 8,
-            budget: Duration::from_secs(120),
         }
     }
 }
@@ -204,7 +180,7 @@ impl EsConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let url = get("TIX_ES_URL").ok_or_else(|| {
-            Error::Other("TIX_ES_URL is not set: point it at the cluster, e.g. http://127.0.0.1:9200".into())
+            Error::config("TIX_ES_URL", "TIX_ES_URL is not set: point it at the cluster, e.g. http://127.0.0.1:9200")
         })?;
         let mut config = EsConfig::new(url);
         config.auth = auth_from_lookup(&get, &lookup, &config.url)?;
@@ -217,7 +193,10 @@ impl EsConfig {
             None | Some("false" | "0") => false,
             Some("true" | "1") => true,
             Some(other) => {
-                return Err(Error::Other(format!("TIX_ES_REFRESH={other:?}: expected true or false")));
+                return Err(Error::config(
+                    "TIX_ES_REFRESH",
+                    format!("TIX_ES_REFRESH={other:?}: expected true or false"),
+                ));
             }
         };
         config.validate()?;
@@ -228,9 +207,12 @@ impl EsConfig {
     /// credentials written into the URL (`https://user:pass@host`) into `auth` so they
     /// are never echoed in an error message that quotes the URL.
     pub fn validate(&mut self) -> Result<()> {
-        let mut url = Url::parse(&self.url).map_err(|e| Error::Other(format!("TIX_ES_URL is not a URL: {e}")))?;
+        let mut url = self.parsed_url()?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Other(format!("TIX_ES_URL must be http:// or https://, not {}://", url.scheme())));
+            return Err(Error::config(
+                "TIX_ES_URL",
+                format!("TIX_ES_URL must be http:// or https://, not {}://", url.scheme()),
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             if self.auth == EsAuth::None {
@@ -248,29 +230,34 @@ impl EsConfig {
         let header_safe = |text: &str| text.bytes().all(|b| (0x21..=0x7e).contains(&b));
         match &self.auth {
             EsAuth::ApiKey(key) if !header_safe(key.expose()) => {
-                return Err(Error::Other(
-                    "TIX_ES_API_KEY contains spaces or characters that cannot go in an HTTP header".into(),
+                return Err(Error::config(
+                    "TIX_ES_API_KEY",
+                    "TIX_ES_API_KEY contains spaces or characters that cannot go in an HTTP header",
                 ))
             }
             EsAuth::Basic { username, password }
                 if username.contains(':') || username.chars().chain(password.expose().chars()).any(char::is_control) =>
             {
-                return Err(Error::Other(
-                    "TIX_ES_USERNAME must not contain ':' and neither it nor TIX_ES_PASSWORD may contain control characters"
-                        .into(),
+                return Err(Error::config(
+                    "TIX_ES_USERNAME",
+                    "TIX_ES_USERNAME must not contain ':' and neither it nor TIX_ES_PASSWORD may contain control characters",
                 ))
             }
             _ => {}
         }
         if self.batch_docs == 0 || self.batch_bytes == 0 || self.max_in_flight == 0 {
-            return Err(Error::Other("batch_docs, batch_bytes and max_in_flight must be at least 1".into()));
+            return Err(Error::config("batch_docs", "batch_docs, batch_bytes and max_in_flight must be at least 1"));
         }
         Ok(())
     }
 
     /// The parsed cluster URL.
     pub fn parsed_url(&self) -> Result<Url> {
-        Url::parse(&self.url).map_err(|e| Error::Other(format!("TIX_ES_URL is not a URL: {e}")))
+        Url::parse(&self.url).map_err(|e| Error::Config {
+            setting: "TIX_ES_URL",
+            message: "TIX_ES_URL is not a URL".into(),
+            source: Some(e.into()),
+        })
     }
 }
 
@@ -333,9 +320,10 @@ fn auth_from_lookup(
         Some("basic") => Some(AuthMode::Basic),
         Some("none") => Some(AuthMode::None),
         Some(other) => {
-            return Err(Error::Other(format!(
+            let message = format!(
                 "TIX_ES_AUTH={other:?} is not an authentication mode: use sigv4 (AWS IAM), apikey, basic or none"
-            )))
+            );
+            return Err(Error::config("TIX_ES_AUTH", message));
         }
     };
     let mode = explicit.unwrap_or(if api_key.is_some() {
@@ -361,7 +349,7 @@ fn auth_from_lookup(
         if others.is_empty() {
             return Ok(());
         }
-        Err(Error::Other(format!("{chosen} cannot be combined with {}: {hint}", others.join(", "))))
+        Err(Error::config(others[0], format!("{chosen} cannot be combined with {}: {hint}", others.join(", "))))
     };
     if mode != AuthMode::SigV4 {
         let sigv4_only = set_names(&[
@@ -385,7 +373,10 @@ fn auth_from_lookup(
             let others = set_names(&[("TIX_ES_USERNAME", username.is_some()), ("TIX_ES_PASSWORD", password.is_some())]);
             refuse_others(others, "set either TIX_ES_API_KEY or TIX_ES_USERNAME/TIX_ES_PASSWORD, not both")?;
             let key = api_key.ok_or_else(|| {
-                Error::Other("TIX_ES_AUTH=apikey but TIX_ES_API_KEY is not set: set it to the API key".into())
+                Error::config(
+                    "TIX_ES_API_KEY",
+                    "TIX_ES_AUTH=apikey but TIX_ES_API_KEY is not set: set it to the API key",
+                )
             })?;
             Ok(EsAuth::ApiKey(Secret::new(key)))
         }
@@ -396,13 +387,17 @@ fn auth_from_lookup(
             )?;
             match (username, password) {
                 (Some(username), Some(password)) => Ok(EsAuth::Basic { username, password: Secret::new(password) }),
-                (Some(_), None) => Err(Error::Other("TIX_ES_USERNAME is set but TIX_ES_PASSWORD is not".into())),
-                (None, Some(_)) => Err(Error::Other("TIX_ES_PASSWORD is set but TIX_ES_USERNAME is not".into())),
+                (Some(_), None) => {
+                    Err(Error::config("TIX_ES_PASSWORD", "TIX_ES_USERNAME is set but TIX_ES_PASSWORD is not"))
+                }
+                (None, Some(_)) => {
+                    Err(Error::config("TIX_ES_USERNAME", "TIX_ES_PASSWORD is set but TIX_ES_USERNAME is not"))
+                }
                 // `user:password@` in the URL: `validate` moves it into `Basic`.
                 (None, None) if url_login => Ok(EsAuth::None),
-                (None, None) => Err(Error::Other(
-                    "TIX_ES_AUTH=basic but neither TIX_ES_USERNAME/TIX_ES_PASSWORD nor user:password in TIX_ES_URL is set"
-                        .into(),
+                (None, None) => Err(Error::config(
+                    "TIX_ES_USERNAME",
+                    "TIX_ES_AUTH=basic but neither TIX_ES_USERNAME/TIX_ES_PASSWORD nor user:password in TIX_ES_URL is set",
                 )),
             }
         }
@@ -423,36 +418,48 @@ fn auth_from_lookup(
                 Some("es") => SigV4Service::Es,
                 Some("aoss") => SigV4Service::Aoss,
                 Some(other) => {
-                    return Err(Error::Other(format!(
-                        "TIX_ES_SIGV4_SERVICE={other:?}: use es (Amazon OpenSearch Service domains) or aoss \
-                         (OpenSearch Serverless collections)"
-                    )))
+                    return Err(Error::config(
+                        "TIX_ES_SIGV4_SERVICE",
+                        format!(
+                            "TIX_ES_SIGV4_SERVICE={other:?}: use es (Amazon OpenSearch Service domains) or aoss \
+                             (OpenSearch Serverless collections)"
+                        ),
+                    ))
                 }
             };
             // AWS refuses a signature scoped to the other service; say so before any request.
             if let Some(expected) = host_service.filter(|&expected| expected != service) {
-                return Err(Error::Other(format!(
-                    "TIX_ES_SIGV4_SERVICE={service} does not match TIX_ES_URL, whose host is {} endpoint that \
-                     accepts only service {expected}: set TIX_ES_SIGV4_SERVICE={expected} or unset it",
-                    match expected {
-                        SigV4Service::Es => "an Amazon OpenSearch Service",
-                        SigV4Service::Aoss => "an OpenSearch Serverless",
-                    }
-                )));
+                return Err(Error::config(
+                    "TIX_ES_SIGV4_SERVICE",
+                    format!(
+                        "TIX_ES_SIGV4_SERVICE={service} does not match TIX_ES_URL, whose host is {} endpoint that \
+                         accepts only service {expected}: set TIX_ES_SIGV4_SERVICE={expected} or unset it",
+                        match expected {
+                            SigV4Service::Es => "an Amazon OpenSearch Service",
+                            SigV4Service::Aoss => "an OpenSearch Serverless",
+                        }
+                    ),
+                ));
             }
             let region = ["TIX_ES_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]
                 .into_iter()
                 .find_map(|name| get(name).map(|value| (name, value)));
             let Some((variable, region)) = region else {
-                return Err(Error::Other(format!(
-                    "{chosen} needs the AWS region of the cluster: set TIX_ES_REGION (or AWS_REGION or \
-                     AWS_DEFAULT_REGION), e.g. TIX_ES_REGION=eu-west-1"
-                )));
+                return Err(Error::config(
+                    "TIX_ES_REGION",
+                    format!(
+                        "{chosen} needs the AWS region of the cluster: set TIX_ES_REGION (or AWS_REGION or \
+                         AWS_DEFAULT_REGION), e.g. TIX_ES_REGION=eu-west-1"
+                    ),
+                ));
             };
             if !is_region_name(&region) {
-                return Err(Error::Other(format!(
-                    "{variable}={region:?} is not an AWS region name such as eu-west-1 (lowercase letters, digits and '-')"
-                )));
+                return Err(Error::config(
+                    variable,
+                    format!(
+                        "{variable}={region:?} is not an AWS region name such as eu-west-1 (lowercase letters, digits and '-')"
+                    ),
+                ));
             }
             Ok(EsAuth::SigV4 { region, service })
         }
@@ -478,10 +485,13 @@ pub const MAX_RETENTION_DAYS: u32 = 36_500;
 fn parse_retention_days(text: &str) -> Result<u32> {
     match text.parse::<u32>() {
         Ok(days @ 1..=MAX_RETENTION_DAYS) => Ok(days),
-        _ => Err(Error::Other(format!(
-            "TIX_ES_RETENTION_DAYS={text:?}: expected a whole number of days from 1 to {MAX_RETENTION_DAYS}; \
-             unset it to keep the indices until they are deleted by hand"
-        ))),
+        _ => Err(Error::config(
+            "TIX_ES_RETENTION_DAYS",
+            format!(
+                "TIX_ES_RETENTION_DAYS={text:?}: expected a whole number of days from 1 to {MAX_RETENTION_DAYS}; \
+                 unset it to keep the indices until they are deleted by hand"
+            ),
+        )),
     }
 }
 
@@ -493,30 +503,20 @@ fn validate_prefix(prefix: &str) -> Result<()> {
         || prefix.chars().any(|c| c.is_uppercase() || " \\/*?\"<>|,#:".contains(c))
         || prefix.len() > 200;
     if bad {
-        return Err(Error::Other(format!(
-            "TIX_ES_INDEX_PREFIX {prefix:?} is not a valid index name prefix: use lowercase letters, digits, '-' and '_', not starting with '-', '_', '+' or '.'"
-        )));
+        return Err(Error::config(
+            "TIX_ES_INDEX_PREFIX",
+            format!(
+                "TIX_ES_INDEX_PREFIX {prefix:?} is not a valid index name prefix: use lowercase letters, digits, '-' and '_', not starting with '-', '_', '+' or '.'"
+            ),
+        ));
     }
     Ok(())
 }
 
+/// A URL's user or password as typed (`p%40ss` is `p@ss`); bytes that are not UTF-8 are
+/// replaced rather than refused, the cluster then refuses the login.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(high << 4 | low);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -84,7 +84,9 @@ pub fn count_body(request: &SearchRequest) -> Value {
 /// shards failed) are an error, never a silently smaller answer.
 pub fn parse_search_response(body: &Value, request: &SearchRequest) -> Result<SearchResponse> {
     check_shards(body)?;
-    let hits_obj = body.get("hits").ok_or_else(|| Error::Other("search response without hits".into()))?;
+    let hits_obj = body
+        .get("hits")
+        .ok_or_else(|| Error::Malformed { message: "search response without hits".into(), source: None })?;
     let total = match hits_obj.get("total") {
         Some(Value::Object(t)) => t.get("value").and_then(Value::as_u64).unwrap_or(0),
         Some(other) => other.as_u64().unwrap_or(0),
@@ -111,16 +113,17 @@ pub fn parse_search_response(body: &Value, request: &SearchRequest) -> Result<Se
 /// Reads a `_count` response.
 pub fn parse_count_response(body: &Value) -> Result<u64> {
     check_shards(body)?;
-    body.get("count")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| Error::Other(format!("count response without a count: {}", truncate(&body.to_string()))))
+    body.get("count").and_then(Value::as_u64).ok_or_else(|| Error::Malformed {
+        message: format!("count response without a count: {}", truncate(&body.to_string())),
+        source: None,
+    })
 }
 
 fn check_shards(body: &Value) -> Result<()> {
     match shard_failure(body) {
         None => Ok(()),
         Some((failed, reason)) => {
-            Err(Error::Other(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
+            Err(Error::Incomplete(format!("{failed} shard(s) failed, results would be incomplete: {reason}")))
         }
     }
 }

@@ -188,7 +188,7 @@ fn booking_sub_aggs() -> Value {
 /// error too.
 pub fn answer_of((status, body): (u16, Value), step: &str) -> Result<Value> {
     if status != 200 {
-        let reason = super::reason_of(&body);
+        let reason = super::client::reason_of(&body);
         let hint = if reason.contains("too_many_buckets") {
             "the cluster's search.max_buckets is below what a page of 1,000 bookings needs: set it to at least \
              20000 (the default is 65535)"
@@ -200,18 +200,19 @@ pub fn answer_of((status, body): (u16, Value), step: &str) -> Result<Value> {
         } else {
             "check the cluster's health and run the report again"
         };
-        return Err(Error::Other(format!(
-            "booking report: {step}: Elasticsearch answered HTTP {status}: {reason}; {hint}"
-        )));
+        return Err(Error::Http {
+            status,
+            message: format!("booking report: {step}: Elasticsearch answered HTTP {status}: {reason}; {hint}"),
+        });
     }
     if let Some((failed, reason)) = super::query::shard_failure(&body) {
-        return Err(Error::Other(format!(
+        return Err(Error::Incomplete(format!(
             "booking report: {step}: {failed} shard(s) failed, the report would be incomplete: {reason}; run it \
              again, and if it fails again check the cluster (GET _cluster/health)"
         )));
     }
     if body.get("timed_out").and_then(Value::as_bool) == Some(true) {
-        return Err(Error::Other(format!(
+        return Err(Error::Incomplete(format!(
             "booking report: {step}: the search timed out on the cluster (search.default_search_timeout), the \
              report would be incomplete: raise or remove that setting, or run the report when the cluster is less \
              busy"
@@ -349,7 +350,7 @@ fn seats_of(parent: &Value, booking_id: &str) -> Result<Vec<String>> {
 /// A `terms` aggregation that left buckets out says so in `sum_other_doc_count`.
 fn check_complete(terms: &Value, booking_id: &str, what: &str, limit: usize) -> Result<()> {
     if terms.get("sum_other_doc_count").and_then(Value::as_u64).unwrap_or(0) > 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::Incomplete(format!(
             "booking report: booking {booking_id} has more than {limit} {what}; the report reads at most {limit} and \
              will not show a shortened list: check that booking's events"
         )));
@@ -369,10 +370,13 @@ fn buckets_of<'a>(agg: &'a Value, name: &str) -> Result<&'a [Value]> {
 }
 
 fn unreadable(what: &str) -> Error {
-    Error::Other(format!(
-        "booking report: unreadable Elasticsearch answer ({what}); the cluster may not be Elasticsearch 7.10+ or \
-         OpenSearch 1.x/2.x"
-    ))
+    Error::Malformed {
+        message: format!(
+            "booking report: unreadable Elasticsearch answer ({what}); the cluster may not be Elasticsearch 7.10+ or \
+             OpenSearch 1.x/2.x"
+        ),
+        source: None,
+    }
 }
 
 #[cfg(test)]

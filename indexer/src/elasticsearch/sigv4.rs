@@ -19,7 +19,6 @@
 //! the signer, AWS and any other SigV4 implementation read the same canonical request.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -27,15 +26,15 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
 use aws_smithy_runtime_api::client::identity::Identity;
 use elasticsearch::http::{Method, Url};
+use percent_encoding::utf8_percent_encode;
 use tokio::sync::{Mutex, OnceCell};
 
 pub use aws_credential_types::provider::ProvideCredentials as ProvideAwsCredentials;
-/// AWS credentials, for [`ElasticsearchBackend::with_aws_credentials`] (static keys).
+/// AWS credentials, for [`super::ElasticsearchBackend::with_aws_credentials`] (static keys).
 pub use aws_credential_types::Credentials as AwsCredentials;
 
+use super::client::UNRESERVED_ONLY;
 use super::config::SigV4Service;
-use super::ElasticsearchBackend;
-use crate::{Error, EsAuth, Result};
 
 /// Credentials are fetched again this long before they expire, so a request signed just
 /// before the expiry is not refused in flight (the AWS SDKs use the same margin).
@@ -135,21 +134,11 @@ pub fn path_and_query(path: &str, query: &[(&str, &str)]) -> String {
     let mut out = path.to_string();
     for (i, (name, value)) in query.iter().enumerate() {
         out.push(if i == 0 { '?' } else { '&' });
-        encode_component(name, &mut out);
+        out.extend(utf8_percent_encode(name, UNRESERVED_ONLY));
         out.push('=');
-        encode_component(value, &mut out);
+        out.extend(utf8_percent_encode(value, UNRESERVED_ONLY));
     }
     out
-}
-
-fn encode_component(text: &str, out: &mut String) {
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
 }
 
 /// The method's name on the wire.
@@ -168,7 +157,7 @@ enum Source {
     /// `aws-config`'s default chain, built at the first request (building it reads the
     /// profile files and the region, which a config that is never used should not).
     DefaultChain(OnceCell<SharedCredentialsProvider>),
-    /// A provider the embedding program chose ([`ElasticsearchBackend::with_aws_credentials`]).
+    /// A provider the embedding program chose ([`super::ElasticsearchBackend::with_aws_credentials`]).
     Given(SharedCredentialsProvider),
 }
 
@@ -278,7 +267,7 @@ impl SigV4Signer {
                 Ok(fresh)
             }
             Err(error) => {
-                let reason = super::describe_chain(&error);
+                let reason = crate::error::describe_chain(&error);
                 match cached.as_ref().filter(|c| still_usable(c, now)) {
                     Some(previous) => {
                         tracing::warn!(%reason, "SigV4: refreshing the AWS credentials failed; using the current ones until they expire");
@@ -306,27 +295,11 @@ fn still_usable(credentials: &Credentials, now: SystemTime) -> bool {
     credentials.expiry().is_none_or(|expiry| expiry > now + STILL_USABLE)
 }
 
-impl ElasticsearchBackend {
-    /// Signs with credentials from `provider` instead of the standard AWS chain: static
-    /// credentials in tests, or the provider of an `SdkConfig` the program has already
-    /// loaded (so the S3 client and the cluster share one credential cache). Refused
-    /// unless the backend was configured with [`EsAuth::SigV4`].
-    pub fn with_aws_credentials(mut self, provider: impl ProvideCredentials + 'static) -> Result<Self> {
-        let EsAuth::SigV4 { region, service } = &self.config.auth else {
-            return Err(Error::Other(
-                "AWS credentials were given, but the backend does not sign with SigV4: set TIX_ES_AUTH=sigv4".into(),
-            ));
-        };
-        let base_url = self.config.parsed_url()?;
-        self.client.signer = Some(Arc::new(SigV4Signer::with_provider(region.clone(), *service, base_url, provider)));
-        Ok(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     // AWS's SigV4 test suite ("aws-sig-v4-test-suite", published by AWS and vendored in
     // the aws-sigv4 crate as `aws-signing-test-suite/v4/<case>/`): the credentials,

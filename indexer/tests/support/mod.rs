@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use indexer::conformance::sample_docs;
-use indexer::{Backend, SearchRequest, SearchResponse, TantivyBackend, TantivyConfig};
+use indexer::{Backend, SearchRequest, SearchResponse, Store, TantivyBackend, TantivyConfig};
 use serde_json::Value;
 
 pub fn golden_dir() -> PathBuf {

@@ -31,10 +31,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What lives from the cold start on. The mutex serialises invocations that a runtime
 /// might overlap; a Lambda instance handles one at a time anyway.
-struct Worker {
+struct Worker<B> {
     settings: LambdaSettings,
     s3: S3Context,
-    backend: Box<dyn Backend>,
+    backend: B,
     dead_letter: S3DeadLetter,
     pipeline: PipelineConfig,
 }
@@ -65,7 +65,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     drop(secrets);
     let s3 = S3Context::from_config(&aws, tokio::runtime::Handle::current());
     // The Elasticsearch client owns a runtime of its own: build it off this one.
-    let backend = tokio::task::spawn_blocking(move || open_backend(plan)).await??;
+    match plan {
+        BackendPlan::Elasticsearch(config) => {
+            let backend = tokio::task::spawn_blocking(move || ready(ElasticsearchBackend::connect(*config))).await??;
+            serve(settings, s3, backend).await
+        }
+        BackendPlan::Tantivy(path) => {
+            let open = move || ready(TantivyBackend::open_for_writing(&path, TantivyConfig::default()));
+            let backend = tokio::task::spawn_blocking(open).await??;
+            serve(settings, s3, backend).await
+        }
+    }
+}
+
+/// Answers invocations with `backend` until the runtime stops the process.
+async fn serve<B: Backend + 'static>(
+    settings: LambdaSettings,
+    s3: S3Context,
+    backend: B,
+) -> Result<(), lambda_runtime::Error> {
     let pipeline = PipelineConfig::new(Redactor::new(&settings.pii_key));
     let dead_letter = S3DeadLetter::new(s3.clone(), settings.dead_letter.clone());
     tracing::info!(settings = ?settings, "ready");
@@ -105,10 +123,13 @@ async fn read_secrets(aws: &aws_config::SdkConfig, env: impl Fn(&str) -> Option<
 /// CloudWatch), then the error the runtime reports as the init failure.
 fn refuse_unless<T, E>(result: Result<T, E>) -> Result<T, lambda_runtime::Error>
 where
-    E: std::fmt::Display + Into<lambda_runtime::Error>,
+    E: std::error::Error + Into<lambda_runtime::Error>,
 {
     result.map_err(|error| {
-        tracing::error!(%error, "refusing to start");
+        // The whole chain: CloudWatch shows only this line, and a typed error keeps its
+        // cause (a PEM parse error, a bad URL) in its source, not in its message.
+        let error_text = indexer::error::describe_chain(&error);
+        tracing::error!(error = %error_text, "refusing to start");
         error.into()
     })
 }
@@ -119,16 +140,17 @@ enum BackendPlan {
     Tantivy(std::path::PathBuf),
 }
 
-fn open_backend(plan: BackendPlan) -> Result<Box<dyn Backend>, lambda_runtime::Error> {
-    let mut backend: Box<dyn Backend> = match plan {
-        BackendPlan::Elasticsearch(config) => Box::new(ElasticsearchBackend::connect(*config)?),
-        BackendPlan::Tantivy(path) => Box::new(TantivyBackend::open_for_writing(&path, TantivyConfig::default())?),
-    };
+/// The opened backend, made ready (template, index).
+fn ready<B: Backend>(opened: indexer::Result<B>) -> Result<B, lambda_runtime::Error> {
+    let mut backend = opened?;
     backend.ensure_ready()?;
     Ok(backend)
 }
 
-async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+async fn invoke<B: Backend + 'static>(
+    worker: Arc<Mutex<Worker<B>>>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
     let started = Instant::now();
     let deadline_ms = event.context.deadline;
     let process_started_ms = PROCESS_STARTED_MS.get().copied().unwrap_or(0);
@@ -153,7 +175,7 @@ async fn invoke(worker: Arc<Mutex<Worker>>, event: LambdaEvent<Value>) -> Result
             }
         };
         let deadline = remaining.map(|remaining| Deadline::for_budget(started, remaining, settings.deadline_margin));
-        let report = handle_event(&payload, s3, backend.as_mut(), dead_letter, pipeline.clone(), deadline, None)?;
+        let report = handle_event(&payload, s3, backend, dead_letter, pipeline.clone(), deadline, None)?;
         let metrics = emf_record(&report, &settings.function_name, started.elapsed(), epoch_ms());
         // EMF goes to stdout as one line, where CloudWatch picks it up.
         println!("{metrics}");

@@ -5,9 +5,8 @@
 //! documents, dead letters in Garage) gathered for the conservation oracle.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use indexer::elasticsearch::config::{RetryPolicy, Secret};
+use indexer::elasticsearch::config::Secret;
 use indexer::{Backend, ElasticsearchBackend, EsAuth, EsConfig};
 use ingest::dead_letter::DeadLetterEntry;
 use ingest::pipeline::PipelineConfig;
@@ -15,8 +14,9 @@ use ingest::redact::Redactor;
 use ingest::trigger::{handle_event, HandlerReport};
 use serde_json::{Map, Value};
 use testkit::es_server::{FakeCluster, StoredDoc};
-use testkit::oracle::{self, Corpus, Observed, ObservedDeadLetter};
+use testkit::oracle::{self, Corpus, Observed};
 
+pub use super::observed_dead_letters;
 use super::{sqs_event, Garage};
 
 /// The index prefix of every run (the default): daily indices `tix-bookings-YYYY.MM.DD`.
@@ -27,19 +27,9 @@ pub const API_KEY: &str = "tix-ingest:s3cr3t-api-key-value";
 /// stored documents can be compared token for token.
 pub const PII_KEY: &str = "test-pii-key-for-the-tests-0123456789";
 
-/// Millisecond backoffs and three retries, so a fault that outlasts the retries fails
-/// its items within a second; a two-second request timeout.
+/// `testkit`'s fast test settings with the API key.
 pub fn es_config(url: &str) -> EsConfig {
-    let mut config = EsConfig::new(url);
-    config.auth = EsAuth::ApiKey(Secret::new(API_KEY));
-    config.request_timeout = Duration::from_secs(2);
-    config.retry = RetryPolicy {
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        max_retries: 3,
-        budget: Duration::from_secs(5),
-    };
-    config
+    testkit::es::fast_config(url, EsAuth::ApiKey(Secret::new(API_KEY)))
 }
 
 /// A backend as a freshly started Lambda instance has it: connected and set up.
@@ -143,7 +133,7 @@ impl Sqs {
 /// Runs the real trigger handler on `event` with the test pipeline settings.
 pub fn handle(
     garage: &Garage,
-    backend: &mut dyn Backend,
+    backend: &mut impl Backend,
     dl_prefix: &str,
     event: &Value,
 ) -> Result<HandlerReport, ingest::Error> {
@@ -153,7 +143,7 @@ pub fn handle(
 /// [`handle`] with other pipeline settings (a stop condition, other batches).
 pub fn handle_with_config(
     garage: &Garage,
-    backend: &mut dyn Backend,
+    backend: &mut impl Backend,
     dl_prefix: &str,
     event: &Value,
     config: PipelineConfig,
@@ -183,10 +173,6 @@ pub fn drain(
 /// The dead-letter entries under `dl_prefix`, as the oracle reads them.
 pub fn dead_letters(garage: &Garage, dl_prefix: &str) -> Vec<DeadLetterEntry> {
     garage.dead_letter(dl_prefix).read_all().expect("read the dead letters back")
-}
-
-pub fn observed_dead_letters(entries: Vec<DeadLetterEntry>) -> Vec<ObservedDeadLetter> {
-    entries.into_iter().map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason }).collect()
 }
 
 /// What a run left: the events and checkpoints the cluster stored (default prefix) and

@@ -1,16 +1,46 @@
-//! Shared by the CLI's S3-tier tests (`s3_cli`, `es_cli`, `reconcile`): the Garage
-//! connection that `scripts/garage.sh` starts (configured through the standard AWS
-//! variables), key prefixes no other test or earlier run uses, and what an index and
-//! its dead letters hold, for the oracle (`s3_cli`, `redrive_cli`).
+//! Shared by the CLI's tests: the binary as they run it, an index ingested from events
+//! by it, and for the S3 tier (`s3_cli`, `es_cli`, `reconcile`, `redrive_cli`) ingest's
+//! S3 client on `testkit`'s Garage harness, key prefixes no other test or earlier run
+//! uses, and what an index and its dead letters hold, for the oracle.
 
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Command;
 
-use indexer::{Backend, SearchRequest, SourceStatus, TantivyBackend};
+use indexer::TantivyBackend;
 use ingest::dead_letter::DeadLetterEntry;
 use ingest::s3::S3Context;
-use testkit::oracle::{Observed, ObservedDeadLetter, ObservedSource};
+use serde_json::Value;
+use testkit::oracle::{Observed, ObservedDeadLetter};
+
+/// `tix-logs` in `dir`, with the tests' PII key and no store settings from the
+/// environment.
+pub fn tix(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
+    command
+        .current_dir(dir)
+        .env("TIX_PII_KEY", "test-pii-key-for-the-tests-0123456789")
+        .env_remove("TIX_INDEX")
+        .env_remove("TIX_BACKEND");
+    command
+}
+
+/// A fresh directory whose `index` holds `events`, written to the log `name` there and
+/// ingested by `tix-logs` run as `bin` (dead letters in `dl`).
+pub fn ingested(mut bin: Command, name: &str, events: Vec<Value>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join(name);
+    std::fs::write(&log, testkit::events::ndjson(events)).expect("write the log");
+    let out = bin
+        .current_dir(dir.path())
+        .args(["ingest", "--json", "--index", "index", "--dead-letter", "dl"])
+        .arg(&log)
+        .output()
+        .expect("run tix-logs ingest");
+    assert_eq!(out.status.code(), Some(0), "ingest: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
 
 /// A Garage connection, with the runtime its client blocks on.
 pub struct Garage {
@@ -22,39 +52,22 @@ pub struct Garage {
 }
 
 pub fn garage() -> Garage {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh (starts Garage)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let testkit::garage::Garage { bucket, dl_bucket, runtime, .. } = testkit::garage::Garage::from_env();
     let s3 = S3Context::from_env_blocking(runtime.handle().clone());
-    Garage {
-        s3,
-        bucket: std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into()),
-        dl_bucket: std::env::var("TIX_S3_TEST_DL_BUCKET").unwrap_or_else(|_| "tix-logs-dl".into()),
-        _runtime: runtime,
-    }
+    Garage { s3, bucket, dl_bucket, _runtime: runtime }
 }
 
 /// `cli-tests/TEST/NANOS-PID/`: a prefix of its own for each test run.
 pub fn unique_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("cli-tests/{test}/{nanos}-{}/", std::process::id())
+    testkit::garage::unique_prefix("cli-tests", test)
 }
 
 /// What the index at `index` and the given dead-letter entries hold, for the oracle.
 pub fn observe(index: &Path, entries: Vec<DeadLetterEntry>) -> Observed {
-    let backend = TantivyBackend::open_for_reading(index).unwrap();
-    let total = backend.count(&SearchRequest::default()).unwrap() as usize;
-    let hits = backend.search(&SearchRequest { limit: total + 10, ..SearchRequest::default() }).unwrap().hits;
-    Observed {
-        docs: Observed::docs_by_id(hits.into_iter().map(|hit| (hit.id, hit.source))),
-        dead_letters: entries
-            .into_iter()
-            .map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason })
-            .collect(),
-        sources: backend
-            .sources()
-            .unwrap()
-            .into_iter()
-            .map(|s| ObservedSource { source: s.source, completed: s.status == SourceStatus::Completed })
-            .collect(),
-    }
+    Observed::of_store(&TantivyBackend::open_for_reading(index).unwrap(), observed_dead_letters(entries))
+}
+
+/// Dead-letter entries as the oracle reads them.
+pub fn observed_dead_letters(entries: Vec<DeadLetterEntry>) -> Vec<ObservedDeadLetter> {
+    entries.into_iter().map(|e| ObservedDeadLetter { source: e.source, record: e.record, reason: e.reason }).collect()
 }

@@ -246,8 +246,7 @@ impl Garage {
         let config = runtime.block_on(aws_config::from_env().http_client(http).load());
         let client =
             aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
-        let bucket = std::env::var("TIX_S3_TEST_BUCKET").unwrap_or_else(|_| "tix-logs-test".into());
-        Some(Garage { host, client, runtime, bucket })
+        Some(Garage { host, client, runtime, bucket: testkit::garage::bucket() })
     }
 
     /// Writes `body` under `key`; the error says what S3 answered.

@@ -26,7 +26,7 @@ use tantivy::schema::document::ErasedDocument;
 use tantivy::schema::{Field, Schema, Value as _};
 use tantivy::{DocId, Segment, SegmentReader, TantivyDocument, TantivyError};
 
-use crate::schema::{ID_HIGH, ID_LOW};
+use super::schema::{ID_HIGH, ID_LOW};
 
 /// The file extension of a segment's id set.
 pub const EXTENSION: &str = "tixids";

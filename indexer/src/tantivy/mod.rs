@@ -4,7 +4,20 @@
 //! source's checkpoint is committed atomically with its documents: a crash leaves either
 //! both or neither. Duplicates are found by id: ids written since the last commit are
 //! kept in memory, earlier ones are looked up in the committed segments' id sets
-//! (`id_set`).
+//! ([`id_set`]).
+//!
+//! This file is the backend itself (opening, writing, committing, searching). Beside it:
+//! [`schema`] the tantivy schema and the event-to-document mapping, `encode` the
+//! document the pipeline prepares on its own threads, [`ids`] how an id is kept (two
+//! 64-bit columns), [`id_set`] the per-segment id sets, `query` the rewriting of
+//! queries and aggregations, `report` the booking report's facts.
+
+mod encode;
+pub mod id_set;
+pub mod ids;
+mod query;
+mod report;
+pub mod schema;
 
 use std::collections::Bound;
 use std::path::{Path, PathBuf};
@@ -17,19 +30,22 @@ use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{
     DateTime, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
     TantivyError, Term,
 };
 
-use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord};
-use crate::encode::{DocEncoder, EncodedDoc, TantivyEncoded};
-use crate::id_set::{IdSetPlugin, SegmentIds};
-use crate::ids::{EventIdKey, IdKey};
-use crate::schema::{self, tantivy_schema, FieldKind, TantivySchema, KIND_EVENT, KIND_SOURCE};
+use crate::backend::{Backend, Hit, IndexDoc, Outcome, SearchRequest, SearchResponse, SourceRecord, Store};
+use crate::doc_id::EventIdKey;
+use crate::schema::FieldKind;
 use crate::{Error, Result};
+pub use encode::{TantivyEncoded, TantivyEncoder};
+use id_set::{IdSetPlugin, SegmentIds};
+use ids::IdKey;
+use query::{finish_agg_result, rewrite_agg_field, rewrite_ast};
+pub use query::{tantivy_field_name, NO_ID_KEY};
+use schema::{tantivy_schema, TantivySchema, KIND_EVENT, KIND_SOURCE};
 
 /// The default indexing heap across threads, in MB. Peak memory is about twice this plus
 /// the in-flight batches: when a segment is written, its arena is still held while its
@@ -73,7 +89,7 @@ impl Default for TantivyConfig {
 pub struct TantivyBackend {
     path: PathBuf,
     index: Index,
-    /// Shared with the [`DocEncoder`] the pipeline runs on its own threads.
+    /// Shared with the [`TantivyEncoder`] the pipeline runs on its own threads.
     schema: Arc<TantivySchema>,
     reader: IndexReader,
     writer: Option<IndexWriter>,
@@ -114,15 +130,16 @@ impl TantivyBackend {
         Ok(backend)
     }
 
-    /// Opens an existing index for searching only.
-    pub fn open_for_reading(path: &Path) -> Result<Self> {
+    /// Opens an existing index for searching only: the handle implements [`Store`] and
+    /// nothing that writes.
+    pub fn open_for_reading(path: &Path) -> Result<TantivyReader> {
         if !path.join("meta.json").exists() {
             return Err(Error::Tantivy {
                 path: path.display().to_string(),
                 message: "no index here yet; run `tix-logs ingest` first or pass --index".into(),
             });
         }
-        Self::open_index(path, false)
+        Self::open_index(path, false).map(TantivyReader)
     }
 
     fn open_index(path: &Path, create: bool) -> Result<Self> {
@@ -217,9 +234,7 @@ impl TantivyBackend {
     }
 
     fn writer(&self) -> Result<&IndexWriter> {
-        self.writer
-            .as_ref()
-            .ok_or_else(|| Error::Other(format!("index {} is open for reading only", self.path.display())))
+        self.writer.as_ref().ok_or_else(|| tantivy_error(&self.path, "the index is open for reading only"))
     }
 
     /// Builds the query of a search request: the user's query, events only, time range.
@@ -255,7 +270,7 @@ impl TantivyBackend {
             )
         })?;
         let ast = rewrite_ast(ast, self.event_id_key.as_ref()).map_err(query_error)?;
-        let message = self.index.schema().get_field(schema::MESSAGE).map_err(|e| query_error(e.to_string()))?;
+        let message = self.index.schema().get_field(crate::schema::MESSAGE).map_err(|e| query_error(e.to_string()))?;
         let parser = QueryParser::for_index(&self.index, vec![message]);
         parser.build_query_from_user_input_ast(ast).map_err(|e| query_error(e.to_string()))
     }
@@ -264,19 +279,21 @@ impl TantivyBackend {
         if request.limit == 0 {
             return Ok(vec![]);
         }
-        let sort =
-            request.sort.clone().unwrap_or(crate::backend::SortSpec { field: schema::TS.into(), descending: true });
+        let sort = request
+            .sort
+            .clone()
+            .unwrap_or(crate::backend::SortSpec { field: crate::schema::TS.into(), descending: true });
         let order = if sort.descending { Order::Desc } else { Order::Asc };
         let top = TopDocs::with_limit(request.limit);
         let field = tantivy_field_name(&sort.field);
-        let addresses: Vec<DocAddress> = match schema::field_spec(&field).map(|s| s.kind) {
+        let addresses: Vec<DocAddress> = match crate::schema::field_spec(&field).map(|s| s.kind) {
             Some(FieldKind::Time) => collect(searcher, query, top.order_by_fast_field::<DateTime>(field, order)),
             Some(FieldKind::Number) => collect(searcher, query, top.order_by_fast_field::<f64>(field, order)),
             Some(FieldKind::Keyword { fast: true }) => {
                 collect(searcher, query, top.order_by_string_fast_field(field, order))
             }
             _ => {
-                let sortable: Vec<&str> = schema::FIELDS
+                let sortable: Vec<&str> = crate::schema::FIELDS
                     .iter()
                     .filter(|f| {
                         matches!(f.kind, FieldKind::Time | FieldKind::Number | FieldKind::Keyword { fast: true })
@@ -335,7 +352,10 @@ impl TantivyBackend {
                 }
                 Ok(map)
             }
-            Ok(_) | Err(_) => Err(Error::Other("aggregation result did not serialize as an object".into())),
+            Ok(_) | Err(_) => Err(Error::Aggregation {
+                spec: request.aggs.iter().map(|a| a.spec.as_str()).collect::<Vec<_>>().join(" "),
+                message: "the aggregation result did not serialize as an object".into(),
+            }),
         }
     }
 
@@ -374,89 +394,6 @@ fn merge_policy(max_merge_docs: usize) -> Box<dyn tantivy::indexer::MergePolicy>
     Box::new(policy)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::PendingIds;
-    use crate::ids::IdKey;
-
-    #[test]
-    fn pending_ids_never_confuse_distinct_ids() {
-        let mut pending = PendingIds::default();
-        let lower = "0123456789abcdef0123456789abcdef";
-        assert!(pending.insert(&IdKey::of(lower)) && pending.insert(&IdKey::of("evt-1")));
-        assert!(
-            !pending.insert(&IdKey::of(lower)) && !pending.insert(&IdKey::of("evt-1")),
-            "a second insert reports the id as known"
-        );
-        assert!(pending.contains(&IdKey::of(lower)) && pending.contains(&IdKey::of("evt-1")));
-        assert!(!pending.contains(&IdKey::of(&lower.to_uppercase())), "ids are case-sensitive, as the index is");
-        assert!(!pending.contains(&IdKey::of("+123456789abcdef0123456789abcdef")));
-        assert!(!pending.contains(&IdKey::of("evt-2")));
-        pending.clear();
-        assert!(!pending.contains(&IdKey::of(lower)));
-    }
-
-    /// Merged segments get the union of their inputs' id sets: after merges, every id
-    /// is still found (a duplicate) and still answered by `_id:`, and a new one is not.
-    #[test]
-    fn merged_segments_keep_every_id_in_their_id_set() {
-        use crate::backend::{Backend, SearchRequest};
-        use crate::Outcome;
-
-        let dir = tempfile::tempdir().unwrap();
-        let config = super::TantivyConfig { threads: 1, heap_bytes: 16 << 20, max_merge_docs: 100_000 };
-        let template = crate::conformance::sample_docs().remove(0);
-        let doc = |i: u32| crate::IndexDoc { id: format!("{i:032x}"), unseen_source: false, ..template.clone() };
-        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
-        // One segment per commit; the log merge policy merges 8 of the same size.
-        for commit in 0..12u32 {
-            let docs: Vec<_> = (commit * 10..commit * 10 + 10).map(doc).collect();
-            assert!(backend.index_batch(&docs).unwrap().iter().all(|o| *o == Outcome::Indexed));
-            backend.flush().unwrap();
-        }
-        backend.wait_for_merges().unwrap();
-
-        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
-        let segments = backend.reader.searcher().segment_readers().len();
-        assert!(segments < 12, "nothing was merged ({segments} segments)");
-        assert_eq!(backend.committed_ids.iter().map(|s| s.len()).sum::<usize>(), 120, "one id per event");
-        let again: Vec<_> = (0..121).map(doc).collect();
-        let outcomes = backend.index_batch(&again).unwrap();
-        assert!(outcomes[..120].iter().all(|o| *o == Outcome::Duplicate), "{outcomes:?}");
-        assert_eq!(outcomes[120], Outcome::Indexed);
-        backend.flush().unwrap();
-        for i in [0u32, 57, 119, 120] {
-            let request = SearchRequest { query: format!("_id:{i:032x}"), ..Default::default() };
-            assert_eq!(backend.count(&request).unwrap(), 1, "_id of document {i}");
-        }
-    }
-
-    #[test]
-    fn a_date_alone_on_ts_is_the_whole_utc_day_and_other_exact_values_one_value() {
-        use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
-        let range = |ast: UserInputAst| match ast {
-            UserInputAst::Leaf(leaf) => match *leaf {
-                UserInputLeaf::Range { field, lower, upper } => (field.unwrap_or_default(), lower, upper),
-                other => panic!("not a range: {other:?}"),
-            },
-            other => panic!("not a leaf: {other:?}"),
-        };
-        let inclusive = |s: &str| UserInputBound::Inclusive(s.to_string());
-        assert_eq!(
-            range(super::exact_value("ts", "2024-02-29".into())),
-            ("ts".into(), inclusive("2024-02-29T00:00:00Z"), UserInputBound::Exclusive("2024-03-01T00:00:00Z".into()))
-        );
-        assert_eq!(
-            range(super::exact_value("ts", "2024-02-05T06:00:00.000Z".into())),
-            ("ts".into(), inclusive("2024-02-05T06:00:00.000Z"), inclusive("2024-02-05T06:00:00.000Z"))
-        );
-        assert_eq!(
-            range(super::exact_value("amount", "150000".into())),
-            ("amount".into(), inclusive("150000"), inclusive("150000"))
-        );
-    }
-}
-
 fn collect<K>(
     searcher: &Searcher,
     query: &dyn Query,
@@ -466,8 +403,11 @@ fn collect<K>(
 }
 
 impl Backend for TantivyBackend {
-    fn name(&self) -> &'static str {
-        "tantivy"
+    type Doc = TantivyEncoded;
+    type Encoder = TantivyEncoder;
+
+    fn encoder(&self) -> TantivyEncoder {
+        TantivyEncoder(self.schema.clone())
     }
 
     fn ensure_ready(&mut self) -> Result<()> {
@@ -475,34 +415,16 @@ impl Backend for TantivyBackend {
         self.writer().map(|_| ())
     }
 
-    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
-        if let Some(pending) = self.pending_sources.iter().rev().find(|r| r.key == key) {
-            return Ok(Some(pending.clone()));
-        }
-        let query = TermQuery::new(Term::from_field_text(self.schema.source_key, key), IndexRecordOption::Basic);
-        Ok(self.source_docs(&query)?.into_iter().next())
-    }
-
     fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>> {
-        let mut encoded: Vec<EncodedDoc> =
-            docs.iter().map(|doc| EncodedDoc::Tantivy(TantivyEncoded::new(&self.schema, doc))).collect();
+        let mut encoded: Vec<TantivyEncoded> = docs.iter().map(|doc| TantivyEncoded::new(&self.schema, doc)).collect();
         self.index_encoded(&mut encoded)
     }
 
-    fn encoder(&self) -> DocEncoder {
-        DocEncoder::Tantivy(self.schema.clone())
-    }
-
-    fn index_encoded(&mut self, docs: &mut [EncodedDoc]) -> Result<Vec<Outcome>> {
+    fn index_encoded(&mut self, docs: &mut [TantivyEncoded]) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(docs.len());
         let check_committed = !self.committed_ids.is_empty();
         for doc in docs {
-            // Documents come from `encoder()` (the pipeline) or `index_batch`, both tantivy.
-            let EncodedDoc::Tantivy(TantivyEncoded { id, unseen_source, document, .. }) = doc else {
-                return Err(Error::Other(
-                    "internal error: a JSON document reached the tantivy backend unencoded".into(),
-                ));
-            };
+            let TantivyEncoded { id, unseen_source, document, .. } = doc;
             let (id, unseen_source) = (&*id, *unseen_source);
             // Ids derived from the position in a never-seen source are unique by
             // construction; everything else is checked against this run and the index.
@@ -514,7 +436,8 @@ impl Backend for TantivyBackend {
                     continue;
                 }
             }
-            let document = document.take().ok_or_else(|| Error::Other("a document was handed in twice".into()))?;
+            let document =
+                document.take().ok_or_else(|| tantivy_error(&self.path, "a document was handed in twice"))?;
             self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
             outcomes.push(Outcome::Indexed);
         }
@@ -530,7 +453,8 @@ impl Backend for TantivyBackend {
 
     fn flush(&mut self) -> Result<()> {
         let sources = std::mem::take(&mut self.pending_sources);
-        let writer = self.writer.as_mut().ok_or_else(|| Error::Other("index is open for reading only".into()))?;
+        let writer =
+            self.writer.as_mut().ok_or_else(|| tantivy_error(&self.path, "the index is open for reading only"))?;
         for record in &sources {
             writer.delete_term(Term::from_field_text(self.schema.source_key, &record.key));
             let mut doc = TantivyDocument::new();
@@ -548,6 +472,24 @@ impl Backend for TantivyBackend {
         self.refresh_committed()
     }
 
+    fn close(self) -> Result<()> {
+        self.wait_for_merges()
+    }
+}
+
+impl Store for TantivyBackend {
+    fn name(&self) -> &'static str {
+        "tantivy"
+    }
+
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
+        if let Some(pending) = self.pending_sources.iter().rev().find(|r| r.key == key) {
+            return Ok(Some(pending.clone()));
+        }
+        let query = TermQuery::new(Term::from_field_text(self.schema.source_key, key), IndexRecordOption::Basic);
+        Ok(self.source_docs(&query)?.into_iter().next())
+    }
+
     fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let searcher = self.reader.searcher();
         let query = self.build_query(request)?;
@@ -563,10 +505,6 @@ impl Backend for TantivyBackend {
         Ok(self.reader.searcher().search(&query, &Count).map_err(|e| tantivy_error(&self.path, e))? as u64)
     }
 
-    fn close(self: Box<Self>) -> Result<()> {
-        (*self).wait_for_merges()
-    }
-
     fn sources(&self) -> Result<Vec<SourceRecord>> {
         let query = TermQuery::new(Term::from_field_text(self.schema.kind, KIND_SOURCE), IndexRecordOption::Basic);
         let mut records = self.source_docs(&query)?;
@@ -575,7 +513,56 @@ impl Backend for TantivyBackend {
     }
 
     fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
-        crate::tantivy_report::booking_facts(&self.reader.searcher(), &self.path, window)
+        report::booking_facts(&self.reader.searcher(), &self.path, window)
+    }
+}
+
+/// A tantivy index opened for searching only ([`TantivyBackend::open_for_reading`]): it
+/// implements [`Store`] and no write, and takes no writer lock, so searches run beside
+/// an ingest.
+pub struct TantivyReader(TantivyBackend);
+
+impl std::fmt::Debug for TantivyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyReader").field("path", &self.0.path).finish_non_exhaustive()
+    }
+}
+
+impl TantivyReader {
+    /// See [`TantivyBackend::with_event_id_key`].
+    pub fn with_event_id_key(self, key: EventIdKey) -> Self {
+        TantivyReader(self.0.with_event_id_key(key))
+    }
+
+    /// The directory of the index.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Store for TantivyReader {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
+        self.0.source_record(key)
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        self.0.search(request)
+    }
+
+    fn count(&self, request: &SearchRequest) -> Result<u64> {
+        self.0.count(request)
+    }
+
+    fn sources(&self) -> Result<Vec<SourceRecord>> {
+        self.0.sources()
+    }
+
+    fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
+        self.0.booking_facts(window)
     }
 }
 
@@ -597,195 +584,6 @@ impl PendingIds {
     fn clear(&mut self) {
         // A fresh set: the old one's table, sized for the last commit's ids, is freed.
         self.0 = FxHashSet::default();
-    }
-}
-
-/// Maps a query as analysts write it to the tantivy schema: unknown fields live under
-/// `_extra`, `@timestamp` is `ts`, date-only bounds on `ts` become midnight UTC, an exact
-/// time or number is a one-value range (they are columns, not terms), and so is each
-/// half of an id.
-///
-/// `Err` is the message of a refused query: `event_id:X` without the id key.
-fn rewrite_ast(ast: UserInputAst, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
-    Ok(match ast {
-        UserInputAst::Clause(children) => {
-            let mut children = children
-                .into_iter()
-                .map(|(occur, child)| Ok((occur, rewrite_ast(child, ids)?)))
-                .collect::<std::result::Result<Vec<_>, String>>()?;
-            // Like Elasticsearch, a clause of only negations means "everything except".
-            if !children.is_empty() && children.iter().all(|(occur, _)| *occur == Some(Occur::MustNot)) {
-                children.push((Some(Occur::Should), UserInputAst::Leaf(Box::new(UserInputLeaf::All))));
-            }
-            UserInputAst::Clause(children)
-        }
-        UserInputAst::Boost(child, boost) => UserInputAst::Boost(Box::new(rewrite_ast(*child, ids)?), boost),
-        UserInputAst::Leaf(leaf) => rewrite_leaf(*leaf, ids)?,
-    })
-}
-
-fn rewrite_leaf(leaf: UserInputLeaf, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
-    let leaf = match leaf {
-        UserInputLeaf::Literal(mut literal) if !literal.prefix => {
-            let field = literal.field_name.as_deref().map(tantivy_field_name);
-            match field.as_deref() {
-                Some(name) if is_id_field(name) => return id_query(name, &literal.phrase, ids),
-                Some(name) if is_column_only(name) => return Ok(exact_value(name, literal.phrase)),
-                _ => literal.field_name = field,
-            }
-            UserInputLeaf::Literal(literal)
-        }
-        UserInputLeaf::Literal(mut literal) => {
-            literal.field_name = literal.field_name.map(|f| tantivy_field_name(&f));
-            UserInputLeaf::Literal(literal)
-        }
-        UserInputLeaf::Range { field, lower, upper } => {
-            let field = field.map(|f| tantivy_field_name(&f));
-            let is_ts = field.as_deref() == Some(schema::TS);
-            let fix = |bound: UserInputBound| if is_ts { widen_date_bound(bound) } else { bound };
-            UserInputLeaf::Range { field, lower: fix(lower), upper: fix(upper) }
-        }
-        UserInputLeaf::Set { field, elements } => {
-            let field = field.map(|f| tantivy_field_name(&f));
-            match field.as_deref() {
-                Some(name) if is_id_field(name) => {
-                    let alternatives = elements.iter().map(|e| Ok((Some(Occur::Should), id_query(name, e, ids)?)));
-                    return Ok(UserInputAst::Clause(alternatives.collect::<std::result::Result<_, String>>()?));
-                }
-                Some(name) if is_column_only(name) => {
-                    let alternatives = elements.into_iter().map(|e| (Some(Occur::Should), exact_value(name, e)));
-                    return Ok(UserInputAst::Clause(alternatives.collect()));
-                }
-                _ => UserInputLeaf::Set { field, elements },
-            }
-        }
-        UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: tantivy_field_name(&field) },
-        UserInputLeaf::Regex { field, pattern } => {
-            UserInputLeaf::Regex { field: field.map(|f| tantivy_field_name(&f)), pattern }
-        }
-        other => other,
-    };
-    Ok(UserInputAst::Leaf(Box::new(leaf)))
-}
-
-/// Whether a field is kept as a column without terms (times and numbers).
-fn is_column_only(field: &str) -> bool {
-    matches!(schema::field_spec(field).map(|s| s.kind), Some(FieldKind::Time | FieldKind::Number))
-}
-
-/// `field:value` on a column: the range of that one value. A date alone on `ts` is the
-/// whole day (UTC), as Elasticsearch matches it.
-fn exact_value(field: &str, value: String) -> UserInputAst {
-    let (lower, upper) = match next_day(field, &value) {
-        Some(next) => (widen_date_bound(UserInputBound::Inclusive(value)), UserInputBound::Exclusive(next)),
-        None => (UserInputBound::Inclusive(value.clone()), UserInputBound::Inclusive(value)),
-    };
-    UserInputAst::Leaf(Box::new(UserInputLeaf::Range { field: Some(field.to_string()), lower, upper }))
-}
-
-/// Midnight UTC after `value` when `field` is `ts` and `value` is a date alone.
-fn next_day(field: &str, value: &str) -> Option<String> {
-    if field != schema::TS || value.len() != 10 {
-        return None;
-    }
-    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
-    Some(format!("{}T00:00:00Z", day.succ_opt()?.format("%Y-%m-%d")))
-}
-
-/// Whether values of `field` are answered through `_id`: the id itself, or the
-/// `event_id` it derives from.
-fn is_id_field(field: &str) -> bool {
-    field == schema::ID || field == schema::EVENT_ID
-}
-
-/// `field:value` on an id field (see [`is_id_field`]): the one-value ranges of the id's
-/// halves on the `_id_high` and `_id_low` columns.
-///
-/// An `event_id` is looked up through its keyed id, so it needs the id key: refused
-/// without it (never an unkeyed id, which would confirm guesses).
-fn id_query(field: &str, value: &str, ids: Option<&EventIdKey>) -> std::result::Result<UserInputAst, String> {
-    let id = if field == schema::EVENT_ID {
-        let key = ids.ok_or_else(|| NO_ID_KEY.to_string())?;
-        IdKey::of_event_id(key, value)
-    } else {
-        IdKey::of(value)
-    };
-    let high = exact_value(schema::ID_HIGH, id.high().to_string());
-    let low = exact_value(schema::ID_LOW, id.low().to_string());
-    Ok(UserInputAst::Clause(vec![(Some(Occur::Must), high), (Some(Occur::Must), low)]))
-}
-
-/// Why an `event_id:` query was refused, and what to do.
-pub const NO_ID_KEY: &str = "event_id: queries need the key the index was ingested with, since document ids are \
-    keyed: set TIX_PII_KEY (at least 32 bytes) to that key, or search by _id or another field";
-
-fn widen_date_bound(bound: UserInputBound) -> UserInputBound {
-    let widen =
-        |s: String| if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') { format!("{s}T00:00:00Z") } else { s };
-    match bound {
-        UserInputBound::Inclusive(s) => UserInputBound::Inclusive(widen(s)),
-        UserInputBound::Exclusive(s) => UserInputBound::Exclusive(widen(s)),
-        UserInputBound::Unbounded => UserInputBound::Unbounded,
-    }
-}
-
-/// The tantivy field path for a field name as written in a query or aggregation.
-pub fn tantivy_field_name(name: &str) -> String {
-    if name == schema::ES_TIMESTAMP {
-        return schema::TS.to_string();
-    }
-    if name == schema::ID || schema::is_known_path(name) {
-        name.to_string()
-    } else {
-        format!("{}.{}", schema::EXTRA, name)
-    }
-}
-
-/// An Elasticsearch-shaped aggregation request with every field (sub-aggregations'
-/// too) named as the tantivy schema names it.
-fn rewrite_agg_field(request: &Value) -> Value {
-    let mut request = request.clone();
-    if let Some(object) = request.as_object_mut() {
-        for (key, body) in object.iter_mut() {
-            if key == "aggs" {
-                if let Some(subs) = body.as_object_mut() {
-                    for sub in subs.values_mut() {
-                        *sub = rewrite_agg_field(sub);
-                    }
-                }
-            } else if let Some(body) = body.as_object_mut() {
-                if let Some(Value::String(field)) = body.get("field").cloned() {
-                    body.insert("field".into(), Value::String(tantivy_field_name(&field)));
-                }
-            }
-        }
-    }
-    request
-}
-
-/// Brings tantivy's result for `request` to what Elasticsearch answers, down through
-/// the buckets' sub-aggregations: a cardinality is a whole number (tantivy writes its
-/// sketch's estimate as a float, and `null` over no documents, where Elasticsearch
-/// answers 0).
-fn finish_agg_result(request: &Value, result: &mut Value) {
-    if request.get("cardinality").is_some() {
-        let estimate = result.get("value").and_then(Value::as_f64).unwrap_or(0.0);
-        if let Some(object) = result.as_object_mut() {
-            object.insert("value".into(), Value::from(estimate.round().max(0.0) as u64));
-        }
-        return;
-    }
-    let (Some(Value::Object(subs)), Some(buckets)) =
-        (request.get("aggs"), result.get_mut("buckets").and_then(Value::as_array_mut))
-    else {
-        return;
-    };
-    for bucket in buckets {
-        for (name, sub) in subs {
-            if let Some(sub_result) = bucket.get_mut(name) {
-                finish_agg_result(sub, sub_result);
-            }
-        }
     }
 }
 
@@ -821,4 +619,66 @@ fn no_space_left(dir: &Path) -> bool {
     });
     let _ = std::fs::remove_file(&probe);
     matches!(written, Err(e) if e.kind() == std::io::ErrorKind::StorageFull)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ids::IdKey;
+    use super::PendingIds;
+
+    #[test]
+    fn pending_ids_never_confuse_distinct_ids() {
+        let mut pending = PendingIds::default();
+        let lower = "0123456789abcdef0123456789abcdef";
+        assert!(pending.insert(&IdKey::of(lower)) && pending.insert(&IdKey::of("evt-1")));
+        assert!(
+            !pending.insert(&IdKey::of(lower)) && !pending.insert(&IdKey::of("evt-1")),
+            "a second insert reports the id as known"
+        );
+        assert!(pending.contains(&IdKey::of(lower)) && pending.contains(&IdKey::of("evt-1")));
+        assert!(!pending.contains(&IdKey::of(&lower.to_uppercase())), "ids are case-sensitive, as the index is");
+        assert!(!pending.contains(&IdKey::of("+123456789abcdef0123456789abcdef")));
+        assert!(!pending.contains(&IdKey::of("evt-2")));
+        pending.clear();
+        assert!(!pending.contains(&IdKey::of(lower)));
+    }
+
+    /// Merged segments get the union of their inputs' id sets: after merges, every id
+    /// is still found (a duplicate) and still answered by `_id:`, and a new one is not.
+    #[test]
+    fn merged_segments_keep_every_id_in_their_id_set() {
+        use crate::backend::{Backend, SearchRequest, Store};
+        use crate::Outcome;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = super::TantivyConfig { threads: 1, heap_bytes: 16 << 20, max_merge_docs: 100_000 };
+        let template = crate::conformance::sample_docs().remove(0);
+        let doc = |i: u32| crate::IndexDoc {
+            id: crate::doc_id::DocId::from_u128(i.into()),
+            unseen_source: false,
+            ..template.clone()
+        };
+        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
+        // One segment per commit; the log merge policy merges 8 of the same size.
+        for commit in 0..12u32 {
+            let docs: Vec<_> = (commit * 10..commit * 10 + 10).map(doc).collect();
+            assert!(backend.index_batch(&docs).unwrap().iter().all(|o| *o == Outcome::Indexed));
+            backend.flush().unwrap();
+        }
+        backend.wait_for_merges().unwrap();
+
+        let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
+        let segments = backend.reader.searcher().segment_readers().len();
+        assert!(segments < 12, "nothing was merged ({segments} segments)");
+        assert_eq!(backend.committed_ids.iter().map(|s| s.len()).sum::<usize>(), 120, "one id per event");
+        let again: Vec<_> = (0..121).map(doc).collect();
+        let outcomes = backend.index_batch(&again).unwrap();
+        assert!(outcomes[..120].iter().all(|o| *o == Outcome::Duplicate), "{outcomes:?}");
+        assert_eq!(outcomes[120], Outcome::Indexed);
+        backend.flush().unwrap();
+        for i in [0u32, 57, 119, 120] {
+            let request = SearchRequest { query: format!("_id:{i:032x}"), ..Default::default() };
+            assert_eq!(backend.count(&request).unwrap(), 1, "_id of document {i}");
+        }
+    }
 }
