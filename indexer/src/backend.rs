@@ -175,7 +175,7 @@ pub trait Store: Send {
     /// columns), never by fetching every event.
     /// Stores without a report (test doubles) answer an error.
     fn booking_facts(&self, _window: &ReportWindow) -> Result<Vec<BookingFacts>> {
-        Err(crate::Error::Other(format!("the {} backend cannot build the booking report", self.name())))
+        Err(crate::Error::Unsupported { backend: self.name(), operation: "build the booking report" })
     }
 }
 

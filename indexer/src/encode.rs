@@ -83,10 +83,10 @@ mod tests {
             Ok(None)
         }
         fn search(&self, _: &crate::SearchRequest) -> Result<crate::SearchResponse> {
-            Err(Error::Other("no search".into()))
+            Err(Error::Unsupported { backend: "odd-refuser", operation: "search" })
         }
         fn count(&self, _: &crate::SearchRequest) -> Result<u64> {
-            Err(Error::Other("no count".into()))
+            Err(Error::Unsupported { backend: "odd-refuser", operation: "count" })
         }
         fn sources(&self) -> Result<Vec<crate::SourceRecord>> {
             Ok(Vec::new())

@@ -36,8 +36,10 @@ pub enum Error {
     /// an operator has to act, so the run stops and no document is dead-lettered.
     #[error("the cluster refuses writes for a reason outside the documents: {0}")]
     Cluster(String),
-    #[error("{0}")]
-    Other(String),
+    /// The store does not offer this operation (a test double without the booking
+    /// report, say): no retry helps; use a backend that does.
+    #[error("the {backend} backend cannot {operation}")]
+    Unsupported { backend: &'static str, operation: &'static str },
     /// The cluster is a search engine release without composable index templates
     /// (`PUT _index_template`): no retry or setting can help, the cluster must change.
     #[error(

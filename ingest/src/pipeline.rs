@@ -914,10 +914,10 @@ mod tests {
             Ok(self.sources.iter().rev().find(|r| r.key == key).cloned())
         }
         fn search(&self, _: &indexer::SearchRequest) -> indexer::Result<indexer::SearchResponse> {
-            Err(indexer::Error::Other("the recording backend does not search".into()))
+            Err(indexer::Error::Unsupported { backend: "recording", operation: "search" })
         }
         fn count(&self, _: &indexer::SearchRequest) -> indexer::Result<u64> {
-            Err(indexer::Error::Other("the recording backend does not count".into()))
+            Err(indexer::Error::Unsupported { backend: "recording", operation: "count" })
         }
         fn sources(&self) -> indexer::Result<Vec<SourceRecord>> {
             Ok(self.sources.clone())

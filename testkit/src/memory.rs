@@ -187,7 +187,7 @@ impl Backend for MemoryBackend {
         let mut state = self.state();
         if state.fail_flushes {
             state.discard_pending();
-            return Err(Error::Other("the memory backend was told to fail its flushes".into()));
+            return Err(Error::Unreachable("the memory backend was told to fail its flushes".into()));
         }
         let pending = std::mem::take(&mut state.pending);
         state.docs.extend(pending);
