@@ -85,14 +85,13 @@ impl Default for TantivyConfig {
     }
 }
 
-/// A tantivy index opened for searching, or for writing as well.
+/// A tantivy index opened for writing (and searching what it has committed): the
+/// writer lock is held from [`TantivyBackend::open_for_writing`] to
+/// [`Backend::close`]. Searching alone is [`TantivyReader`]'s.
 pub struct TantivyBackend {
-    path: PathBuf,
-    index: Index,
-    /// Shared with the [`TantivyEncoder`] the pipeline runs on its own threads.
-    schema: Arc<TantivySchema>,
-    reader: IndexReader,
-    writer: Option<IndexWriter>,
+    /// The reading side: every search goes through it.
+    store: TantivyReader,
+    writer: IndexWriter,
     config: TantivyConfig,
     /// Ids added since the last commit (not yet visible to the searcher).
     pending_ids: PendingIds,
@@ -100,13 +99,11 @@ pub struct TantivyBackend {
     pending_sources: Vec<SourceRecord>,
     /// The id sets of the committed segments.
     committed_ids: Vec<SegmentIds>,
-    /// Answers `event_id:X` (ids are keyed); without it such queries are refused.
-    event_id_key: Option<EventIdKey>,
 }
 
 impl std::fmt::Debug for TantivyBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TantivyBackend").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("TantivyBackend").field("path", &self.store.path).finish_non_exhaustive()
     }
 }
 
@@ -114,9 +111,8 @@ impl TantivyBackend {
     /// Opens (creating if needed) the index at `path` and takes its writer lock.
     pub fn open_for_writing(path: &Path, config: TantivyConfig) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| tantivy_error(path, e))?;
-        let mut backend = Self::open_index(path, true)?;
-        backend.config = config;
-        let writer = backend
+        let store = TantivyReader::open_index(path, true)?;
+        let writer = store
             .index
             .writer_with_num_threads(config.threads.max(1), config.heap_bytes.max(config.threads.max(1) * (16 << 20)))
             .map_err(|e| match e {
@@ -124,7 +120,14 @@ impl TantivyBackend {
                 other => tantivy_error(path, other),
             })?;
         writer.set_merge_policy(merge_policy(config.max_merge_docs));
-        backend.writer = Some(writer);
+        let mut backend = TantivyBackend {
+            store,
+            writer,
+            config,
+            pending_ids: PendingIds::default(),
+            pending_sources: Vec::new(),
+            committed_ids: Vec::new(),
+        };
         // Only a writer probes for duplicates: a search does not open the id sets.
         backend.refresh_committed()?;
         Ok(backend)
@@ -139,9 +142,48 @@ impl TantivyBackend {
                 message: "no index here yet; run `tix-logs ingest` first or pass --index".into(),
             });
         }
-        Self::open_index(path, false).map(TantivyReader)
+        TantivyReader::open_index(path, false)
     }
 
+    /// The key that `event_id:X` queries derive ids with: see
+    /// [`TantivyReader::with_event_id_key`].
+    pub fn with_event_id_key(mut self, key: EventIdKey) -> Self {
+        self.store.event_id_key = Some(key);
+        self
+    }
+
+    /// The directory of the index.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+
+    /// The writer configuration in use.
+    pub fn config(&self) -> TantivyConfig {
+        self.config
+    }
+
+    /// Waits for background merges so the index is left tidy. Uncommitted work is lost.
+    pub fn wait_for_merges(self) -> Result<()> {
+        self.writer.wait_merging_threads().map_err(|e| tantivy_error(&self.store.path, e))
+    }
+
+    fn refresh_committed(&mut self) -> Result<()> {
+        let searcher = self.store.reader.searcher();
+        let mut committed = Vec::new();
+        for segment in searcher.segment_readers() {
+            committed.push(SegmentIds::open(segment).map_err(|e| tantivy_error(&self.store.path, e))?);
+        }
+        self.committed_ids = committed;
+        Ok(())
+    }
+
+    fn is_committed(&self, id: &IdKey) -> bool {
+        let value = id.value();
+        self.committed_ids.iter().any(|segment| segment.contains(value))
+    }
+}
+
+impl TantivyReader {
     fn open_index(path: &Path, create: bool) -> Result<Self> {
         let schema = tantivy_schema();
         let directory = MmapDirectory::open(path).map_err(|e| tantivy_error(path, e))?;
@@ -177,19 +219,7 @@ impl TantivyBackend {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| tantivy_error(path, e))?;
-        let backend = TantivyBackend {
-            path: path.to_path_buf(),
-            index,
-            schema: Arc::new(schema),
-            reader,
-            writer: None,
-            config: TantivyConfig::default(),
-            pending_ids: PendingIds::default(),
-            pending_sources: Vec::new(),
-            committed_ids: Vec::new(),
-            event_id_key: None,
-        };
-        Ok(backend)
+        Ok(TantivyReader { path: path.to_path_buf(), index, schema: Arc::new(schema), reader, event_id_key: None })
     }
 
     /// The key that `event_id:X` queries derive ids with: the id key of the PII key the
@@ -203,38 +233,6 @@ impl TantivyBackend {
     /// The directory of the index.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The writer configuration in use.
-    pub fn config(&self) -> TantivyConfig {
-        self.config
-    }
-
-    /// Waits for background merges so the index is left tidy. Uncommitted work is lost.
-    pub fn wait_for_merges(mut self) -> Result<()> {
-        if let Some(writer) = self.writer.take() {
-            writer.wait_merging_threads().map_err(|e| tantivy_error(&self.path, e))?;
-        }
-        Ok(())
-    }
-
-    fn refresh_committed(&mut self) -> Result<()> {
-        let searcher = self.reader.searcher();
-        let mut committed = Vec::new();
-        for segment in searcher.segment_readers() {
-            committed.push(SegmentIds::open(segment).map_err(|e| tantivy_error(&self.path, e))?);
-        }
-        self.committed_ids = committed;
-        Ok(())
-    }
-
-    fn is_committed(&self, id: &IdKey) -> bool {
-        let value = id.value();
-        self.committed_ids.iter().any(|segment| segment.contains(value))
-    }
-
-    fn writer(&self) -> Result<&IndexWriter> {
-        self.writer.as_ref().ok_or_else(|| tantivy_error(&self.path, "the index is open for reading only"))
     }
 
     /// Builds the query of a search request: the user's query, events only, time range.
@@ -407,16 +405,18 @@ impl Backend for TantivyBackend {
     type Encoder = TantivyEncoder;
 
     fn encoder(&self) -> TantivyEncoder {
-        TantivyEncoder(self.schema.clone())
+        TantivyEncoder(self.store.schema.clone())
     }
 
     fn ensure_ready(&mut self) -> Result<()> {
-        // The index was created (or opened) by `open_for_writing`.
-        self.writer().map(|_| ())
+        // The index was created (or opened), and its writer lock taken, by
+        // `open_for_writing`.
+        Ok(())
     }
 
     fn index_batch(&mut self, docs: &[IndexDoc]) -> Result<Vec<Outcome>> {
-        let mut encoded: Vec<TantivyEncoded> = docs.iter().map(|doc| TantivyEncoded::new(&self.schema, doc)).collect();
+        let mut encoded: Vec<TantivyEncoded> =
+            docs.iter().map(|doc| TantivyEncoded::new(&self.store.schema, doc)).collect();
         self.index_encoded(&mut encoded)
     }
 
@@ -437,15 +437,14 @@ impl Backend for TantivyBackend {
                 }
             }
             let document =
-                document.take().ok_or_else(|| tantivy_error(&self.path, "a document was handed in twice"))?;
-            self.writer()?.add_document(document).map_err(|e| tantivy_error(&self.path, e))?;
+                document.take().ok_or_else(|| tantivy_error(&self.store.path, "a document was handed in twice"))?;
+            self.writer.add_document(document).map_err(|e| tantivy_error(&self.store.path, e))?;
             outcomes.push(Outcome::Indexed);
         }
         Ok(outcomes)
     }
 
     fn record_source(&mut self, record: &SourceRecord) -> Result<()> {
-        self.writer()?;
         self.pending_sources.retain(|r| r.key != record.key);
         self.pending_sources.push(record.clone());
         Ok(())
@@ -453,21 +452,20 @@ impl Backend for TantivyBackend {
 
     fn flush(&mut self) -> Result<()> {
         let sources = std::mem::take(&mut self.pending_sources);
-        let writer =
-            self.writer.as_mut().ok_or_else(|| tantivy_error(&self.path, "the index is open for reading only"))?;
+        let (writer, store) = (&mut self.writer, &self.store);
         for record in &sources {
-            writer.delete_term(Term::from_field_text(self.schema.source_key, &record.key));
+            writer.delete_term(Term::from_field_text(store.schema.source_key, &record.key));
             let mut doc = TantivyDocument::new();
-            doc.add_text(self.schema.kind, KIND_SOURCE);
-            doc.add_text(self.schema.source_key, &record.key);
-            doc.add_text(self.schema.source, serde_json::to_string(record).unwrap_or_default());
-            writer.add_document(doc).map_err(|e| tantivy_error(&self.path, e))?;
+            doc.add_text(store.schema.kind, KIND_SOURCE);
+            doc.add_text(store.schema.source_key, &record.key);
+            doc.add_text(store.schema.source, serde_json::to_string(record).unwrap_or_default());
+            writer.add_document(doc).map_err(|e| tantivy_error(&store.path, e))?;
         }
-        let prepared = writer.prepare_commit().map_err(|e| tantivy_error(&self.path, e))?;
+        let prepared = writer.prepare_commit().map_err(|e| tantivy_error(&store.path, e))?;
         #[cfg(feature = "failpoints")]
         fail::fail_point!("tantivy.during_commit");
-        prepared.commit().map_err(|e| tantivy_error(&self.path, e))?;
-        self.reader.reload().map_err(|e| tantivy_error(&self.path, e))?;
+        prepared.commit().map_err(|e| tantivy_error(&self.store.path, e))?;
+        self.store.reader.reload().map_err(|e| tantivy_error(&self.store.path, e))?;
         self.pending_ids.clear();
         self.refresh_committed()
     }
@@ -479,13 +477,59 @@ impl Backend for TantivyBackend {
 
 impl Store for TantivyBackend {
     fn name(&self) -> &'static str {
-        "tantivy"
+        self.store.name()
     }
 
+    /// A record written since the last commit first: the pipeline asks before it commits.
     fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
         if let Some(pending) = self.pending_sources.iter().rev().find(|r| r.key == key) {
             return Ok(Some(pending.clone()));
         }
+        self.store.source_record(key)
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        self.store.search(request)
+    }
+
+    fn count(&self, request: &SearchRequest) -> Result<u64> {
+        self.store.count(request)
+    }
+
+    fn sources(&self) -> Result<Vec<SourceRecord>> {
+        self.store.sources()
+    }
+
+    fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
+        self.store.booking_facts(window)
+    }
+}
+
+/// A tantivy index opened for searching only ([`TantivyBackend::open_for_reading`]): it
+/// implements [`Store`] and no write, and takes no writer lock, so searches run beside
+/// an ingest. A [`TantivyBackend`] searches through one too.
+pub struct TantivyReader {
+    path: PathBuf,
+    index: Index,
+    /// Shared with the [`TantivyEncoder`] the pipeline runs on its own threads.
+    schema: Arc<TantivySchema>,
+    reader: IndexReader,
+    /// Answers `event_id:X` (ids are keyed); without it such queries are refused.
+    event_id_key: Option<EventIdKey>,
+}
+
+impl std::fmt::Debug for TantivyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyReader").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store for TantivyReader {
+    fn name(&self) -> &'static str {
+        "tantivy"
+    }
+
+    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
         let query = TermQuery::new(Term::from_field_text(self.schema.source_key, key), IndexRecordOption::Basic);
         Ok(self.source_docs(&query)?.into_iter().next())
     }
@@ -514,55 +558,6 @@ impl Store for TantivyBackend {
 
     fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
         report::booking_facts(&self.reader.searcher(), &self.path, window)
-    }
-}
-
-/// A tantivy index opened for searching only ([`TantivyBackend::open_for_reading`]): it
-/// implements [`Store`] and no write, and takes no writer lock, so searches run beside
-/// an ingest.
-pub struct TantivyReader(TantivyBackend);
-
-impl std::fmt::Debug for TantivyReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TantivyReader").field("path", &self.0.path).finish_non_exhaustive()
-    }
-}
-
-impl TantivyReader {
-    /// See [`TantivyBackend::with_event_id_key`].
-    pub fn with_event_id_key(self, key: EventIdKey) -> Self {
-        TantivyReader(self.0.with_event_id_key(key))
-    }
-
-    /// The directory of the index.
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Store for TantivyReader {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn source_record(&self, key: &str) -> Result<Option<SourceRecord>> {
-        self.0.source_record(key)
-    }
-
-    fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
-        self.0.search(request)
-    }
-
-    fn count(&self, request: &SearchRequest) -> Result<u64> {
-        self.0.count(request)
-    }
-
-    fn sources(&self) -> Result<Vec<SourceRecord>> {
-        self.0.sources()
-    }
-
-    fn booking_facts(&self, window: &crate::report::ReportWindow) -> Result<Vec<crate::report::BookingFacts>> {
-        self.0.booking_facts(window)
     }
 }
 
@@ -668,7 +663,7 @@ mod tests {
         backend.wait_for_merges().unwrap();
 
         let mut backend = super::TantivyBackend::open_for_writing(dir.path(), config).unwrap();
-        let segments = backend.reader.searcher().segment_readers().len();
+        let segments = backend.store.reader.searcher().segment_readers().len();
         assert!(segments < 12, "nothing was merged ({segments} segments)");
         assert_eq!(backend.committed_ids.iter().map(|s| s.len()).sum::<usize>(), 120, "one id per event");
         let again: Vec<_> = (0..121).map(doc).collect();
