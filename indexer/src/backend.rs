@@ -424,11 +424,24 @@ fn parse_segment(segment: &str) -> std::result::Result<Value, String> {
 }
 
 fn valid_interval(interval: &str) -> bool {
+    fixed_interval_ms(interval).is_some()
+}
+
+/// The length of a `date_histogram` fixed interval (`"90s"`, `"1h"`, `"1d"`) in
+/// milliseconds: a positive number and a unit of s, m, h or d; `None` for anything else.
+pub fn fixed_interval_ms(interval: &str) -> Option<i64> {
     // Splits at the last character's boundary: a byte offset could fall inside a
     // multi-byte character and panic.
     let unit_at = interval.char_indices().last().map_or(0, |(at, _)| at);
     let (number, unit) = interval.split_at(unit_at);
-    matches!(unit, "s" | "m" | "h" | "d") && number.parse::<u32>().is_ok_and(|n| n > 0)
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.parse::<u32>().ok().filter(|n| *n > 0).map(|n| i64::from(n) * unit_ms)
 }
 
 #[cfg(test)]

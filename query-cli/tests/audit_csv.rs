@@ -2,16 +2,12 @@
 //! reads back (a header, one row per source, RFC 4180 quoting), holding the same values as
 //! `--format json`.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tix-logs"));
-    cmd.env_remove("TIX_INDEX").env_remove("TIX_BACKEND").env("TIX_PII_KEY", "test-key-for-cli-tests-0123456789abcdef");
-    cmd
-}
+use support::tix;
 
 /// The header row: the keys of `--format json`.
 const HEADER: &str =
@@ -79,8 +75,7 @@ fn audit_csv_is_csv_with_the_values_of_the_json() {
     )
     .unwrap();
     let truncated = fixtures::samples_dir().join("logs/truncated.ndjson.gz");
-    let ingest = bin()
-        .current_dir(dir.path())
+    let ingest = tix(dir.path())
         .args(["ingest", "--index", &index, "--dead-letter"])
         .arg(dir.path().join("dl"))
         .args([&good, &truncated])
@@ -88,7 +83,7 @@ fn audit_csv_is_csv_with_the_values_of_the_json() {
         .unwrap();
     assert_eq!(ingest.status.code(), Some(1), "{}", String::from_utf8_lossy(&ingest.stderr));
 
-    let audit = |format: &str| bin().args(["audit", "--index", &index, "--format", format]).output().unwrap();
+    let audit = |format: &str| tix(dir.path()).args(["audit", "--index", &index, "--format", format]).output().unwrap();
     let (csv, json) = (audit("csv"), audit("json"));
     assert_eq!(csv.status.code(), Some(1), "a failed source makes the verdict 1, as in every format");
     assert_eq!(csv.status.code(), json.status.code());

@@ -82,20 +82,6 @@ impl MemoryBackend {
         // refusing: every change below is a single push or move.
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    /// The flushed documents `request` selects (query and time range), in write order.
-    fn matching(&self, state: &State, request: &SearchRequest) -> Result<Vec<IndexDoc>> {
-        let matcher = compile(&request.query)?;
-        let mut out = Vec::new();
-        for doc in &state.docs {
-            let in_range = request.since_ms.is_none_or(|since| doc.ts_millis >= since)
-                && request.until_ms.is_none_or(|until| doc.ts_millis < until);
-            if in_range && matcher.matches(doc) {
-                out.push(doc.clone());
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Store for MemoryBackend {
@@ -113,24 +99,26 @@ impl Store for MemoryBackend {
 
     fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let state = self.state();
-        let mut docs = self.matching(&state, request)?;
+        let mut docs = state.matching(request)?;
         let total = docs.len() as u64;
         let mut aggregations = Map::new();
-        let all: Vec<&IndexDoc> = docs.iter().collect();
         for agg in &request.aggs {
-            let result = aggregate(&agg.request, &all)
+            let result = aggregate(&agg.request, &docs)
                 .map_err(|message| Error::Aggregation { spec: agg.spec.clone(), message })?;
             aggregations.insert(agg.spec.clone(), result);
         }
         sort(&mut docs, request)?;
-        let hits =
-            docs.into_iter().take(request.limit).map(|doc| Hit { id: doc.id.to_string(), source: doc.doc }).collect();
+        let hits = docs
+            .into_iter()
+            .take(request.limit)
+            .map(|doc| Hit { id: doc.id.to_string(), source: doc.doc.clone() })
+            .collect();
         Ok(SearchResponse { total, hits, aggregations })
     }
 
     fn count(&self, request: &SearchRequest) -> Result<u64> {
         let state = self.state();
-        Ok(self.matching(&state, request)?.len() as u64)
+        Ok(state.matching(request)?.len() as u64)
     }
 
     fn sources(&self) -> Result<Vec<SourceRecord>> {
@@ -205,6 +193,16 @@ impl Backend for MemoryBackend {
 }
 
 impl State {
+    /// The flushed documents `request` selects (query and time range), in write order.
+    fn matching(&self, request: &SearchRequest) -> Result<Vec<&IndexDoc>> {
+        let matcher = compile(&request.query)?;
+        let in_range = |doc: &IndexDoc| {
+            request.since_ms.is_none_or(|since| doc.ts_millis >= since)
+                && request.until_ms.is_none_or(|until| doc.ts_millis < until)
+        };
+        Ok(self.docs.iter().filter(|doc| in_range(doc) && matcher.matches(doc)).collect())
+    }
+
     fn discard_pending(&mut self) {
         for doc in std::mem::take(&mut self.pending) {
             self.ids.remove(&doc.id);
@@ -656,7 +654,7 @@ enum SortKey {
     Text(String),
 }
 
-fn sort(docs: &mut [IndexDoc], request: &SearchRequest) -> Result<()> {
+fn sort(docs: &mut [&IndexDoc], request: &SearchRequest) -> Result<()> {
     let (field, descending) = match &request.sort {
         Some(spec) => (spec.field.as_str(), spec.descending),
         None => (schema::TS, true),
@@ -725,7 +723,8 @@ fn aggregate(request: &Value, docs: &[&IndexDoc]) -> std::result::Result<Value, 
                 return Err(format!("{field} is not a time field"));
             }
             let text = body["fixed_interval"].as_str().unwrap_or_default();
-            let interval = interval_ms(text).ok_or_else(|| format!("{text:?} is not a fixed interval"))?;
+            let interval =
+                indexer::backend::fixed_interval_ms(text).ok_or_else(|| format!("{text:?} is not a fixed interval"))?;
             let mut groups: BTreeMap<i64, Vec<&IndexDoc>> = BTreeMap::new();
             for doc in docs {
                 groups.entry(doc.ts_millis - doc.ts_millis.rem_euclid(interval)).or_default().push(doc);
@@ -743,7 +742,7 @@ fn aggregate(request: &Value, docs: &[&IndexDoc]) -> std::result::Result<Value, 
                 .into_iter()
                 .filter(|(_, members)| members.len() >= min_doc_count)
                 .map(|(key, members)| {
-                    bucket(request, json!({"key_as_string": format_millis(key), "key": key}), &members)
+                    bucket(request, json!({"key_as_string": indexer::civil::rfc3339_millis(key), "key": key}), &members)
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(json!({"buckets": buckets}))
@@ -780,25 +779,6 @@ fn bucket(request: &Value, key: Value, members: &[&IndexDoc]) -> std::result::Re
         }
     }
     Ok(out)
-}
-
-fn interval_ms(interval: &str) -> Option<i64> {
-    let unit_at = interval.char_indices().last()?.0;
-    let (number, unit) = interval.split_at(unit_at);
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => DAY_MS,
-        _ => return None,
-    };
-    number.parse::<i64>().ok().filter(|n| *n > 0).map(|n| n * unit_ms)
-}
-
-fn format_millis(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 // ---- the booking report --------------------------------------------------------------

@@ -162,10 +162,8 @@ impl ElasticsearchBackend {
         // Lambda's handler) or an async task. It may not enter a second runtime, so the
         // future runs on a scoped plain thread while this one waits (in a task, that
         // blocks its worker: call the backend from `spawn_blocking`).
-        std::thread::scope(|scope| scope.spawn(|| runtime.block_on(future)).join()).map_err(|_| Error::Internal {
-            message: "internal error: an Elasticsearch request thread panicked".into(),
-            source: None,
-        })
+        std::thread::scope(|scope| scope.spawn(|| runtime.block_on(future)).join())
+            .map_err(|_| Error::internal("internal error: an Elasticsearch request thread panicked"))
     }
 
     /// Posts a JSON body and answers the status and the JSON answer: one query call, with
@@ -318,40 +316,27 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<(Bytes, &'static str)>,
     ) -> std::result::Result<(u16, Bytes), SendFailure> {
-        self.exchange(method, path, query, body).await.map_err(|error| match error {
-            Exchange::Request(error) => transport_failure(&error, ""),
-            Exchange::Body(error) => transport_failure(&error, "reading the response: "),
-            Exchange::Other(reason) => SendFailure::Transport(reason),
-        })
-    }
-
-    /// [`Client::send`] with its failures still typed.
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<(Bytes, &'static str)>,
-    ) -> std::result::Result<(u16, Bytes), Exchange> {
         let mut headers = HeaderMap::new();
         let body = body.map(|(bytes, content_type)| {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             bytes
         });
         let timeout = self.request_timeout_now().ok_or_else(|| {
-            Exchange::Other(format!("not sent: the invocation's deadline is reached ({method:?} {path})"))
+            SendFailure::Transport(format!("not sent: the invocation's deadline is reached ({method:?} {path})"))
         })?;
         let signed_path;
         let (path, query) = match &self.signer {
             None => (path, Some(query)),
             Some(signer) => {
                 signed_path = sigv4::path_and_query(path, query);
-                let url = signer.request_url(&signed_path).map_err(Exchange::Other)?;
-                for header in
-                    signer.sign(method, &url, body.as_deref().unwrap_or_default()).await.map_err(Exchange::Other)?
+                let url = signer.request_url(&signed_path).map_err(SendFailure::Transport)?;
+                for header in signer
+                    .sign(method, &url, body.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(SendFailure::Transport)?
                 {
                     let mut value = HeaderValue::from_str(&header.value).map_err(|_| {
-                        Exchange::Other(format!("SigV4: the {} header is not a valid header value", header.name))
+                        SendFailure::Transport(format!("SigV4: the {} header is not a valid header value", header.name))
                     })?;
                     value.set_sensitive(header.is_sensitive());
                     headers.insert(HeaderName::from_static(header.name), value);
@@ -359,10 +344,13 @@ impl Client {
                 (signed_path.as_str(), None)
             }
         };
-        let response =
-            self.transport.send(method, path, headers, query, body, Some(timeout)).await.map_err(Exchange::Request)?;
+        let response = self
+            .transport
+            .send(method, path, headers, query, body, Some(timeout))
+            .await
+            .map_err(|e| transport_failure(&e, ""))?;
         let status = response.status_code().as_u16();
-        let bytes = response.bytes().await.map_err(Exchange::Body)?;
+        let bytes = response.bytes().await.map_err(|e| transport_failure(&e, "reading the response: "))?;
         Ok((status, bytes))
     }
 
@@ -500,16 +488,6 @@ impl Client {
     }
 }
 
-/// How one exchange failed, before it is described.
-enum Exchange {
-    /// Sending the request or reading the answer's head.
-    Request(elasticsearch::Error),
-    /// Reading the answer's body.
-    Body(elasticsearch::Error),
-    /// Not sent (the deadline is reached, signing failed).
-    Other(String),
-}
-
 /// A transport error as a [`SendFailure`], described with its causes (after `context`).
 fn transport_failure(error: &elasticsearch::Error, context: &str) -> SendFailure {
     let text = format!("{context}{}", describe_error_chain(error));
@@ -533,10 +511,10 @@ fn is_certificate_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     // An I/O error answers `source()` with the source of the error it wraps rather than
     // with that error, which is where the TLS stream puts the handshake's (wrapped in
-    // another I/O error on the way up): look inside.
-    let wrapped = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
-    if wrapped.is_some_and(|inner| is_certificate_failure(inner)) {
-        return true;
+    // another I/O error on the way up): look inside. The wrapped error's own causes are
+    // that `source()`, so the chain is walked from there and only once.
+    if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        return is_certificate_failure(inner);
     }
     error.source().is_some_and(is_certificate_failure)
 }
@@ -627,10 +605,7 @@ impl Backend for ElasticsearchBackend {
             let (status, body) =
                 client.json_call(Method::Put, &sources, &[], Some(&mapping::sources_index_body()), deadline).await?;
             if !index_now_exists(status, &body) {
-                return Err(Error::Http {
-                    status,
-                    message: format!("creating index {sources}: HTTP {status}: {}", reason_of(&body)),
-                });
+                return Err(http_error(format!("creating index {sources}"), status, &body));
             }
             let pattern = mapping::analyst_index_pattern(&client.prefix);
             let time_field = mapping::ANALYST_TIME_FIELD;
@@ -736,10 +711,7 @@ impl Backend for ElasticsearchBackend {
             let path = format!("{}/_refresh", mapping::all_pattern(&client.prefix));
             let (status, body) = client.json_call(Method::Post, &path, &[], None, deadline).await?;
             if status != 200 {
-                return Err(Error::Http {
-                    status,
-                    message: format!("refreshing {path}: HTTP {status}: {}", reason_of(&body)),
-                });
+                return Err(http_error(format!("refreshing {path}"), status, &body));
             }
             Ok(())
         })??;
@@ -768,10 +740,7 @@ impl Store for ElasticsearchBackend {
             match status {
                 200 if body.get("found") == Some(&Value::Bool(true)) => parse_source_record(&body["_source"]).map(Some),
                 200 | 404 => Ok(None),
-                _ => Err(Error::Http {
-                    status,
-                    message: format!("reading checkpoint {path}: HTTP {status}: {}", reason_of(&body)),
-                }),
+                _ => Err(http_error(format!("reading checkpoint {path}"), status, &body)),
             }
         })?
     }
@@ -785,7 +754,7 @@ impl Store for ElasticsearchBackend {
             match status {
                 200 => query::parse_search_response(&response, request),
                 400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(Error::Http { status, message: format!("search: HTTP {status}: {}", reason_of(&response)) }),
+                _ => Err(http_error("search", status, &response)),
             }
         })?
     }
@@ -799,7 +768,7 @@ impl Store for ElasticsearchBackend {
             match status {
                 200 => query::parse_count_response(&response),
                 400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(Error::Http { status, message: format!("count: HTTP {status}: {}", reason_of(&response)) }),
+                _ => Err(http_error("count", status, &response)),
             }
         })?
     }
@@ -821,12 +790,7 @@ impl Store for ElasticsearchBackend {
                 match status {
                     200 => {}
                     404 => return Ok(records),
-                    _ => {
-                        return Err(Error::Http {
-                            status,
-                            message: format!("listing sources: HTTP {status}: {}", reason_of(&response)),
-                        })
-                    }
+                    _ => return Err(http_error("listing sources", status, &response)),
                 }
                 let hits = response.pointer("/hits/hits").and_then(Value::as_array).cloned().unwrap_or_default();
                 for hit in &hits {
@@ -864,6 +828,11 @@ fn index_now_exists(status: u16, body: &Value) -> bool {
 
 pub(super) fn reason_of(body: &Value) -> String {
     bulk::error_reason(body.to_string().as_bytes())
+}
+
+/// A status a call cannot go on from: `what` failed with `status` and the cluster's reason.
+fn http_error(what: impl std::fmt::Display, status: u16, body: &Value) -> Error {
+    Error::Http { status, message: format!("{what}: HTTP {status}: {}", reason_of(body)) }
 }
 
 /// The engine behind the URL. 401/403 stop here as credential errors, like every call;
@@ -1038,10 +1007,7 @@ async fn install_template(
         });
     }
     if status != 200 {
-        return Err(Error::Http {
-            status,
-            message: format!("installing index template {path}: HTTP {status}: {}", reason_of(&answer)),
-        });
+        return Err(http_error(format!("installing index template {path}"), status, &answer));
     }
     Ok(())
 }
