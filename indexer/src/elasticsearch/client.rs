@@ -149,6 +149,27 @@ impl ElasticsearchBackend {
     }
 
     /// Runs a request future to its end on the backend's own runtime.
+    /// `POST <events>/_search` or `_count` (`endpoint`) with `body`: the answer parsed by
+    /// `parse`, a 400 as the user's query error, anything else as an HTTP error.
+    fn events_query<T: Send>(
+        &self,
+        endpoint: &'static str,
+        body: Value,
+        request: &SearchRequest,
+        parse: impl FnOnce(&Value) -> Result<T> + Send,
+    ) -> Result<T> {
+        let client = self.client.clone();
+        let path = format!("{}/_{endpoint}", mapping::events_pattern(&client.prefix));
+        self.block_on(async move {
+            let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), client.deadline()).await?;
+            match status {
+                200 => parse(&response),
+                400 => Err(query::search_error(request, reason_of(&response))),
+                _ => Err(http_error(endpoint, status, &response)),
+            }
+        })?
+    }
+
     fn block_on<F>(&self, future: F) -> Result<F::Output>
     where
         F: std::future::Future + Send,
@@ -746,31 +767,13 @@ impl Store for ElasticsearchBackend {
     }
 
     fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
-        let client = self.client.clone();
         let body = query::search_body(request);
-        let path = format!("{}/_search", mapping::events_pattern(&client.prefix));
-        self.block_on(async move {
-            let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), client.deadline()).await?;
-            match status {
-                200 => query::parse_search_response(&response, request),
-                400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(http_error("search", status, &response)),
-            }
-        })?
+        self.events_query("search", body, request, |response| query::parse_search_response(response, request))
     }
 
     fn count(&self, request: &SearchRequest) -> Result<u64> {
-        let client = self.client.clone();
         let body = query::count_body(request);
-        let path = format!("{}/_count", mapping::events_pattern(&client.prefix));
-        self.block_on(async move {
-            let (status, response) = client.json_call(Method::Post, &path, &[], Some(&body), client.deadline()).await?;
-            match status {
-                200 => query::parse_count_response(&response),
-                400 => Err(query::search_error(request, reason_of(&response))),
-                _ => Err(http_error("count", status, &response)),
-            }
-        })?
+        self.events_query("count", body, request, query::parse_count_response)
     }
 
     /// Every checkpoint, paged with `search_after` so any number of sources is listed.
